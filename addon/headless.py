@@ -1,0 +1,86 @@
+"""Headless reconstruction for pipelines: photo -> job files, .blend and Cycles render.
+
+Run through ``facedet3d.py`` at the extension root, either on the bpy module
+(``python -m facedet3d reconstruct --image photo.jpg --out DIR --render``) or in a real
+Blender (``blender -b --python facedet3d.py -- reconstruct --image … --out DIR --render``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import bpy
+
+from . import jobs, scene_builder, session, settings
+
+
+def _parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="facedet3d", description=__doc__.splitlines()[0])
+    sub = ap.add_subparsers(dest="command", required=True)
+    r = sub.add_parser("reconstruct", help="photo -> textured face .blend (and a render)")
+    r.add_argument("--image", required=True, help="the photo")
+    r.add_argument("--out", required=True, help="output folder (job files, .blend, render)")
+    r.add_argument("--model-dir", default="", help="face model folder (default: preferences/env/checkout)")
+    r.add_argument("--backend-python", default="", help="backend interpreter (default: env/.venv-backend)")
+    r.add_argument("--render", action="store_true", help="render a PNG with Cycles (CPU)")
+    r.add_argument("--samples", type=int, default=64, help="Cycles samples (default 64)")
+    r.add_argument("--resolution", type=int, default=0,
+                   help="longest side of the render in pixels (default: the photo's, at most 1024)")
+    r.add_argument("--texture-size", type=int, default=2048, help="face texture size (default 2048)")
+    return ap
+
+
+def reconstruct(args) -> int:
+    out = Path(args.out).expanduser().resolve()
+    model_dir = settings.model_dir(args.model_dir)
+    try:
+        jobs.check_inputs(args.image, model_dir)
+    except jobs.InputError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    stem = settings.slug(Path(args.image).stem)
+    out.mkdir(parents=True, exist_ok=True)
+    job_dir = out / f"{stem}_job"
+    bpy.ops.wm.read_factory_settings(use_empty=True)
+    blend = out / f"{stem}.blend"
+    client = session.get_client(args.backend_python)
+    t0 = time.perf_counter()
+    options = {"texture_size": args.texture_size}
+    if args.resolution:
+        options["render_long_side"] = args.resolution
+    try:
+        res = client.call("reconstruct", jobs.reconstruct_params(args.image, job_dir, model_dir, options),
+                          timeout=3600,
+                          on_progress=lambda f, m: print(f"[{f * 100:5.1f}%] {m}", flush=True))
+    except Exception as exc:
+        jobs.discard(job_dir)
+        print(f"error: {jobs.describe(exc)}", file=sys.stderr)
+        return 1
+    finally:
+        session.shutdown()
+    print(f"backend done in {time.perf_counter() - t0:.1f} s: fit error {res['stats']['fit_error_iod']:.3f} IOD")
+    # Save first so every path the builder stores is relative to the .blend.
+    bpy.ops.wm.save_as_mainfile(filepath=str(blend))
+    built = scene_builder.build_face(bpy.context, job_dir, name=stem)
+    scene = bpy.context.scene
+    scene.cycles.samples = args.samples
+    bpy.ops.wm.save_as_mainfile(filepath=str(blend))
+    print(f"wrote {blend}")
+    if args.render:
+        png = out / f"{stem}_render.png"
+        scene.render.filepath = str(png)
+        t1 = time.perf_counter()
+        bpy.ops.render.render(write_still=True)
+        print(f"wrote {png} ({time.perf_counter() - t1:.1f} s)")
+    del built
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    if args.command == "reconstruct":
+        return reconstruct(args)
+    return 2

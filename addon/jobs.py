@@ -1,0 +1,51 @@
+"""Running a reconstruction job: shared by the Import Photo operator and the headless CLI."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+from . import settings
+from .client import BackendError
+
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
+
+
+class InputError(Exception):
+    """Bad input found before the backend is asked: message says what to do."""
+
+
+def check_inputs(image: str, model_dir: str) -> None:
+    p = Path(image)
+    if not image or not p.is_file():
+        raise InputError(f"No photo at '{image}'. Choose an existing image file.")
+    if p.suffix.lower() not in IMAGE_EXTENSIONS:
+        raise InputError(f"'{p.name}' is not a supported photo type. Use one of: "
+                         + ", ".join(IMAGE_EXTENSIONS))
+    if not model_dir:
+        raise InputError("No face model folder is set. Set 'Model folder' in Preferences > Add-ons > "
+                         "FaceDet3D (the folder holding ict_facekit_light.npz).")
+    if not Path(model_dir).is_dir():
+        raise InputError(f"The model folder '{model_dir}' does not exist. Fix 'Model folder' in "
+                         "Preferences > Add-ons > FaceDet3D.")
+
+
+def reconstruct_params(image: str, job_dir: Path, model_dir: str, options: dict | None = None) -> dict:
+    return {"image": str(Path(image).resolve()), "out_dir": str(job_dir), "model_dir": model_dir,
+            "options": options or {}}
+
+
+def discard(job_dir: Path) -> None:
+    """Remove a job folder whose job failed: nothing half-made is left behind."""
+    if job_dir.is_dir():
+        shutil.rmtree(job_dir, ignore_errors=True)
+
+
+def describe(exc: BaseException) -> str:
+    if isinstance(exc, BackendError):
+        hint = getattr(exc, "hint", "")
+        return f"{exc.message} {hint}".strip() if hasattr(exc, "message") else str(exc)
+    return str(exc)
+
+
+__all__ = ["InputError", "check_inputs", "reconstruct_params", "discard", "describe", "settings"]

@@ -1,0 +1,56 @@
+"""The "FaceDet3D" tab in the 3D view sidebar."""
+
+from __future__ import annotations
+
+import json
+
+import bpy
+
+
+class FACEDET3D_PT_main(bpy.types.Panel):
+    bl_label = "FaceDet3D"
+    bl_idname = "FACEDET3D_PT_main"
+    bl_space_type = "VIEW_3D"
+    bl_region_type = "UI"
+    bl_category = "FaceDet3D"
+
+    def draw(self, context):
+        layout = self.layout
+        layout.operator("facedet3d.import_photo", icon="IMAGE_DATA")
+        obj = context.active_object
+        fd = getattr(obj, "facedet3d", None) if obj else None
+        if fd is None or not fd.job_dir:
+            layout.label(text="Select a FaceDet3D face to see its data.", icon="INFO")
+            return
+        box = layout.box()
+        box.label(text=obj.name, icon="USER")
+        box.label(text=f"Model: {fd.model}")
+        box.label(text=f"Fit error: {fd.fit_error_iod * 100:.1f}% of eye distance")
+        aus = json.loads(fd.aus_json or "{}")
+        active = sorted(((k, v) for k, v in aus.items() if v >= 0.05 and k[-1] not in "LR"),
+                        key=lambda kv: -kv[1])
+        if active:
+            col = box.column(align=True)
+            col.label(text="Photo's Action Units:")
+            for k, v in active[:8]:
+                col.label(text=f"  {k}: {v:.2f}")
+        else:
+            box.label(text="Photo's expression: neutral")
+
+
+class FACEDET3D_PT_backend(bpy.types.Panel):
+    bl_label = "Backend"
+    bl_idname = "FACEDET3D_PT_backend"
+    bl_space_type = "VIEW_3D"
+    bl_region_type = "UI"
+    bl_category = "FaceDet3D"
+    bl_parent_id = "FACEDET3D_PT_main"
+    bl_options = {"DEFAULT_CLOSED"}
+
+    def draw(self, context):
+        row = self.layout.row(align=True)
+        row.operator("facedet3d.backend_check", icon="CHECKMARK")
+        row.operator("facedet3d.backend_restart", icon="FILE_REFRESH")
+
+
+CLASSES = (FACEDET3D_PT_main, FACEDET3D_PT_backend)

@@ -1,0 +1,31 @@
+"""Properties saved in the .blend: what each face object was built from."""
+
+from __future__ import annotations
+
+import bpy
+from bpy.props import FloatProperty, PointerProperty, StringProperty
+
+
+class FACEDET3D_PG_face(bpy.types.PropertyGroup):
+    job_dir: StringProperty(name="Job folder", subtype="DIR_PATH",
+                            description="Folder of the reconstruction's files (relative once saved)")
+    source_image: StringProperty(name="Photo", subtype="FILE_PATH")
+    model: StringProperty(name="Model")
+    fit_error_iod: FloatProperty(name="Fit error", description="Mean landmark reprojection error / "
+                                 "inter-ocular distance", precision=4)
+    aus_json: StringProperty(name="Source AUs", description="The photo's Action Units (JSON)")
+
+    @property
+    def is_face(self) -> bool:
+        return bool(self.job_dir)
+
+
+CLASSES = (FACEDET3D_PG_face,)
+
+
+def register_props():
+    bpy.types.Object.facedet3d = PointerProperty(type=FACEDET3D_PG_face)
+
+
+def unregister_props():
+    del bpy.types.Object.facedet3d

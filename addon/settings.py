@@ -1,0 +1,50 @@
+"""Where things are: the backend interpreter, the model folder, the cache and job folders.
+
+Preferences win; empty preferences fall back to environment variables and then to the
+layout of a development checkout (``.venv-backend`` in the repository, the model in
+``../shared/models/ict-facekit``). Nothing here imports bpy, so headless tools share it.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+EXTENSION_ROOT = Path(__file__).resolve().parent.parent  # holds backend/
+
+
+def backend_python(pref: str = "") -> str:
+    if pref:
+        return os.path.abspath(os.path.expanduser(pref))
+    env = os.environ.get("FACEDET3D_BACKEND_PYTHON")
+    if env:
+        return env
+    exe = "Scripts/python.exe" if sys.platform == "win32" else "bin/python"
+    return str(EXTENSION_ROOT / ".venv-backend" / exe)
+
+
+def model_dir(pref: str = "") -> str:
+    if pref:
+        return os.path.abspath(os.path.expanduser(pref))
+    env = os.environ.get("FACEDET3D_MODEL_DIR")
+    if env:
+        return env
+    cand = EXTENSION_ROOT.parent / "shared" / "models" / "ict-facekit"
+    return str(cand) if cand.is_dir() else ""
+
+
+def slug(name: str) -> str:
+    """A folder name from a photo name: keeps letters (any script), digits, - and _."""
+    keep = "".join(c if (c.isalnum() or c in "-_") else "_" for c in name).strip("_")
+    return keep[:60] or "face"
+
+
+def unique_dir(parent: Path, stem: str) -> Path:
+    """``parent/stem``, or ``parent/stem_2`` … when taken: a new import never overwrites."""
+    cand = parent / stem
+    i = 2
+    while cand.exists():
+        cand = parent / f"{stem}_{i}"
+        i += 1
+    return cand

@@ -1,0 +1,62 @@
+"""Reading a user's photo robustly, with messages that say what is wrong."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from .errors import BadImageError
+
+# Pillow refuses images over ~179 MP as a decompression bomb; an 8000x8000 photo (64 MP)
+# is legitimate. We allow up to 100 MP and say so beyond that.
+MAX_PIXELS = 100_000_000
+Image.MAX_IMAGE_PIXELS = MAX_PIXELS
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
+
+
+def load_rgb(path: str | os.PathLike) -> np.ndarray:
+    """The photo as an (H, W, 3) uint8 RGB array, EXIF orientation applied.
+
+    Grayscale is replicated to three channels; alpha is composited over mid-grey so a
+    transparent background does not turn black.
+    """
+    p = Path(path)
+    if not p.is_file():
+        raise BadImageError(f"No file at {p}.", "Check the path; choose an existing photo.")
+    try:
+        with Image.open(p) as im:
+            w, h = im.size
+            if w * h > MAX_PIXELS:
+                raise BadImageError(f"{p.name} is {w}x{h} pixels, over the {MAX_PIXELS // 1_000_000} MP limit.",
+                                    "Scale the photo down (a face 500-2000 pixels wide is plenty).")
+            im = ImageOps.exif_transpose(im)
+            im.load()  # decode now: a truncated file fails here, not later
+            if im.mode in ("RGBA", "LA", "PA") or (im.mode == "P" and "transparency" in im.info):
+                im = im.convert("RGBA")
+                bg = Image.new("RGBA", im.size, (128, 128, 128, 255))
+                im = Image.alpha_composite(bg, im)
+            arr = np.asarray(im.convert("RGB"))
+    except UnidentifiedImageError as exc:
+        raise BadImageError(f"{p.name} is not an image Pillow can read.",
+                            "Choose a JPEG, PNG, TIFF, BMP or WebP photo.") from exc
+    except (OSError, SyntaxError, ValueError) as exc:
+        if isinstance(exc, BadImageError):
+            raise
+        raise BadImageError(f"{p.name} could not be decoded ({exc}); the file may be truncated or damaged.",
+                            "Re-export or re-download the photo.") from exc
+    if arr.shape[0] < 64 or arr.shape[1] < 64:
+        raise BadImageError(f"{p.name} is only {arr.shape[1]}x{arr.shape[0]} pixels.",
+                            "Use a photo at least 64 pixels on each side, with the face 150+ pixels wide.")
+    return np.ascontiguousarray(arr)
+
+
+def save_png(path: str | os.PathLike, arr: np.ndarray) -> Path:
+    """Write atomically (tmp + rename) so a crash never leaves a half-written map."""
+    p = Path(path)
+    tmp = p.with_name(p.name + ".tmp.png")
+    Image.fromarray(arr).save(tmp, compress_level=3)
+    os.replace(tmp, p)
+    return p

@@ -1,0 +1,20 @@
+"""Operators: each validates input, calls the backend, builds or edits the scene, reports
+progress and errors, and leaves the scene unchanged when it fails."""
+
+from __future__ import annotations
+
+import bpy
+
+from . import backend_ops, import_photo
+
+CLASSES = import_photo.CLASSES + backend_ops.CLASSES
+
+
+def register():
+    for cls in CLASSES:
+        bpy.utils.register_class(cls)
+
+
+def unregister():
+    for cls in reversed(CLASSES):
+        bpy.utils.unregister_class(cls)
