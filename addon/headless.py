@@ -30,7 +30,36 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--resolution", type=int, default=0,
                    help="longest side of the render in pixels (default: the photo's, at most 1024)")
     r.add_argument("--texture-size", type=int, default=2048, help="face texture size (default 2048)")
+    b = sub.add_parser("bench", help="median timings: scene build and a 512^2 Cycles render")
+    b.add_argument("--job", required=True, help="a finished job folder (from `reconstruct`)")
+    b.add_argument("--repeat", type=int, default=3)
+    b.add_argument("--samples", type=int, default=32)
     return ap
+
+
+def bench(args) -> int:
+    import statistics
+
+    job = Path(args.job)
+    build, render = [], []
+    for i in range(args.repeat):
+        bpy.ops.wm.read_factory_settings(use_empty=True)
+        t0 = time.perf_counter()
+        scene_builder.build_face(bpy.context, job, name="bench")
+        build.append(time.perf_counter() - t0)
+        scene = bpy.context.scene
+        scene.render.resolution_x = scene.render.resolution_y = 512
+        scene.cycles.samples = args.samples
+        scene.render.filepath = str(Path(args.job) / f"bench_render_{i}.png")
+        t0 = time.perf_counter()
+        bpy.ops.render.render(write_still=True)
+        render.append(time.perf_counter() - t0)
+        (Path(args.job) / f"bench_render_{i}.png").unlink(missing_ok=True)
+    print(f"blender bench: median of {args.repeat}")
+    print(f"  {'scene build (mesh, 57 shape keys, materials)':48s} {statistics.median(build) * 1000:9.1f} ms")
+    print(f"  {f'Cycles CPU render 512x512, {args.samples} spp + denoise':48s} "
+          f"{statistics.median(render) * 1000:9.1f} ms")
+    return 0
 
 
 def reconstruct(args) -> int:
@@ -83,4 +112,6 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "reconstruct":
         return reconstruct(args)
+    if args.command == "bench":
+        return bench(args)
     return 2

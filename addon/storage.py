@@ -23,6 +23,8 @@ def cache_root(context=None) -> Path:
     p = prefs(context)
     if p and p.cache_dir:
         root = Path(bpy.path.abspath(p.cache_dir))
+    elif os.environ.get("FACEDET3D_CACHE_DIR"):
+        root = Path(os.environ["FACEDET3D_CACHE_DIR"])
     else:
         try:
             root = Path(bpy.utils.extension_path_user(ADDON_ID, path="unsaved", create=True))

@@ -1,0 +1,136 @@
+"""Photo -> job folder, end to end, and every kind of bad input."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from backend.errors import BadImageError, CancelledError, ModelNotFoundError, NoFaceError
+from backend.face_data import FaceReconstruction
+from backend.pipeline import reconstruct
+from backend.progress import Job
+
+REPO = Path(__file__).resolve().parents[2]
+PHOTO = REPO / "assets" / "astronaut.jpg"
+FAST = {"texture_size": 256, "head_texture_size": 128}
+
+
+@pytest.fixture(scope="module")
+def job(tmp_path_factory):
+    out = tmp_path_factory.mktemp("job") / "astronaut"
+    steps = []
+    res = reconstruct(str(PHOTO), str(out), job=Job(lambda f, m: steps.append((f, m))), options=FAST)
+    return out, res, steps
+
+
+def test_job_folder_holds_every_output(job):
+    out, res, steps = job
+    rec = FaceReconstruction.load(out)
+    for role in ("texture", "texture_mask", "head_texture", "mesh", "scene"):
+        assert rec.path(out, role).is_file(), role
+    assert Image.open(rec.path(out, "texture")).size == (256, 256)
+    with np.load(rec.path(out, "mesh")) as z:
+        assert z["vertices"].shape == (26719, 3)
+        assert z["expression_deltas"].shape == (57, 26719, 3)
+    assert rec.fit.error_iod < 0.08
+    assert set(rec.aus) >= {"AU1", "AU12", "AU45"} and all(0 <= v <= 1 for v in rec.aus.values())
+    assert res["job_dir"] == str(out.resolve())
+    assert not list(out.glob("*.tmp*")), "no temporary files left"
+    fr = [f for f, _ in steps]
+    assert fr == sorted(fr) and fr[-1] == 1.0, "progress only moves forward and ends at 1"
+
+
+def test_smiling_astronaut_reports_a_smile(job):
+    out, _, _ = job
+    aus = FaceReconstruction.load(out).aus
+    # She smiles with closed lips: lip corner puller, and no jaw drop.
+    assert aus["AU12"] > 0.15, aus
+    assert aus["AU12"] > aus.get("AU15", 0) and aus["AU12"] > aus.get("AU27", 0)
+
+
+def _write(path: Path, arr: np.ndarray, **kw) -> Path:
+    Image.fromarray(arr).save(path, **kw)
+    return path
+
+
+@pytest.mark.parametrize("kind", ["grayscale", "rgba"])
+def test_grayscale_and_rgba_photos_work(kind, tmp_path):
+    rgb = np.asarray(Image.open(PHOTO))
+    if kind == "grayscale":
+        arr = np.asarray(Image.fromarray(rgb).convert("L"))
+    else:
+        arr = np.dstack([rgb, np.full(rgb.shape[:2], 255, np.uint8)])
+        arr[:40, :, 3] = 0  # a transparent band over the background
+    src = _write(tmp_path / f"{kind}.png", arr)
+    res = reconstruct(str(src), str(tmp_path / "out"), options=FAST)
+    assert res["stats"]["fit_error_iod"] < 0.08
+
+
+def test_very_large_photo(tmp_path):
+    big = Image.open(PHOTO).resize((8000, 8000), Image.BILINEAR)
+    src = tmp_path / "big.jpg"
+    big.save(src, quality=80)
+    del big
+    res = reconstruct(str(src), str(tmp_path / "out"), options=FAST)
+    assert res["stats"]["fit_error_iod"] < 0.08
+    det = FaceReconstruction.load(tmp_path / "out").detection
+    box = np.asarray(det.box)
+    assert 2000 < box[2] - box[0] < 2400, "landmarks are in the big photo's pixels"
+
+
+@pytest.mark.parametrize("case", ["text", "truncated", "no_face", "tiny", "missing"])
+def test_bad_photos_fail_clearly_and_leave_no_face(case, tmp_path):
+    if case == "text":
+        src, err, msg = tmp_path / "x.jpg", BadImageError, "not an image"
+        src.write_text("not a jpeg")
+    elif case == "truncated":
+        src, err, msg = tmp_path / "cut.jpg", BadImageError, "truncated"
+        src.write_bytes(PHOTO.read_bytes()[:20000])
+    elif case == "no_face":
+        src, err, msg = _write(tmp_path / "flat.png", np.full((300, 400, 3), 128, np.uint8)), NoFaceError, "No face"
+    elif case == "tiny":
+        src, err, msg = _write(tmp_path / "tiny.png", np.zeros((20, 20, 3), np.uint8)), BadImageError, "pixels"
+    else:
+        src, err, msg = tmp_path / "gone.jpg", BadImageError, "No file"
+    out = tmp_path / "out"
+    with pytest.raises(err, match=msg) as e:
+        reconstruct(str(src), str(out))
+    assert e.value.hint, "every error says what to do"
+    assert not (out / "face.json").exists()
+
+
+def test_missing_model_folder(tmp_path):
+    with pytest.raises(ModelNotFoundError) as e:
+        reconstruct(str(PHOTO), str(tmp_path / "out"), model_dir=str(tmp_path / "missing"))
+    assert "model folder" in str(e.value).lower()
+
+
+def test_cancel_mid_job_leaves_no_face(tmp_path):
+    out = tmp_path / "out"
+    seen = threading.Event()
+
+    def on_progress(f, m):
+        if f > 0.3:  # past detection, inside the fit: a user pressing Esc
+            seen.set()
+            job.cancel()
+
+    job = Job(on_progress)
+    with pytest.raises(CancelledError):
+        reconstruct(str(PHOTO), str(out), job=job, options=FAST)
+    assert seen.is_set()
+    assert not (out / "face.json").exists()
+
+
+def test_face_json_round_trips(job, tmp_path):
+    out, _, _ = job
+    copy = tmp_path / "copy"
+    shutil.copytree(out, copy)
+    rec = FaceReconstruction.load(copy)
+    rec.save(copy)
+    assert json.loads((copy / "face.json").read_text()) == json.loads((out / "face.json").read_text())

@@ -1,0 +1,49 @@
+"""The headless CLI on the bpy module: photo -> .blend + Cycles PNG, paths that travel."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+
+from conftest import PHOTO, REPO, bpy
+
+
+def test_cli_reconstructs_and_renders_from_a_path_with_spaces_and_non_ascii(tmp_path):
+    src = tmp_path / "photos of ü and 名字" / "astronaut portrait é.jpg"
+    src.parent.mkdir()
+    shutil.copy(PHOTO, src)
+    out = tmp_path / "out dir ñ"
+    r = subprocess.run([sys.executable, "-m", "facedet3d", "reconstruct", "--image", str(src), "--out", str(out),
+                        "--render", "--samples", "4", "--resolution", "96", "--texture-size", "512"],
+                       cwd=REPO, capture_output=True, text=True, timeout=900, env=dict(os.environ))
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-3000:]
+    blend = out / "astronaut_portrait_é.blend"
+    png = out / "astronaut_portrait_é_render.png"
+    assert blend.is_file() and png.is_file(), list(out.iterdir())
+
+    # Move the whole folder: the .blend still finds its textures (relative paths).
+    moved = tmp_path / "elsewhere"
+    shutil.move(str(out), str(moved))
+    bpy.ops.wm.open_mainfile(filepath=str(moved / blend.name))
+    imgs = [i for i in bpy.data.images if i.filepath]
+    assert imgs
+    for img in imgs:
+        assert img.filepath.startswith("//")
+        assert os.path.isfile(bpy.path.abspath(img.filepath)), img.filepath
+    render = bpy.data.images.load(str(moved / png.name))
+    assert tuple(render.size) == (96, 96)
+    px = np.empty(96 * 96 * 4, np.float32)
+    render.pixels.foreach_get(px)
+    assert px.reshape(-1, 4)[:, :3].std() > 0.05, "the render is not blank"
+
+
+def test_cli_bad_input_exits_nonzero_with_a_message(tmp_path):
+    r = subprocess.run([sys.executable, "-m", "facedet3d", "reconstruct", "--image", str(tmp_path / "none.jpg"),
+                        "--out", str(tmp_path / "o")], cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert r.returncode != 0
+    assert "No photo" in r.stderr
+    assert not (tmp_path / "o").exists() or not any((tmp_path / "o").iterdir())

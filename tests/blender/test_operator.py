@@ -1,0 +1,85 @@
+"""Import Photo through the real operator (blocking in background mode, as in `blender -b`)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conftest import PHOTO, bpy, datablock_counts
+
+
+@pytest.fixture()
+def cache(tmp_path, monkeypatch):
+    d = tmp_path / "cache"
+    monkeypatch.setenv("FACEDET3D_CACHE_DIR", str(d))
+    return d
+
+
+def _import(path) -> None:
+    bpy.ops.facedet3d.import_photo(filepath=str(path))
+
+
+@pytest.mark.parametrize("case", ["missing", "wrong_type", "not_an_image", "truncated", "no_face"])
+def test_bad_input_reports_and_leaves_scene_unchanged(case, empty_scene, cache, tmp_path):
+    if case == "missing":
+        path, expect = tmp_path / "nope.jpg", "No photo"
+    elif case == "wrong_type":
+        path, expect = tmp_path / "face.txt", "not a supported photo type"
+        path.write_text("hello")
+    elif case == "not_an_image":
+        path, expect = tmp_path / "fake.jpg", "not an image"
+        path.write_text("this is text, not a JPEG")
+    elif case == "truncated":
+        path, expect = tmp_path / "cut.jpg", "truncated"
+        path.write_bytes(PHOTO.read_bytes()[:20000])
+    else:
+        path, expect = tmp_path / "grey.png", "No face"
+        img = bpy.data.images.new("flat", 320, 240)
+        img.pixels.foreach_set(np.full(320 * 240 * 4, 0.5, np.float32))
+        img.filepath_raw = str(path)
+        img.file_format = "PNG"
+        img.save()
+        bpy.data.images.remove(img)
+    before = datablock_counts()
+    with pytest.raises(RuntimeError, match=expect):
+        _import(path)
+    assert datablock_counts() == before
+    assert not any(cache.glob("*/face.json")), "no half-made job is left"
+
+
+def test_missing_model_folder(empty_scene, cache, monkeypatch, tmp_path):
+    monkeypatch.setenv("FACEDET3D_MODEL_DIR", str(tmp_path / "no_model_here"))
+    before = datablock_counts()
+    with pytest.raises(RuntimeError, match="model folder"):
+        _import(PHOTO)
+    assert datablock_counts() == before
+
+
+def test_import_then_save_moves_files_beside_the_blend(empty_scene, cache, tmp_path):
+    _import(PHOTO)
+    obj = bpy.context.active_object
+    assert obj is not None and obj.facedet3d.job_dir
+    assert len(obj.data.vertices) == 26719
+    assert bpy.context.scene.camera is not None
+    job = Path(obj.facedet3d.job_dir)
+    assert job.is_relative_to(cache) and (job / "face.json").is_file()
+
+    blend = tmp_path / "project" / "scene.blend"
+    blend.parent.mkdir()
+    bpy.ops.wm.save_as_mainfile(filepath=str(blend))
+    assert obj.facedet3d.job_dir.startswith("//"), obj.facedet3d.job_dir
+    moved = Path(bpy.path.abspath(obj.facedet3d.job_dir))
+    assert moved.parent == blend.parent / "scene_facedet3d" and (moved / "face.json").is_file()
+    assert not job.exists(), "the cache copy is moved, not left behind"
+    for img in bpy.data.images:
+        if img.filepath:
+            assert img.filepath.startswith("//"), img.filepath
+            assert os.path.isfile(bpy.path.abspath(img.filepath))
+
+    # The saved file reopens with every image found.
+    bpy.ops.wm.open_mainfile(filepath=str(blend))
+    imgs = [i for i in bpy.data.images if i.filepath]
+    assert imgs and all(i.has_data or i.reload() is None and i.has_data for i in imgs)

@@ -1,0 +1,115 @@
+"""The scene built from a real backend job: mesh, UVs, shape keys, materials, camera, render."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from conftest import bpy, datablock_counts
+
+N_VERTICES = 26719  # ICT-FaceKit Light
+N_EXPRESSIONS = 57
+
+
+@pytest.fixture()
+def built(empty_scene, job_dir, ext):
+    return ext.addon.scene_builder.build_face(bpy.context, job_dir, name="Astronaut")
+
+
+def test_mesh_has_model_topology_uvs_and_all_shape_keys(built, job_dir):
+    me = built.obj.data
+    assert len(me.vertices) == N_VERTICES
+    assert len(me.polygons) == 26384
+    assert me.uv_layers.active is not None
+    uv = np.empty(len(me.loops) * 2, np.float32)
+    me.uv_layers.active.data.foreach_get("uv", uv)
+    assert 0.0 <= uv.min() and uv.max() < 8.0 and np.ptp(uv) > 1.0
+    keys = built.obj.data.shape_keys.key_blocks
+    assert keys[0].name == "Basis" and len(keys) == 1 + N_EXPRESSIONS
+    face = json.loads((job_dir / "face.json").read_text())
+    # The shape key values are the fitted expression weights.
+    fitted = dict(zip(face["fit"]["expression_names"], face["fit"]["expression"]))
+    for k in keys[1:]:
+        assert k.value == pytest.approx(fitted[k.name], abs=1e-3)
+
+
+def test_mesh_is_metric_upright_and_faces_front(built):
+    me = built.obj.data
+    co = np.empty(len(me.vertices) * 3, np.float32)
+    me.vertices.foreach_get("co", co)
+    co = co.reshape(-1, 3)
+    face = co[:9409]
+    height = np.ptp(face[:, 2])
+    assert 0.15 < height < 0.35, height  # a face is ~20-25 cm tall, in metres
+    nose_tip = co[4857]  # ICT's landmark 30 (Multi-PIE nose tip)
+    assert abs(nose_tip[0] - np.median(face[:, 0])) < 0.01, "the midline is at the face's centre"
+    assert nose_tip[1] < np.percentile(face[:, 1], 2), "the nose points to -Y, towards the front view"
+    cam = built.camera.matrix_world.translation
+    assert cam.y < -0.2, "the camera sees the face from the front (-Y)"
+
+
+def test_camera_reprojects_landmarks(built, job_dir):
+    """Blender's camera projects the posed landmark vertices onto the detected landmarks."""
+    from bpy_extras.object_utils import world_to_camera_view
+
+    face = json.loads((job_dir / "face.json").read_text())
+    scene = bpy.context.scene
+    depsgraph = bpy.context.evaluated_depsgraph_get()
+    ev = built.obj.evaluated_get(depsgraph)
+    me = ev.to_mesh()
+    w, h = face["image_size"]
+    idx = face["fit"]["landmark_vertices"]
+    proj = []
+    for i in idx:
+        p = world_to_camera_view(scene, built.camera, built.obj.matrix_world @ me.vertices[i].co)
+        proj.append((p.x * w, (1 - p.y) * h))
+    ev.to_mesh_clear()
+    proj = np.asarray(proj)
+    det = np.asarray(face["detection"]["landmarks"])
+    iod = np.linalg.norm(det[42:48].mean(0) - det[36:42].mean(0))
+    err = np.linalg.norm(proj - det, axis=1).mean() / iod
+    # Same figure as the backend's fit error, up to the render's pixel-centre convention.
+    assert err == pytest.approx(face["fit"]["error_iod"], abs=0.01)
+    assert err < 0.08
+
+
+def test_materials_and_texture(built):
+    mats = [m.name.split("_", 1)[1] for m in built.obj.data.materials]
+    assert {"skin_face", "skin_head", "teeth", "sclera", "iris", "eye_helpers"} <= set(mats)
+    skin = built.obj.data.materials[0]
+    tex = next(n for n in skin.node_tree.nodes if n.type == "TEX_IMAGE")
+    assert tex.image.size[0] == 512 and tex.image.has_data
+
+
+def test_build_failure_leaves_scene_unchanged(empty_scene, job_dir, ext, tmp_path):
+    import shutil
+
+    broken = tmp_path / "broken"
+    shutil.copytree(job_dir, broken)
+    (broken / "texture.png").write_bytes(b"not a png")
+    before = datablock_counts()
+    cam_before = bpy.context.scene.camera
+    with pytest.raises(Exception):
+        ext.addon.scene_builder.build_face(bpy.context, broken)
+    assert datablock_counts() == before
+    assert bpy.context.scene.camera == cam_before
+
+
+def test_render_shows_a_skin_coloured_face(built, tmp_path):
+    scene = bpy.context.scene
+    scene.render.resolution_x = scene.render.resolution_y = 128
+    scene.cycles.samples = 8
+    scene.cycles.use_denoising = False
+    scene.render.filepath = str(tmp_path / "r.png")
+    bpy.ops.render.render(write_still=True)
+    img = bpy.data.images.load(str(tmp_path / "r.png"))
+    px = np.empty(img.size[0] * img.size[1] * 4, np.float32)
+    img.pixels.foreach_get(px)
+    px = px.reshape(img.size[1], img.size[0], 4)[::-1, :, :3]  # top row first
+    centre = px[40:90, 44:84].reshape(-1, 3)  # cheeks, nose, mouth of a centred face
+    corner = np.concatenate([px[:10, :10].reshape(-1, 3), px[:10, -10:].reshape(-1, 3)])
+    assert np.abs(centre.mean(0) - corner.mean(0)).max() > 0.08, "face differs from the background"
+    r, g, b = np.median(centre, axis=0)
+    assert r > g > b and r > 0.25, f"skin-coloured (R > G > B): {r:.2f} {g:.2f} {b:.2f}"
