@@ -73,7 +73,23 @@ def _material(group: dict, job_dir: Path, files: dict, track: _Tracker, prefix: 
         nt.links.new(tr.outputs[0], out.inputs["Surface"])
         mat.diffuse_color = (1, 1, 1, 0)
         return mat
+    if group.get("cornea"):
+        # Clear, wet cornea: reflection by Fresnel, otherwise see-through to the iris.
+        nt.nodes.remove(bsdf)
+        tr = nt.nodes.new("ShaderNodeBsdfTransparent")
+        gl = nt.nodes.new("ShaderNodeBsdfGlossy")
+        gl.inputs["Roughness"].default_value = 0.03
+        fr = nt.nodes.new("ShaderNodeFresnel")
+        fr.inputs["IOR"].default_value = 1.376
+        mix = nt.nodes.new("ShaderNodeMixShader")
+        nt.links.new(fr.outputs[0], mix.inputs[0])
+        nt.links.new(tr.outputs[0], mix.inputs[1])
+        nt.links.new(gl.outputs[0], mix.inputs[2])
+        nt.links.new(mix.outputs[0], out.inputs["Surface"])
+        mat.diffuse_color = (1, 1, 1, 0.1)
+        return mat
     bsdf.inputs["Roughness"].default_value = group.get("roughness", 0.5)
+    bsdf.inputs["Alpha"].default_value = group.get("alpha", 1.0)
     tex_role = group.get("texture")
     if tex_role and tex_role in files:
         tex = nt.nodes.new("ShaderNodeTexImage")
@@ -86,6 +102,11 @@ def _material(group: dict, job_dir: Path, files: dict, track: _Tracker, prefix: 
             bsdf.inputs["Subsurface Weight"].default_value = 0.15
             bsdf.inputs["Subsurface Radius"].default_value = (1.0, 0.35, 0.2)
             bsdf.inputs["Subsurface Scale"].default_value = 0.003
+    elif group.get("vertex_color"):
+        attr = nt.nodes.new("ShaderNodeAttribute")
+        attr.attribute_name = group["vertex_color"]
+        attr.location = (-400, 250)
+        nt.links.new(attr.outputs["Color"], bsdf.inputs["Base Color"])
     else:
         c = group.get("color", [0.8, 0.8, 0.8])
         bsdf.inputs["Base Color"].default_value = (*c, 1.0)
@@ -108,6 +129,9 @@ def _mesh(name: str, mesh_npz: dict, obj_m: np.ndarray, track: _Tracker) -> bpy.
     me.polygons.foreach_set("material_index", mesh_npz["polygon_materials"].astype(np.int32))
     uv = me.uv_layers.new(name="UVMap")
     uv.data.foreach_set("uv", mesh_npz["uvs"][mesh_npz["corner_uvs"]].astype(np.float32).ravel())
+    if "eye_color" in mesh_npz:
+        ca = me.color_attributes.new("eye_color", "FLOAT_COLOR", "POINT")
+        ca.data.foreach_set("color", mesh_npz["eye_color"].astype(np.float32).ravel())
     me.update(calc_edges=True)
     me.polygons.foreach_set("use_smooth", np.ones(len(sizes), bool))
     return me

@@ -7,7 +7,7 @@ from pathlib import Path
 from . import settings
 from .client import BackendClient
 
-_client: BackendClient | None = None
+_client: "BackendClient | None" = None
 _key: tuple | None = None
 
 

@@ -11,17 +11,16 @@ leaves a file that looks complete; ``face.json`` is written last.
 
 from __future__ import annotations
 
-import json
-import os
 import time
 from pathlib import Path
 
 import numpy as np
 
 from . import facs, fitting, landmarks, scene_export, texture
+from .job_files import atomic_json, write_mesh
 from .errors import BadImageError
 from .face_data import FaceReconstruction
-from .face_model import MorphableModel, load_model
+from .face_model import load_model
 from .image_io import load_rgb
 from .progress import Job
 
@@ -31,40 +30,6 @@ DEFAULT_OPTIONS = {
     "n_identity": 50,
     "render_long_side": 1024,
 }
-
-
-def _atomic_npz(path: Path, **arrays) -> None:
-    tmp = path.with_name(path.name + ".tmp.npz")
-    np.savez_compressed(tmp, **arrays)
-    os.replace(tmp, path)
-
-
-def _atomic_json(path: Path, data: dict) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=1), encoding="utf-8")
-    os.replace(tmp, path)
-
-
-def write_mesh(model: MorphableModel, vertices: np.ndarray, path: Path) -> None:
-    """The identity-shaped neutral mesh and what Blender needs to build it (model frame, mm).
-
-    Expression deltas are the model's (ICT expression shapes are defined on the generic
-    identity and transfer additively); they become shape keys.
-    """
-    region_names, _ = model.polygon_region_ids()
-    _atomic_npz(
-        path,
-        vertices=vertices.astype(np.float32),
-        polygon_sizes=model.polygon_sizes,
-        corner_vertices=model.corner_vertices,
-        corner_uvs=model.corner_uvs,
-        uvs=model.uvs,
-        polygon_materials=scene_export.polygon_materials(model),
-        expression_names=np.asarray(model.expression_names),
-        expression_deltas=model.expression_basis.astype(np.float32),
-        landmark_vertices=model.landmark_vertices,
-        region_names=np.asarray(region_names),
-    )
 
 
 def iris_color(image: np.ndarray, points: np.ndarray) -> list[float] | None:
@@ -136,12 +101,10 @@ def reconstruct(image: str, out_dir: str, model_dir: str | None = None, job: Job
     job.stage(0.92, 1.0).report(0.0, "Writing results")
     rec.files.update(texture.save_texture(face_tex, out, "texture"))
     rec.files.update(texture.save_texture(head_tex, out, "head_texture"))
-    write_mesh(model, neutral, out / "mesh.npz")
+    write_mesh(model, neutral, out / "mesh.npz", iris_color(photo, rec.detection.points))
     rec.files["mesh"] = "mesh.npz"
-    scene = scene_export.scene_description(model, rec.fit.camera, expression,
-                                           iris_color(photo, rec.detection.points),
-                                           int(opts["render_long_side"]))
-    _atomic_json(out / "scene.json", scene)
+    scene = scene_export.scene_description(model, rec.fit.camera, expression, int(opts["render_long_side"]))
+    atomic_json(out / "scene.json", scene)
     rec.files["scene"] = "scene.json"
     rec.stats = {"timings_s": timings, "texture_coverage": face_tex.coverage,
                  "fit_error_iod": rec.fit.error_iod, "fit_error_px": rec.fit.error_px}

@@ -28,11 +28,18 @@ MATERIAL_GROUPS = [
     {"name": "skin_head", "regions": ["head_neck"], "texture": "head_texture", "roughness": 0.6},
     {"name": "mouth", "regions": ["mouth_socket", "gums_tongue"], "color": [0.35, 0.08, 0.08], "roughness": 0.4},
     {"name": "teeth", "regions": ["teeth"], "color": [0.85, 0.82, 0.72], "roughness": 0.3},
-    {"name": "sclera", "regions": ["sclera_left", "sclera_right", "eye_socket_left", "eye_socket_right"],
-     "color": [0.85, 0.82, 0.8], "roughness": 0.15},
-    {"name": "iris", "regions": ["iris_left", "iris_right"], "color": [0.15, 0.09, 0.05], "roughness": 0.1},
+    # The release's eyeball is two spheres: an outer shell with the corneal bulge ("sclera"
+    # in its README) and an inner ball ("iris"). The shell renders as a clear glossy cornea;
+    # the inner ball is coloured per vertex (pupil, iris from the photo, sclera).
+    {"name": "cornea", "regions": ["eye_outer_left", "eye_outer_right"], "cornea": True},
+    {"name": "eyeball", "regions": ["eye_inner_left", "eye_inner_right"], "vertex_color": "eye_color",
+     "roughness": 0.25},
+    {"name": "eye_socket", "regions": ["eye_socket_left", "eye_socket_right"], "color": [0.45, 0.2, 0.18],
+     "roughness": 0.3},
+    # Lash cards are made for an alpha texture we do not have: half-transparent dark cards
+    # read as lashes rather than as a painted band.
     {"name": "eyelashes", "regions": ["eyelashes_left", "eyelashes_right"], "color": [0.02, 0.015, 0.01],
-     "roughness": 0.7},
+     "roughness": 0.7, "alpha": 0.45},
     # Wet-eye helper meshes made for Unreal's eye shaders; in Cycles they would cover the
     # eyes with opaque shells, so they render fully transparent.
     {"name": "eye_helpers", "regions": ["lacrimal_left", "lacrimal_right", "eye_blend_left", "eye_blend_right",
@@ -41,9 +48,16 @@ MATERIAL_GROUPS = [
 
 # ICT eyeball sub-ranges (release README, "Eyeball Details"): polygon ranges, end-exclusive.
 ICT_EYE_SPLIT = {
-    "eyeball_left": {"sclera_left": (21496, 22296), "iris_left": (22296, 23094)},
-    "eyeball_right": {"sclera_right": (23094, 23894), "iris_right": (23894, 24692)},
+    "eyeball_left": {"eye_outer_left": (21496, 22296), "eye_inner_left": (22296, 23094)},
+    "eyeball_right": {"eye_outer_right": (23094, 23894), "eye_inner_right": (23894, 24692)},
 }
+# Vertex ranges of the inner balls, end-exclusive (release README, "Eyeball Details": Iris).
+ICT_EYE_INNER_VERTICES = [(22221, 23021), (23791, 24591)]
+# Angular radii on the ball, from the gaze axis: iris 11.7 mm and pupil ~3.5 mm across on
+# this model's 14.3 mm-radius ball.
+IRIS_HALF_ANGLE = np.radians(24.0)
+PUPIL_HALF_ANGLE = np.radians(7.0)
+SCLERA_RGB = (0.78, 0.74, 0.70)
 
 
 def polygon_materials(model: MorphableModel) -> np.ndarray:
@@ -59,6 +73,27 @@ def polygon_materials(model: MorphableModel) -> np.ndarray:
             if region in ranges:
                 lo, hi = ranges[region]
                 out[lo:hi] = gi
+    return out
+
+
+def eye_colors(model: MorphableModel, vertices: np.ndarray, iris_rgb) -> np.ndarray:
+    """Per-vertex linear RGBA for the inner eyeballs: pupil, iris (soft limbus), sclera.
+
+    Computed on the neutral-gaze mesh, so the colours ride along when gaze shapes turn the eye.
+    """
+    out = np.ones((model.n_vertices, 4), np.float32)
+    iris = np.asarray(iris_rgb if iris_rgb is not None else (0.12, 0.07, 0.04), np.float64)
+    for lo, hi in ICT_EYE_INNER_VERTICES:
+        if hi > model.n_vertices:
+            continue
+        v = vertices[lo:hi].astype(np.float64)
+        d = v - v.mean(0)
+        d /= np.linalg.norm(d, axis=1, keepdims=True)
+        ang = np.arccos(np.clip(d[:, 2], -1, 1))  # from the gaze axis (+z)
+        limbus = np.clip((ang - IRIS_HALF_ANGLE) / np.radians(4.0) + 0.5, 0, 1)[:, None]
+        pupil = np.clip((ang - PUPIL_HALF_ANGLE) / np.radians(2.0) + 0.5, 0, 1)[:, None]
+        col = (1 - limbus) * (pupil * iris + (1 - pupil) * 0.01) + limbus * np.asarray(SCLERA_RGB)
+        out[lo:hi, :3] = col
     return out
 
 
@@ -83,13 +118,9 @@ def render_size(width: int, height: int, long_side: int) -> list[int]:
 
 
 def scene_description(model: MorphableModel, camera: Camera, expression: np.ndarray,
-                      iris_color: list[float] | None, render_long_side: int = 1024) -> dict:
+                      render_long_side: int = 1024) -> dict:
     """Everything the scene builder needs, in Blender's units and frames."""
     groups = [dict(g) for g in MATERIAL_GROUPS]
-    if iris_color is not None:
-        for g in groups:
-            if g["name"] == "iris":
-                g["color"] = [round(float(c), 4) for c in iris_color]
     return {
         "object_matrix": object_matrix(),
         "camera": {

@@ -1,0 +1,50 @@
+"""Writing a job folder's files atomically (temporary name, then rename).
+
+A crash or a cancel never leaves a file that looks complete.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+
+from . import scene_export
+from .face_model import MorphableModel
+
+
+def atomic_npz(path: Path, **arrays) -> None:
+    tmp = path.with_name(path.name + ".tmp.npz")
+    np.savez_compressed(tmp, **arrays)
+    os.replace(tmp, path)
+
+
+def atomic_json(path: Path, data: dict) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(data, indent=1), encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def write_mesh(model: MorphableModel, vertices: np.ndarray, path: Path, iris_rgb=None) -> None:
+    """The identity-shaped neutral mesh and what Blender needs to build it (model frame, mm).
+
+    Expression deltas are the model's (ICT expression shapes are defined on the generic
+    identity and transfer additively); they become shape keys.
+    """
+    region_names, _ = model.polygon_region_ids()
+    atomic_npz(
+        path,
+        vertices=vertices.astype(np.float32),
+        polygon_sizes=model.polygon_sizes,
+        corner_vertices=model.corner_vertices,
+        corner_uvs=model.corner_uvs,
+        uvs=model.uvs,
+        polygon_materials=scene_export.polygon_materials(model),
+        expression_names=np.asarray(model.expression_names),
+        expression_deltas=model.expression_basis.astype(np.float32),
+        landmark_vertices=model.landmark_vertices,
+        region_names=np.asarray(region_names),
+        eye_color=scene_export.eye_colors(model, vertices, iris_rgb),
+    )
