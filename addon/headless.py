@@ -74,6 +74,7 @@ def reconstruct(args) -> int:
     out.mkdir(parents=True, exist_ok=True)
     job_dir = out / f"{stem}_job"
     bpy.ops.wm.read_factory_settings(use_empty=True)
+    bpy.context.preferences.filepaths.save_version = 0  # no .blend1 beside our output
     blend = out / f"{stem}.blend"
     client = session.get_client(args.backend_python)
     t0 = time.perf_counter()

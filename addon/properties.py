@@ -7,7 +7,7 @@ from bpy.props import FloatProperty, PointerProperty, StringProperty
 
 
 class FACEDET3D_PG_face(bpy.types.PropertyGroup):
-    job_dir: StringProperty(name="Job folder", subtype="DIR_PATH",
+    job_dir: StringProperty(name="Job folder", subtype="DIR_PATH", options={"PATH_SUPPORTS_BLEND_RELATIVE"},
                             description="Folder of the reconstruction's files (relative once saved)")
     source_image: StringProperty(name="Photo", subtype="FILE_PATH")
     model: StringProperty(name="Model")

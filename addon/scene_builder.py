@@ -53,8 +53,30 @@ class _Tracker:
         self.items.clear()
 
 
+class _SceneState:
+    """The scene settings a build changes, to put back if it fails."""
+
+    def __init__(self, scene):
+        self.scene = scene
+        self.camera = scene.camera
+        self.world = scene.world
+        r = scene.render
+        self.render = (r.engine, r.resolution_x, r.resolution_y, r.resolution_percentage,
+                       r.image_settings.file_format, scene.view_settings.view_transform)
+        self.cycles = (scene.cycles.device, scene.cycles.samples, scene.cycles.use_denoising)
+
+    def restore(self):
+        s, r = self.scene, self.scene.render
+        s.camera, s.world = self.camera, self.world
+        (r.engine, r.resolution_x, r.resolution_y, r.resolution_percentage,
+         r.image_settings.file_format, s.view_settings.view_transform) = self.render
+        s.cycles.device, s.cycles.samples, s.cycles.use_denoising = self.cycles
+
+
 def _load_image(path: Path, track: _Tracker, colorspace: str = "sRGB"):
     img = track.add("images", bpy.data.images.load(str(path), check_existing=False))
+    if img.size[0] == 0:  # Blender loads lazily and reports an unreadable file as an empty image
+        raise RuntimeError(f"{path.name} in {path.parent} is not a readable image; re-run the import.")
     img.colorspace_settings.name = colorspace
     img.filepath = storage.store_path(path)
     return img
@@ -164,10 +186,14 @@ def _camera(name: str, cam_desc: dict, track: _Tracker):
 
 
 def _key_light(name: str, camera_obj, target: Vector, distance: float, track: _Tracker):
-    """A soft area light above and to the side of the camera, aimed at the face."""
+    """A soft area light above and to the side of the camera, aimed at the face.
+
+    The photo texture already carries the photo's lighting, so the world does most of the
+    work (it shows the texture as photographed) and this light only adds shape.
+    """
     light = track.add("lights", bpy.data.lights.new(name, "AREA"))
     light.size = 0.6 * distance
-    light.energy = 60.0 * distance ** 2
+    light.energy = 12.0 * distance ** 2
     obj = track.add("objects", bpy.data.objects.new(name, light))
     cm = camera_obj.matrix_world
     right, up = cm.col[0].xyz.normalized(), cm.col[1].xyz.normalized()
@@ -185,14 +211,25 @@ def configure_render(scene, resolution, samples: int = 64):
     scene.render.resolution_percentage = 100
     scene.render.image_settings.file_format = "PNG"
     scene.view_settings.view_transform = "Standard"  # the texture is a photo: show it as shot
-    world = scene.world
-    if world is None:
-        world = scene.world = bpy.data.worlds.new("FaceDet3D World")
+    world = bpy.data.worlds.get("FaceDet3D World") or bpy.data.worlds.new("FaceDet3D World")
+    scene.world = world
     world.use_nodes = True
-    bg = next((n for n in world.node_tree.nodes if n.type == "BACKGROUND"), None)
-    if bg is not None:
-        bg.inputs["Color"].default_value = (0.55, 0.55, 0.55, 1.0)
-        bg.inputs["Strength"].default_value = 0.8
+    nt = world.node_tree
+    nt.nodes.clear()
+    out = nt.nodes.new("ShaderNodeOutputWorld")
+    # White light from all around shows the photo texture as it was shot; the camera sees a
+    # neutral mid-grey backdrop instead of the bright light source.
+    light = nt.nodes.new("ShaderNodeBackground")
+    light.inputs["Color"].default_value = (1.0, 1.0, 1.0, 1.0)
+    light.inputs["Strength"].default_value = 0.75
+    backdrop = nt.nodes.new("ShaderNodeBackground")
+    backdrop.inputs["Color"].default_value = (0.18, 0.18, 0.18, 1.0)
+    path = nt.nodes.new("ShaderNodeLightPath")
+    mix = nt.nodes.new("ShaderNodeMixShader")
+    nt.links.new(path.outputs["Is Camera Ray"], mix.inputs[0])
+    nt.links.new(light.outputs[0], mix.inputs[1])
+    nt.links.new(backdrop.outputs[0], mix.inputs[2])
+    nt.links.new(mix.outputs[0], out.inputs["Surface"])
 
 
 def build_face(context, job_dir: Path, name: str | None = None, set_active_camera: bool = True) -> BuiltFace:
@@ -206,6 +243,7 @@ def build_face(context, job_dir: Path, name: str | None = None, set_active_camer
     obj_m = np.asarray(desc["object_matrix"], np.float64)
     scene = context.scene
     track = _Tracker()
+    saved = _SceneState(scene)
     try:
         coll = track.add("collections", bpy.data.collections.new(f"FaceDet3D {name}"))
         me = _mesh(name, mesh_npz, obj_m, track)
@@ -230,16 +268,15 @@ def build_face(context, job_dir: Path, name: str | None = None, set_active_camer
 
         scene.collection.children.link(coll)
         built = BuiltFace(obj, cam, light, coll, job_dir, list(track.items))
+        if set_active_camera:
+            scene.camera = cam
+            configure_render(scene, desc["render"]["resolution"])
         for hook in RENDER_PASS_HOOKS:
             hook(context, built)
     except Exception:
         if "coll" in locals() and coll.name in scene.collection.children:
             scene.collection.children.unlink(coll)
+        saved.restore()
         track.rollback()
         raise
-    # Nothing below can fail on valid input: the scene's camera and render settings change
-    # only once the face exists.
-    if set_active_camera:
-        scene.camera = cam
-        configure_render(scene, desc["render"]["resolution"])
     return built

@@ -62,39 +62,36 @@ def _is_within(path: Path, root: Path) -> bool:
 
 @persistent
 def relocate_on_save(*args):
-    """save_pre: move reconstructions out of the cache beside the file being saved."""
+    """save_pre: move reconstructions out of the cache beside the file being saved, and keep
+    every other job folder's path relative to the file's new location."""
     target = args[0] if args and isinstance(args[0], str) and args[0] else bpy.data.filepath
     if not target:
         return
+    start = os.path.dirname(target)
     dest_root = data_root(target)
+    cache = cache_root()
     moved: dict[str, str] = {}
     for obj in bpy.data.objects:
         fd = getattr(obj, "facedet3d", None)
         if fd is None or not fd.job_dir:
             continue
         src = Path(bpy.path.abspath(fd.job_dir))
-        if not src.is_dir() or _is_within(src, dest_root):
-            continue
-        if str(src) not in moved:
-            dest_root.mkdir(parents=True, exist_ok=True)
-            dest = settings.unique_dir(dest_root, src.name)
-            # Copy when the source belongs to another saved .blend (it keeps its files);
-            # move when it sits in our cache.
-            if _is_within(src, cache_root()):
+        if src.is_dir() and _is_within(src, cache) and not _is_within(src, dest_root):
+            if str(src) not in moved:
+                dest_root.mkdir(parents=True, exist_ok=True)
+                dest = settings.unique_dir(dest_root, src.name)
                 shutil.move(str(src), str(dest))
-            else:
-                shutil.copytree(src, dest)
-            moved[str(src)] = str(dest)
-        fd.job_dir = bpy.path.relpath(moved[str(src)], start=os.path.dirname(target))
-    if not moved:
-        return
+                moved[str(src)] = str(dest)
+            src = Path(moved[str(src)])
+        fd.job_dir = bpy.path.relpath(str(src), start=start)
     for img in bpy.data.images:
         if not img.filepath:
             continue
         ap = os.path.normpath(bpy.path.abspath(img.filepath))
         for old, new in moved.items():
             if ap.startswith(old + os.sep):
-                img.filepath = bpy.path.relpath(new + ap[len(old):], start=os.path.dirname(target))
+                ap = new + ap[len(old):]
+        img.filepath = bpy.path.relpath(ap, start=start)
 
 
 def register_handlers():

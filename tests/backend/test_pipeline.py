@@ -81,7 +81,8 @@ def test_very_large_photo(tmp_path):
     assert res["stats"]["fit_error_iod"] < 0.08
     det = FaceReconstruction.load(tmp_path / "out").detection
     box = np.asarray(det.box)
-    assert 2000 < box[2] - box[0] < 2400, "landmarks are in the big photo's pixels"
+    # Her face box is ~91 px wide in the 512 px photo: x15.6 in the 8000 px one.
+    assert 1200 < box[2] - box[0] < 1800, "the detection is in the big photo's pixels"
 
 
 @pytest.mark.parametrize("case", ["text", "truncated", "no_face", "tiny", "missing"])

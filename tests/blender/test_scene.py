@@ -97,19 +97,35 @@ def test_build_failure_leaves_scene_unchanged(empty_scene, job_dir, ext, tmp_pat
     assert bpy.context.scene.camera == cam_before
 
 
-def test_render_shows_a_skin_coloured_face(built, tmp_path):
+def test_render_looks_like_the_photo(built, job_dir, tmp_path):
+    """Rendered through the fitted camera, the face lands where it is in the photo and has
+    its colours: skin-coloured, different from the backdrop, correlated with the photo."""
+    face = json.loads((job_dir / "face.json").read_text())
+    w, h = face["image_size"]
+    size = 128
     scene = bpy.context.scene
-    scene.render.resolution_x = scene.render.resolution_y = 128
-    scene.cycles.samples = 8
-    scene.cycles.use_denoising = False
+    scene.render.resolution_x = scene.render.resolution_y = size  # the photo is square
+    scene.cycles.samples = 16
     scene.render.filepath = str(tmp_path / "r.png")
     bpy.ops.render.render(write_still=True)
     img = bpy.data.images.load(str(tmp_path / "r.png"))
-    px = np.empty(img.size[0] * img.size[1] * 4, np.float32)
+    px = np.empty(size * size * 4, np.float32)
     img.pixels.foreach_get(px)
-    px = px.reshape(img.size[1], img.size[0], 4)[::-1, :, :3]  # top row first
-    centre = px[40:90, 44:84].reshape(-1, 3)  # cheeks, nose, mouth of a centred face
-    corner = np.concatenate([px[:10, :10].reshape(-1, 3), px[:10, -10:].reshape(-1, 3)])
-    assert np.abs(centre.mean(0) - corner.mean(0)).max() > 0.08, "face differs from the background"
-    r, g, b = np.median(centre, axis=0)
-    assert r > g > b and r > 0.25, f"skin-coloured (R > G > B): {r:.2f} {g:.2f} {b:.2f}"
+    render = px.reshape(size, size, 4)[::-1, :, :3]  # top row first
+    photo_img = bpy.data.images.load(face["image"])
+    photo_img.scale(size, size)
+    px = np.empty(size * size * 4, np.float32)
+    photo_img.pixels.foreach_get(px)
+    photo = px.reshape(size, size, 4)[::-1, :, :3]
+
+    lm = np.asarray(face["detection"]["landmarks"]) * size / w
+    x0, x1 = int(lm[36, 0]), int(np.ceil(lm[45, 0]))
+    y0, y1 = int(lm[19, 1]), int(np.ceil(lm[57, 1]))  # brows to lower lip, outer eye corners
+    r, p = render[y0:y1, x0:x1].reshape(-1, 3), photo[y0:y1, x0:x1].reshape(-1, 3)
+    backdrop = np.concatenate([render[:8, -8:].reshape(-1, 3), render[-8:, -8:].reshape(-1, 3)])
+    assert np.abs(r.mean(0) - backdrop.mean(0)).max() > 0.15, "the face differs from the backdrop"
+    red, green, blue = np.median(r, axis=0)
+    assert red > green > blue and red > 0.3, f"skin-coloured (R > G > B): {red:.2f} {green:.2f} {blue:.2f}"
+    assert np.abs(r.mean(0) - p.mean(0)).max() < 0.12, "the face keeps the photo's colour and brightness"
+    lum_r, lum_p = r @ [0.2126, 0.7152, 0.0722], p @ [0.2126, 0.7152, 0.0722]
+    assert np.corrcoef(lum_r, lum_p)[0, 1] > 0.6, "and its features, in place"
