@@ -84,7 +84,8 @@ def _load_image(path: Path, track: _Tracker, colorspace: str = "sRGB"):
 
 def _material(group: dict, job_dir: Path, files: dict, track: _Tracker, prefix: str):
     mat = track.add("materials", bpy.data.materials.new(f"{prefix}_{group['name']}"))
-    mat.use_nodes = True
+    if mat.node_tree is None:  # Blender < 5 makes node trees only on request
+        mat.use_nodes = True
     nt = mat.node_tree
     out = next(n for n in nt.nodes if n.type == "OUTPUT_MATERIAL")
     bsdf = next((n for n in nt.nodes if n.type == "BSDF_PRINCIPLED"), None)
@@ -213,7 +214,8 @@ def configure_render(scene, resolution, samples: int = 64):
     scene.view_settings.view_transform = "Standard"  # the texture is a photo: show it as shot
     world = bpy.data.worlds.get("FaceDet3D World") or bpy.data.worlds.new("FaceDet3D World")
     scene.world = world
-    world.use_nodes = True
+    if world.node_tree is None:
+        world.use_nodes = True
     nt = world.node_tree
     nt.nodes.clear()
     out = nt.nodes.new("ShaderNodeOutputWorld")

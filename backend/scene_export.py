@@ -36,10 +36,10 @@ MATERIAL_GROUPS = [
      "roughness": 0.25},
     {"name": "eye_socket", "regions": ["eye_socket_left", "eye_socket_right"], "color": [0.45, 0.2, 0.18],
      "roughness": 0.3},
-    # Lash cards are made for an alpha texture we do not have: half-transparent dark cards
-    # read as lashes rather than as a painted band.
-    {"name": "eyelashes", "regions": ["eyelashes_left", "eyelashes_right"], "color": [0.02, 0.015, 0.01],
-     "roughness": 0.7, "alpha": 0.45},
+    # Lash cards are made for an alpha texture of strands that the release does not ship;
+    # any opaque or half-transparent shading reads as dark bands around the eyes, so they
+    # render transparent (they stay in the mesh for a lash texture later).
+    {"name": "eyelashes", "regions": ["eyelashes_left", "eyelashes_right"], "transparent": True},
     # Wet-eye helper meshes made for Unreal's eye shaders; in Cycles they would cover the
     # eyes with opaque shells, so they render fully transparent.
     {"name": "eye_helpers", "regions": ["lacrimal_left", "lacrimal_right", "eye_blend_left", "eye_blend_right",

@@ -77,7 +77,7 @@ def test_camera_reprojects_landmarks(built, job_dir):
 
 def test_materials_and_texture(built):
     mats = [m.name.split("_", 1)[1] for m in built.obj.data.materials]
-    assert {"skin_face", "skin_head", "teeth", "cornea", "eyeball", "eye_socket", "eye_helpers"} <= set(mats)
+    assert {"skin_face", "skin_head", "teeth", "cornea", "eyeball", "eye_socket", "eyelashes", "eye_helpers"} <= set(mats)
     skin = built.obj.data.materials[0]
     tex = next(n for n in skin.node_tree.nodes if n.type == "TEX_IMAGE")
     assert tex.image.size[0] == 512 and tex.image.has_data
