@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 
 import numpy as np
 import pytest
@@ -115,10 +114,7 @@ def test_detection_reports_progress_and_honours_cancel(astronaut):
 
 # ---- fitting on the photo ----------------------------------------------------------------------
 def test_fit_reprojects_the_astronauts_landmarks(model, astronaut_detection):
-    t0 = time.perf_counter()
-    fit = fitting.fit_model(model, astronaut_detection, (512, 512))
-    took = time.perf_counter() - t0
-    assert took < 2.0, f"fit took {took:.2f} s"
+    fit = fitting.fit_model(model, astronaut_detection, (512, 512))  # its speed: `bench`, not here
     # dlib's 68 points are ~3-5 % of the inter-ocular distance (IOD) off the true features, and
     # the jaw points are only defined up to a slide along the outline; a fit that explains
     # the photo reaches about that: measured 3.8 % here. Without the expression shapes the
