@@ -71,6 +71,7 @@ def reconstruct(args) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     stem = settings.slug(Path(args.image).stem)
+    created_out = not out.exists()
     out.mkdir(parents=True, exist_ok=True)
     job_dir = out / f"{stem}_job"
     bpy.ops.wm.read_factory_settings(use_empty=True)
@@ -87,6 +88,8 @@ def reconstruct(args) -> int:
                           on_progress=lambda f, m: print(f"[{f * 100:5.1f}%] {m}", flush=True))
     except Exception as exc:
         jobs.discard(job_dir)
+        if created_out and not any(out.iterdir()):
+            out.rmdir()  # a failed run leaves nothing behind
         print(f"error: {jobs.describe(exc)}", file=sys.stderr)
         return 1
     finally:

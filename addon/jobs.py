@@ -24,10 +24,11 @@ def check_inputs(image: str, model_dir: str) -> None:
                          + ", ".join(IMAGE_EXTENSIONS))
     if not model_dir:
         raise InputError("No face model folder is set. Set 'Model folder' in Preferences > Add-ons > "
-                         "FaceDet3D (the folder holding ict_facekit_light.npz).")
+                         "FaceDet3D (headless: --model-dir or FACEDET3D_MODEL_DIR) to the folder holding "
+                         "ict_facekit_light.npz.")
     if not Path(model_dir).is_dir():
         raise InputError(f"The model folder '{model_dir}' does not exist. Fix 'Model folder' in "
-                         "Preferences > Add-ons > FaceDet3D.")
+                         "Preferences > Add-ons > FaceDet3D (headless: --model-dir or FACEDET3D_MODEL_DIR).")
 
 
 def reconstruct_params(image: str, job_dir: Path, model_dir: str, options: dict | None = None) -> dict:

@@ -14,24 +14,23 @@ from pathlib import Path
 EXTENSION_ROOT = Path(__file__).resolve().parent.parent  # holds backend/
 
 
-def backend_python(pref: str = "") -> str:
+def _resolve(pref: str, env_var: str, fallback: Path) -> str:
+    """The preference if set, else the environment variable, else the checkout's default."""
     if pref:
         return os.path.abspath(os.path.expanduser(pref))
-    env = os.environ.get("FACEDET3D_BACKEND_PYTHON")
-    if env:
-        return env
+    return os.environ.get(env_var) or str(fallback)
+
+
+def backend_python(pref: str = "") -> str:
     exe = "Scripts/python.exe" if sys.platform == "win32" else "bin/python"
-    return str(EXTENSION_ROOT / ".venv-backend" / exe)
+    return _resolve(pref, "FACEDET3D_BACKEND_PYTHON", EXTENSION_ROOT / ".venv-backend" / exe)
 
 
 def model_dir(pref: str = "") -> str:
-    if pref:
-        return os.path.abspath(os.path.expanduser(pref))
-    env = os.environ.get("FACEDET3D_MODEL_DIR")
-    if env:
-        return env
+    """'' when nothing is configured and no checkout model is beside us: callers say so."""
     cand = EXTENSION_ROOT.parent / "shared" / "models" / "ict-facekit"
-    return str(cand) if cand.is_dir() else ""
+    found = _resolve(pref, "FACEDET3D_MODEL_DIR", cand)
+    return "" if (found == str(cand) and not cand.is_dir()) else found
 
 
 def slug(name: str) -> str:
