@@ -90,6 +90,7 @@ class FaceReconstruction:
     detection: Optional[Detection] = None
     fit: Optional[Fit] = None
     aus: dict[str, float] = field(default_factory=dict)  # "AU12": 0.4, source expression
+    age: Optional[dict] = None  # {"years", "confidence", "source"}: apparent age (detail depth)
     files: dict[str, str] = field(default_factory=dict)  # role -> path relative to the job folder
     stats: dict[str, Any] = field(default_factory=dict)  # timings and figures, for humans
     schema: int = SCHEMA

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import facs, fitting, landmarks, scene_export, texture
+from . import age, facs, fitting, landmarks, scene_export, texture
 from .job_files import atomic_json, write_mesh
 from .errors import BadImageError
 from .face_data import FaceReconstruction
@@ -81,6 +81,8 @@ def reconstruct(image: str, out_dir: str, model_dir: str | None = None, job: Job
 
     job.stage(0.05, 0.25).report(0.0, "Detecting face and landmarks")
     rec.detection = timed("detect", landmarks.detect_face, photo, job)
+    est = timed("age", age.estimate_age, photo, rec.detection, opts.get("age"))
+    rec.age = {"years": est.years, "confidence": est.confidence, "source": est.source}
 
     job.stage(0.25, 0.55).report(0.0, "Fitting the face model")
     rec.fit = timed("fit", fitting.fit_model, model, rec.detection, (w, h), job,

