@@ -22,6 +22,7 @@ class FACEDET3D_PT_main(bpy.types.Panel):
         if fd is None or not fd.job_dir:
             layout.label(text="Select a FaceDet3D face to see its data.", icon="INFO")
             return
+        layout.operator("facedet3d.add_details", icon="MOD_DISPLACE")
         box = layout.box()
         box.label(text=obj.name, icon="USER")
         box.label(text=f"Model: {fd.model}")

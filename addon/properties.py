@@ -14,6 +14,8 @@ class FACEDET3D_PG_face(bpy.types.PropertyGroup):
     fit_error_iod: FloatProperty(name="Fit error", description="Mean landmark reprojection error / "
                                  "inter-ocular distance", precision=4)
     aus_json: StringProperty(name="Source AUs", description="The photo's Action Units (JSON)")
+    detail_tag: StringProperty(name="Detail maps", description="Which detail maps are attached "
+                               "(the job folder's detail_<tag>.json)")
 
     @property
     def is_face(self) -> bool:

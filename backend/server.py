@@ -186,6 +186,10 @@ class Server:
             "reconstruct": _Method(self.reconstruct, "job", {
                 "image": Param((str,), True), "out_dir": Param((str,), True),
                 "model_dir": Param((str, type(None))), "options": Param((dict, type(None)))}),
+            "details": _Method(self.details, "job", {
+                "job_dir": Param((str,), True), "expression": Param((list, type(None))),
+                "aus": Param((dict, type(None))), "age": Param((int, float, type(None))),
+                "sizes": Param((list, type(None))), "seed": Param((int,), False, 0)}),
             "diagnostics.wait": _Method(self.wait, "job", {
                 "seconds": seconds, "steps": steps, "noise": Param((bool,), False, False)}),
             "diagnostics.fail": _Method(self.fail, "quick", {"kind": Param(
@@ -355,6 +359,12 @@ class Server:
         from .pipeline import reconstruct  # lazily: the server starts without the heavy imports
 
         return reconstruct(image, out_dir, model_dir or None, job, options)
+
+    def details(self, job: Job, job_dir: str, expression: Optional[list] = None, aus: Optional[dict] = None,
+                age: Optional[float] = None, sizes: Optional[list] = None, seed: int = 0) -> dict:
+        from .details import SIZES, build_details  # lazily, like reconstruct
+
+        return build_details(job_dir, expression, aus, age, tuple(sizes) if sizes else SIZES, seed, job)
 
     def wait(self, job: Job, seconds: float, steps: int = 10, noise: bool = False) -> dict:
         t0 = time.monotonic()

@@ -1,0 +1,118 @@
+"""Detail maps for a reconstructed face and a target expression (the physical baseline).
+
+    D(y) = D(I_x) + W(y)
+
+D(I_x): the person's own detail from the photo (``photo_detail``), computed once per face at
+1024² and cached in the job folder. W(y): physically based expression wrinkles for the target
+expression y plus skin micro-relief (``wrinkles``), deeper with age and where D(I_x) already
+has lines. Generated at 4096² and written, with 1024² and 256² reductions, as half-float EXR
+in millimetres (docs/detail_maps.md). The learned DetH net (a later issue) replaces W with its
+mask-blended hallucination.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from pathlib import Path
+
+import numpy as np
+from scipy import ndimage
+
+from . import exr_io, facs
+from .face_data import FaceReconstruction
+from .face_model import load_model
+from .image_io import load_rgb
+from .job_files import atomic_json
+from .progress import Job
+
+SIZES = (256, 1024, 4096)
+PHOTO_DETAIL_SIZE = 1024
+DETAIL_FILE = "detail_photo_1024.exr"
+
+
+def resample(m: np.ndarray, size: int) -> np.ndarray:
+    """Area-average down or cubic up to size x size (row 0 stays v=1)."""
+    n = m.shape[0]
+    if n == size:
+        return m.astype(np.float32)
+    if n > size and n % size == 0:
+        k = n // size
+        return m.reshape(size, k, size, k).mean(axis=(1, 3)).astype(np.float32)
+    return ndimage.zoom(m, size / n, order=3, mode="nearest").astype(np.float32)
+
+
+def photo_detail(job_dir: Path, rec: FaceReconstruction, model, job: Job) -> np.ndarray:
+    """D(I_x) at 1024², cached as an EXR in the job folder."""
+    path = job_dir / DETAIL_FILE
+    if path.is_file():
+        return exr_io.read_map(path)
+    from .photo_detail import extract_photo_detail
+
+    photo = load_rgb(rec.image)
+    res = extract_photo_detail(model, rec, photo, size=PHOTO_DETAIL_SIZE, job=job)
+    exr_io.write_map(path, res.displacement)
+    return res.displacement.astype(np.float32)
+
+
+def target_tag(expression: np.ndarray) -> str:
+    """A short stable name for an expression, so maps of the same expression are reused."""
+    q = np.round(np.asarray(expression, np.float64), 3)
+    return hashlib.sha1(q.tobytes()).hexdigest()[:10]
+
+
+def build_details(job_dir: str, expression: list[float] | None = None, aus: dict | None = None,
+                  age: float | None = None, sizes=SIZES, seed: int = 0, job: Job | None = None) -> dict:
+    """Write detail maps for the target expression; returns their paths and figures.
+
+    The target is ``expression`` (weights by the model's shape order), else ``aus``, else the
+    photo's own fitted expression.
+    """
+    from .wrinkles import wrinkle_map
+
+    job = job or Job()
+    jd = Path(job_dir)
+    rec = FaceReconstruction.load(jd)
+    model = load_model(rec.model_dir)
+    if expression is not None:
+        if len(expression) != model.n_expressions:
+            raise ValueError(f"expression has {len(expression)} weights; the model has {model.n_expressions}")
+        target = np.clip(np.asarray(expression, np.float64), 0.0, 1.0)
+    elif aus:
+        target = facs.weights_from_aus(model, aus)
+    else:
+        target = np.asarray(rec.fit.expression, np.float64)
+    years = float(age) if age is not None else float((rec.age or {}).get("years", 35.0))
+    t0 = time.perf_counter()
+
+    job.stage(0.0, 0.3).report(0.0, "Extracting the person's detail from the photo")
+    d_photo = photo_detail(jd, rec, model, job)
+
+    job.stage(0.3, 0.9).report(0.0, "Simulating expression wrinkles")
+    big = max(sizes)
+    person = resample(d_photo, big)
+    w = wrinkle_map(model, np.asarray(rec.fit.identity), target, size=big, age=years, person_detail=person,
+                    seed=seed, job=job)
+    total = person + w.displacement
+    del person
+
+    job.stage(0.9, 1.0).report(0.0, "Writing EXR maps")
+    tag = target_tag(target)
+    files = {}
+    for size in sorted(sizes, reverse=True):
+        m = resample(total, size)
+        name = f"detail_{tag}_{size}.exr"
+        exr_io.write_map(jd / name, m)
+        files[str(size)] = name
+        job.check()
+    info = {
+        "tag": tag, "files": files, "unit": "mm", "model": "physical",
+        "expression": [round(float(x), 4) for x in target], "aus": facs.aus_from_weights(model, target),
+        "age_years": years, "seed": seed,
+        "vertex_range": list(model.regions["face"][0]), "material": "skin_face",
+        "stats": {"rms_mm": float(np.sqrt(np.mean(total ** 2))), "min_mm": float(total.min()),
+                  "max_mm": float(total.max()), "seconds": round(time.perf_counter() - t0, 2)},
+    }
+    atomic_json(jd / f"detail_{tag}.json", info)
+    job.report(1.0, "Details done")
+    return {**info, "job_dir": str(jd.resolve())}

@@ -1,0 +1,68 @@
+"""Add Details: detail maps for the face's current expression, wired as displacement."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import bpy
+from bpy.props import FloatProperty, IntProperty
+
+from ..addon import displacement, jobs
+from .backend_job import BackendJobMixin
+
+
+def face_object(context):
+    obj = context.active_object
+    fd = getattr(obj, "facedet3d", None) if obj else None
+    return obj if fd is not None and fd.job_dir else None
+
+
+def current_expression(obj) -> list[float]:
+    """The expression shape-key values, in the model's order (the shape keys' own order)."""
+    keys = obj.data.shape_keys.key_blocks if obj.data.shape_keys else []
+    return [float(k.value) for k in keys[1:]]
+
+
+class FACEDET3D_OT_add_details(BackendJobMixin, bpy.types.Operator):
+    """Build detail maps (the person's own detail and expression wrinkles) for the face's
+    current expression and attach them as displacement"""
+
+    bl_idname = "facedet3d.add_details"
+    bl_label = "Add Details"
+    bl_options = {"REGISTER", "UNDO"}
+    label_running = "FaceDet3D details"
+
+    age: FloatProperty(name="Age", description="Age for wrinkle depth (0: estimate from the photo)",
+                       default=0.0, min=0.0, max=110.0)
+    seed: IntProperty(name="Seed", default=0, min=0)
+
+    @classmethod
+    def poll(cls, context):
+        return face_object(context) is not None
+
+    def start(self, context):
+        obj = face_object(context)
+        if obj is None:
+            raise jobs.InputError("Select a face made by FaceDet3D's Import Photo first.")
+        job_dir = Path(bpy.path.abspath(obj.facedet3d.job_dir))
+        if not (job_dir / "face.json").is_file():
+            raise jobs.InputError(f"The face's files are missing ({job_dir}). Re-import the photo, or "
+                                  "move the *_facedet3d folder back beside the .blend.")
+        self._obj_name = obj.name
+        params = {"job_dir": str(job_dir), "expression": current_expression(obj), "seed": self.seed}
+        if self.age > 0:
+            params["age"] = self.age
+        return "details", params
+
+    def finish(self, context, result):
+        obj = bpy.data.objects[self._obj_name]
+        job_dir = Path(result["job_dir"])
+        displacement.attach(obj, job_dir / result["files"]["4096"], vertex_range=result["vertex_range"],
+                            material_name=result["material"])
+        obj.facedet3d.detail_tag = result["tag"]
+        self.report({"INFO"}, f"Details for {obj.name}: {result['model']} model, age {result['age_years']:.0f}, "
+                              f"RMS {result['stats']['rms_mm']:.3f} mm")
+        return {"FINISHED"}
+
+
+CLASSES = (FACEDET3D_OT_add_details,)
