@@ -59,3 +59,13 @@ def job_dir(tmp_path_factory) -> Path:
 def datablock_counts() -> dict:
     return {k: len(getattr(bpy.data, k)) for k in
             ("objects", "meshes", "materials", "images", "cameras", "lights", "collections")}
+
+
+def backend_run(code: str, *args: str) -> str:
+    """Run a snippet in the backend environment (it has OpenEXR, torch…; bpy's has not)."""
+    if not BACKEND_PY.exists():
+        pytest.skip(f"backend environment missing ({BACKEND_PY})")
+    r = subprocess.run([str(BACKEND_PY), "-c", code, *args], cwd=REPO, capture_output=True, text=True,
+                       timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+    return r.stdout
