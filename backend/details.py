@@ -107,7 +107,8 @@ def build_details(job_dir: str, expression: list[float] | None = None, aus: dict
         job.check()
     info = {
         "tag": tag, "files": files, "unit": "mm", "model": "physical",
-        "expression": [round(float(x), 4) for x in target], "aus": facs.aus_from_weights(model, target),
+        "expression": [round(float(x), 4) for x in target],
+        "aus": {k: v for k, v in facs.aus_from_weights(model, target).items() if v > 0},
         "age_years": years, "seed": seed,
         "vertex_range": list(model.regions["face"][0]), "material": "skin_face",
         "stats": {"rms_mm": float(np.sqrt(np.mean(total ** 2))), "min_mm": float(total.min()),
