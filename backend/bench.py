@@ -71,7 +71,39 @@ def run_bench(repeat: int = 3, model_dir: str | None = None) -> int:
     with tempfile.TemporaryDirectory() as d:
         t, _ = _median(lambda: reconstruct(str(PHOTO), os.path.join(d, "job")), 1)
     rows.append(("whole reconstruct (in process, incl. writes)", t))
+    rows += bench_details(model, fit, img, det, repeat)
     print(f"backend bench: median of {repeat} (whole reconstruct: 1 run)")
     for name, secs in rows:
         print(f"  {name:48s} {secs * 1000:9.1f} ms")
+    print(f"  {'peak memory of this process (max RSS)':48s} {peak_rss_mb():9.1f} MB")
     return 0
+
+
+def peak_rss_mb() -> float:
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # Linux reports KiB
+
+
+def bench_details(model, fit, img, det, repeat: int) -> list[tuple[str, float]]:
+    """D(I_x) at 1024², one 4096² wrinkle map, and the 4096² EXR write (the floor)."""
+    from . import exr_io
+    from .face_data import FaceReconstruction
+    from .photo_detail import extract_photo_detail
+    from .wrinkles import wrinkle_map
+
+    rec = FaceReconstruction(image=str(PHOTO), image_size=[img.shape[1], img.shape[0]], model=model.name,
+                             model_dir=model.source, detection=det, fit=fit)
+    rows = []
+    t, pd = _median(lambda: extract_photo_detail(model, rec, img, size=1024), repeat)
+    rows.append(("photo detail D(I_x) 1024^2", t))
+    smile = np.zeros(model.n_expressions)
+    for name in ("mouthSmile_L", "mouthSmile_R", "cheekSquint_L", "cheekSquint_R"):
+        smile[model.expression_index(name)] = 1.0
+    ident = np.asarray(fit.identity)
+    t, w = _median(lambda: wrinkle_map(model, ident, smile, size=4096, age=35.0), repeat)
+    rows.append(("wrinkle map 4096^2 (AU6+12, with micro-relief)", t))
+    with tempfile.TemporaryDirectory() as d:
+        t, _ = _median(lambda: exr_io.write_map(os.path.join(d, "m.exr"), w.displacement), repeat)
+    rows.append(("EXR write 4096^2 half ZIP", t))
+    return rows
