@@ -35,6 +35,8 @@ class FACEDET3D_OT_add_details(BackendJobMixin, bpy.types.Operator):
     age: FloatProperty(name="Age", description="Age for wrinkle depth (0: estimate from the photo)",
                        default=0.0, min=0.0, max=110.0)
     seed: IntProperty(name="Seed", default=0, min=0)
+    size: IntProperty(name="Map size", description="Largest map size (4096 for final renders)",
+                      default=4096, min=256, max=8192)
 
     @classmethod
     def poll(cls, context):
@@ -49,7 +51,9 @@ class FACEDET3D_OT_add_details(BackendJobMixin, bpy.types.Operator):
             raise jobs.InputError(f"The face's files are missing ({job_dir}). Re-import the photo, or "
                                   "move the *_facedet3d folder back beside the .blend.")
         self._obj_name = obj.name
-        params = {"job_dir": str(job_dir), "expression": current_expression(obj), "seed": self.seed}
+        sizes = sorted({256, 1024, self.size} if self.size >= 1024 else {self.size})
+        params = {"job_dir": str(job_dir), "expression": current_expression(obj), "seed": self.seed,
+                  "sizes": sizes}
         if self.age > 0:
             params["age"] = self.age
         return "details", params
@@ -57,7 +61,8 @@ class FACEDET3D_OT_add_details(BackendJobMixin, bpy.types.Operator):
     def finish(self, context, result):
         obj = bpy.data.objects[self._obj_name]
         job_dir = Path(result["job_dir"])
-        displacement.attach(obj, job_dir / result["files"]["4096"], vertex_range=result["vertex_range"],
+        largest = result["files"][max(result["files"], key=int)]
+        displacement.attach(obj, job_dir / largest, vertex_range=result["vertex_range"],
                             material_name=result["material"])
         obj.facedet3d.detail_tag = result["tag"]
         self.report({"INFO"}, f"Details for {obj.name}: {result['model']} model, age {result['age_years']:.0f}, "

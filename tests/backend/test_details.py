@@ -1,0 +1,69 @@
+"""Detail maps for a reconstructed face: files, convention, and where the target AUs act."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from backend import details, exr_io
+from backend.face_model import load_model
+from backend.face_regions import region_masks
+from backend.pipeline import reconstruct
+
+REPO = Path(__file__).resolve().parents[2]
+PHOTO = REPO / "assets" / "astronaut.jpg"
+
+
+@pytest.fixture(scope="module")
+def job(tmp_path_factory):
+    out = tmp_path_factory.mktemp("details") / "astronaut"
+    reconstruct(str(PHOTO), str(out), options={"texture_size": 512, "head_texture_size": 128})
+    return out
+
+
+@pytest.fixture(scope="module")
+def maps(job):
+    n = 57
+    neutral = details.build_details(str(job), expression=[0.0] * n, sizes=(256,))
+    brows = details.build_details(str(job), aus={"AU1": 1.0, "AU2": 1.0}, sizes=(256,))
+    return neutral, brows
+
+
+def test_files_follow_the_convention(job, maps):
+    neutral, brows = maps
+    for res in maps:
+        m = exr_io.read_map(job / res["files"]["256"])
+        assert m.shape == (256, 256) and m.dtype == np.float32 and np.isfinite(m).all()
+        side = json.loads((job / f"detail_{res['tag']}.json").read_text())
+        assert side["unit"] == "mm" and side["model"] == "physical"
+    assert (job / details.DETAIL_FILE).is_file(), "D(I_x) is cached per face"
+    assert neutral["tag"] != brows["tag"]
+    assert brows["aus"]["AU1"] == 1.0 and brows["aus"]["AU2"] == 1.0 and "AU12" not in brows["aus"]
+
+
+def test_target_aus_change_the_map_only_where_they_act(job, maps):
+    neutral, brows = maps
+    a = exr_io.read_map(job / neutral["files"]["256"])
+    b = exr_io.read_map(job / brows["files"]["256"])
+    masks = region_masks(load_model(), 256)
+    diff = np.abs(b - a)
+    forehead = diff[masks["forehead"] > 0.5].mean()
+    elsewhere = diff[masks["elsewhere"] > 0.5].mean()
+    assert forehead > 0.05, f"AU1+2 wrinkles the forehead: {forehead:.3f} mm"
+    assert forehead > 10 * elsewhere, (forehead, elsewhere)
+
+
+def test_same_expression_and_seed_reuse_the_same_maps(job, maps):
+    neutral, _ = maps
+    again = details.build_details(str(job), expression=[0.0] * 57, sizes=(256,))
+    assert again["tag"] == neutral["tag"]
+    np.testing.assert_array_equal(exr_io.read_map(job / again["files"]["256"]),
+                                  exr_io.read_map(job / neutral["files"]["256"]))
+
+
+def test_bad_expression_length_is_refused(job):
+    with pytest.raises(ValueError, match="57"):
+        details.build_details(str(job), expression=[0.0] * 3, sizes=(256,))
