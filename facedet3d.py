@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 
-def _load_package():
+def load_package():
     root = Path(__file__).resolve().parent
     if "facedet3d_ext" in sys.modules:
         return sys.modules["facedet3d_ext"]
@@ -30,7 +30,7 @@ def _argv():
 
 
 if __name__ == "__main__":
-    pkg = _load_package()
+    pkg = load_package()
     pkg.register()
     from facedet3d_ext.addon import headless  # noqa: E402  (after the package is loaded)
 

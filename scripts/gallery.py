@@ -7,7 +7,6 @@ the add-on's displacement wiring, Cycles. Run after scripts/demo.sh:
 """
 
 import importlib.util
-import math
 import sys
 import tempfile
 from pathlib import Path
@@ -17,12 +16,11 @@ import numpy as np
 from mathutils import Vector
 
 ROOT = Path(__file__).resolve().parent.parent
-spec = importlib.util.spec_from_file_location("facedet3d_ext", ROOT / "__init__.py",
-                                              submodule_search_locations=[str(ROOT)])
-ext = importlib.util.module_from_spec(spec)
-sys.modules["facedet3d_ext"] = ext
-spec.loader.exec_module(ext)
-ext.register()
+spec = importlib.util.spec_from_file_location("facedet3d_bootstrap", ROOT / "facedet3d.py")
+boot = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(boot)
+boot.load_package().register()
+from docs_figures import look_from  # noqa: E402  (scripts/ is on sys.path when run as a script)
 from facedet3d_ext.addon import displacement, session  # noqa: E402
 
 # (label, AUs). EMFACS prototypes restricted to the AUs the default model has (no AU23/AU26:
@@ -36,12 +34,15 @@ EXPRESSIONS = [
 ]
 
 
-def look_from(cam, target: Vector, yaw_deg: float, pitch_deg: float, distance: float) -> None:
-    yaw, pitch = math.radians(yaw_deg), math.radians(pitch_deg)
-    offset = Vector((math.sin(yaw) * math.cos(pitch), -math.cos(yaw) * math.cos(pitch), math.sin(pitch)))
-    cam.location = target + offset * distance
-    cam.rotation_mode = "QUATERNION"
-    cam.rotation_quaternion = (target - cam.location).to_track_quat("-Z", "Y")
+def map_tile(exr: Path, size: int) -> np.ndarray:
+    img = bpy.data.images.load(str(exr))
+    img.colorspace_settings.name = "Non-Color"
+    img.scale(size, size)
+    px = np.empty(size * size * 4, np.float32)
+    img.pixels.foreach_get(px)
+    bpy.data.images.remove(img)
+    g = np.clip(px.reshape(size, size, 4)[..., 0] / 0.5, -1, 1) * 0.5 + 0.5  # mid-grey = 0 mm
+    return np.dstack([g, g, g, np.ones_like(g)])
 
 
 def main(blend: str, out: str, size: int = 384, samples: int = 32) -> None:
@@ -56,11 +57,11 @@ def main(blend: str, out: str, size: int = 384, samples: int = 32) -> None:
     centre = Vector(co.reshape(-1, 3)[:9409].mean(0).tolist()) + Vector((0, 0.02, 0.01))
     cam = scene.camera
     cam.data.lens, cam.data.shift_x, cam.data.shift_y = 85.0, 0.0, 0.0
-    look_from(cam, centre, 25.0, 5.0, 0.75)
+    look_from(cam, centre, 20.0, 8.0, 0.52)
     client = session.get_client()
     keys = face.data.shape_keys.key_blocks
     tmp = Path(tempfile.mkdtemp())
-    tiles = []
+    tiles, maps = [], []
     for label, aus in EXPRESSIONS:
         expression = [0.0] * (len(keys) - 1)
         params = {"job_dir": str(job_dir), "expression": expression} if not aus else \
@@ -76,9 +77,12 @@ def main(blend: str, out: str, size: int = 384, samples: int = 32) -> None:
         px = np.empty(size * size * 4, np.float32)
         img.pixels.foreach_get(px)
         tiles.append(px.reshape(size, size, 4))
+        maps.append(map_tile(job_dir / res["files"]["1024"], size))
         print(f"{label}: RMS {res['stats']['rms_mm']:.3f} mm", flush=True)
     session.shutdown()
-    strip = np.concatenate(tiles, axis=1)
+    # Top row: renders. Bottom row: the detail map, +-0.5 mm as white/black (map rows are
+    # top-first; Blender's pixel rows bottom-first, hence the stacking order).
+    strip = np.concatenate([np.concatenate(maps, axis=1), np.concatenate(tiles, axis=1)], axis=0)
     img = bpy.data.images.new("gallery", strip.shape[1], strip.shape[0], alpha=True)
     img.pixels.foreach_set(strip.ravel())
     img.filepath_raw = out

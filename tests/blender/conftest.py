@@ -18,15 +18,15 @@ bpy = pytest.importorskip("bpy")
 
 
 def load_extension():
-    """The checkout as the package `facedet3d_ext`, registered once (as facedet3d.py does)."""
-    if "facedet3d_ext" not in sys.modules:
-        spec = importlib.util.spec_from_file_location("facedet3d_ext", REPO / "__init__.py",
-                                                      submodule_search_locations=[str(REPO)])
-        pkg = importlib.util.module_from_spec(spec)
-        sys.modules["facedet3d_ext"] = pkg
-        spec.loader.exec_module(pkg)
+    """The checkout as the package `facedet3d_ext` (facedet3d.py's loader), registered once."""
+    fresh = "facedet3d_ext" not in sys.modules
+    spec = importlib.util.spec_from_file_location("facedet3d_bootstrap", REPO / "facedet3d.py")
+    boot = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(boot)
+    pkg = boot.load_package()
+    if fresh:
         pkg.register()
-    return sys.modules["facedet3d_ext"]
+    return pkg
 
 
 @pytest.fixture(scope="session")
