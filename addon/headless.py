@@ -14,7 +14,7 @@ from pathlib import Path
 
 import bpy
 
-from . import jobs, scene_builder, session, settings
+from . import displacement, jobs, scene_builder, session, settings
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -30,6 +30,10 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--resolution", type=int, default=0,
                    help="longest side of the render in pixels (default: the photo's, at most 1024)")
     r.add_argument("--texture-size", type=int, default=2048, help="face texture size (default 2048)")
+    r.add_argument("--details", action="store_true",
+                   help="add detail maps (photo detail + wrinkles for the photo's expression) as displacement")
+    r.add_argument("--detail-size", type=int, default=4096, help="largest detail map size (default 4096)")
+    r.add_argument("--age", type=float, default=0.0, help="age for wrinkle depth (default: from the photo)")
     b = sub.add_parser("bench", help="median timings: scene build and a 512^2 Cycles render")
     b.add_argument("--job", required=True, help="a finished job folder (from `reconstruct`)")
     b.add_argument("--repeat", type=int, default=3)
@@ -80,12 +84,19 @@ def reconstruct(args) -> int:
     client = session.get_client(args.backend_python)
     t0 = time.perf_counter()
     options = {"texture_size": args.texture_size}
+    if args.age > 0:
+        options["age"] = args.age
     if args.resolution:
         options["render_long_side"] = args.resolution
+    progress = lambda f, m: print(f"[{f * 100:5.1f}%] {m}", flush=True)  # noqa: E731
+    detail = None
     try:
         res = client.call("reconstruct", jobs.reconstruct_params(args.image, job_dir, model_dir, options),
-                          timeout=3600,
-                          on_progress=lambda f, m: print(f"[{f * 100:5.1f}%] {m}", flush=True))
+                          timeout=3600, on_progress=progress)
+        if args.details:
+            sizes = sorted({256, 1024, args.detail_size} if args.detail_size >= 1024 else {args.detail_size})
+            detail = client.call("details", {"job_dir": str(job_dir), "sizes": sizes}, timeout=3600,
+                                 on_progress=progress)
     except Exception as exc:
         jobs.discard(job_dir)
         if created_out and not any(out.iterdir()):
@@ -98,6 +109,11 @@ def reconstruct(args) -> int:
     # Save first so every path the builder stores is relative to the .blend.
     bpy.ops.wm.save_as_mainfile(filepath=str(blend))
     built = scene_builder.build_face(bpy.context, job_dir, name=stem)
+    if detail is not None:
+        displacement.attach(built.obj, job_dir / detail["files"][max(detail["files"], key=int)],
+                            vertex_range=detail["vertex_range"], material_name=detail["material"])
+        built.obj.facedet3d.detail_tag = detail["tag"]
+        print(f"details: {detail['model']} model, RMS {detail['stats']['rms_mm']:.3f} mm")
     scene = bpy.context.scene
     scene.cycles.samples = args.samples
     bpy.ops.wm.save_as_mainfile(filepath=str(blend))

@@ -12,13 +12,14 @@ import numpy as np
 from conftest import PHOTO, REPO, bpy
 
 
-def test_cli_reconstructs_and_renders_from_a_path_with_spaces_and_non_ascii(tmp_path):
+def test_cli_reconstructs_and_renders_from_a_path_with_spaces_and_non_ascii(tmp_path, ext):
     src = tmp_path / "photos of ü and 名字" / "astronaut portrait é.jpg"
     src.parent.mkdir()
     shutil.copy(PHOTO, src)
     out = tmp_path / "out dir ñ"
     r = subprocess.run([sys.executable, "-m", "facedet3d", "reconstruct", "--image", str(src), "--out", str(out),
-                        "--render", "--samples", "4", "--resolution", "96", "--texture-size", "512"],
+                        "--render", "--samples", "4", "--resolution", "96", "--texture-size", "512",
+                        "--details", "--detail-size", "256"],
                        cwd=REPO, capture_output=True, text=True, timeout=900, env=dict(os.environ))
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-3000:]
     blend = out / "astronaut_portrait_é.blend"
@@ -34,6 +35,9 @@ def test_cli_reconstructs_and_renders_from_a_path_with_spaces_and_non_ascii(tmp_
     for img in imgs:
         assert img.filepath.startswith("//")
         assert os.path.isfile(bpy.path.abspath(img.filepath)), img.filepath
+    face = next(o for o in bpy.data.objects if o.type == "MESH")
+    assert face.modifiers.get("FaceDet3D Detail") is not None, "--details attached the maps"
+    assert face.facedet3d.detail_tag
     render = bpy.data.images.load(str(moved / png.name))
     assert tuple(render.size) == (96, 96)
     px = np.empty(96 * 96 * 4, np.float32)
