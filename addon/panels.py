@@ -39,6 +39,42 @@ class FACEDET3D_PT_main(bpy.types.Panel):
             box.label(text="Photo's expression: neutral")
 
 
+class FACEDET3D_PT_expression(bpy.types.Panel):
+    bl_label = "Expression"
+    bl_idname = "FACEDET3D_PT_expression"
+    bl_space_type = "VIEW_3D"
+    bl_region_type = "UI"
+    bl_category = "FaceDet3D"
+    bl_parent_id = "FACEDET3D_PT_main"
+
+    @classmethod
+    def poll(cls, context):
+        obj = context.active_object
+        fd = getattr(obj, "facedet3d", None) if obj else None
+        return fd is not None and len(fd.aus) > 0
+
+    def draw(self, context):
+        layout = self.layout
+        fd = context.active_object.facedet3d
+        grid = layout.grid_flow(columns=4, align=True)
+        for ident, label, _ in (("happy", "Happy", ""), ("sad", "Sad", ""), ("surprise", "Surprise", ""),
+                                ("fear", "Fear", ""), ("anger", "Anger", ""), ("disgust", "Disgust", ""),
+                                ("contempt", "Contempt", ""), ("neutral", "Neutral", "")):
+            grid.operator("facedet3d.set_emotion", text=label).emotion = ident
+        layout.operator("facedet3d.keyframe_aus", icon="KEY_HLT")
+        col = layout.column(align=True)
+        shown = set()
+        for item in fd.aus:
+            if item.au in shown:
+                continue
+            shown.add(item.au)
+            row = col.row(align=True)
+            row.label(text=f"AU{item.au} {item.label}")
+            for other in fd.aus:
+                if other.au == item.au:
+                    row.prop(other, "value", text=other.side or "", slider=True)
+
+
 class FACEDET3D_PT_backend(bpy.types.Panel):
     bl_label = "Backend"
     bl_idname = "FACEDET3D_PT_backend"
@@ -54,4 +90,4 @@ class FACEDET3D_PT_backend(bpy.types.Panel):
         row.operator("facedet3d.backend_restart", icon="FILE_REFRESH")
 
 
-CLASSES = (FACEDET3D_PT_main, FACEDET3D_PT_backend)
+CLASSES = (FACEDET3D_PT_main, FACEDET3D_PT_expression, FACEDET3D_PT_backend)

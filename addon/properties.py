@@ -3,7 +3,17 @@
 from __future__ import annotations
 
 import bpy
-from bpy.props import FloatProperty, PointerProperty, StringProperty
+from bpy.props import CollectionProperty, FloatProperty, IntProperty, PointerProperty, StringProperty
+
+
+class FACEDET3D_PG_au(bpy.types.PropertyGroup):
+    """One Action Unit control (``name`` is its key, e.g. "AU12L")."""
+
+    au: IntProperty(name="AU")
+    side: StringProperty(name="Side")  # "L", "R" or "" for AUs without sides
+    label: StringProperty(name="Action Unit")
+    value: FloatProperty(name="Intensity", description="FACS intensity, 0 (absent) to 1 (maximum, E)",
+                         min=0.0, max=1.0, default=0.0)
 
 
 class FACEDET3D_PG_face(bpy.types.PropertyGroup):
@@ -14,6 +24,8 @@ class FACEDET3D_PG_face(bpy.types.PropertyGroup):
     fit_error_iod: FloatProperty(name="Fit error", description="Mean landmark reprojection error / "
                                  "inter-ocular distance", precision=4)
     aus_json: StringProperty(name="Source AUs", description="The photo's Action Units (JSON)")
+    aus: CollectionProperty(type=FACEDET3D_PG_au, name="Action Units")
+    presets_json: StringProperty(name="Emotion presets", description="EMFACS presets as AU values (JSON)")
     detail_tag: StringProperty(name="Detail maps", description="Which detail maps are attached "
                                "(the job folder's detail_<tag>.json)")
 
@@ -22,7 +34,7 @@ class FACEDET3D_PG_face(bpy.types.PropertyGroup):
         return bool(self.job_dir)
 
 
-CLASSES = (FACEDET3D_PG_face,)
+CLASSES = (FACEDET3D_PG_au, FACEDET3D_PG_face)
 
 
 def register_props():

@@ -19,7 +19,7 @@ import bpy
 import numpy as np
 from mathutils import Matrix, Vector
 
-from . import storage
+from . import au_rig, storage
 
 RENDER_PASS_HOOKS: list[Callable[["bpy.types.Context", "BuiltFace"], None]] = []
 
@@ -254,6 +254,8 @@ def build_face(context, job_dir: Path, name: str | None = None, set_active_camer
         obj = track.add("objects", bpy.data.objects.new(name, me))
         coll.objects.link(obj)
         _shape_keys(obj, mesh_npz, obj_m, desc["shape_keys"])
+        if desc.get("au_rig"):
+            au_rig.install(obj, desc["au_rig"], desc.get("au_values", {}), desc.get("presets", {}))
         cam = _camera(f"{name} Camera", desc["camera"], track)
         coll.objects.link(cam)
         lm = mesh_npz["vertices"][mesh_npz["landmark_vertices"]].astype(np.float64)

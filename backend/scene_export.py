@@ -120,8 +120,15 @@ def render_size(width: int, height: int, long_side: int) -> list[int]:
 def scene_description(model: MorphableModel, camera: Camera, expression: np.ndarray,
                       render_long_side: int = 1024) -> dict:
     """Everything the scene builder needs, in Blender's units and frames."""
+    from .emotions import EMFACS, au_rig, controls_from_weights, preset_controls
+
     groups = [dict(g) for g in MATERIAL_GROUPS]
+    rig = au_rig(model)
     return {
+        "au_rig": rig,
+        "au_values": controls_from_weights(rig, model.expression_names, expression),
+        "presets": preset_controls(model, rig),
+        "preset_notes": {k: v[1] for k, v in EMFACS.items() if v[1]},
         "object_matrix": object_matrix(),
         "camera": {
             "matrix_world": camera_matrix_world(camera),

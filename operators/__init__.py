@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import bpy
 
-from . import add_details, backend_ops, import_photo
+from . import add_details, backend_ops, expression_ops, import_photo
 
-CLASSES = import_photo.CLASSES + add_details.CLASSES + backend_ops.CLASSES
+CLASSES = import_photo.CLASSES + add_details.CLASSES + expression_ops.CLASSES + backend_ops.CLASSES
 
 
 def register():

@@ -17,9 +17,11 @@ def face_object(context):
     return obj if fd is not None and fd.job_dir else None
 
 
-def current_expression(obj) -> list[float]:
-    """The expression shape-key values, in the model's order (the shape keys' own order)."""
-    keys = obj.data.shape_keys.key_blocks if obj.data.shape_keys else []
+def current_expression(context, obj) -> list[float]:
+    """The expression as shown: evaluated shape-key values (after AU drivers and animation),
+    in the model's order (the shape keys' own order)."""
+    ev = obj.evaluated_get(context.evaluated_depsgraph_get())
+    keys = ev.data.shape_keys.key_blocks if ev.data.shape_keys else []
     return [float(k.value) for k in keys[1:]]
 
 
@@ -52,7 +54,7 @@ class FACEDET3D_OT_add_details(BackendJobMixin, bpy.types.Operator):
                                   "move the *_facedet3d folder back beside the .blend.")
         self._obj_name = obj.name
         sizes = sorted({256, 1024, self.size} if self.size >= 1024 else {self.size})
-        params = {"job_dir": str(job_dir), "expression": current_expression(obj), "seed": self.seed,
+        params = {"job_dir": str(job_dir), "expression": current_expression(context, obj), "seed": self.seed,
                   "sizes": sizes}
         if self.age > 0:
             params["age"] = self.age

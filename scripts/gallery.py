@@ -67,8 +67,12 @@ def main(blend: str, out: str, size: int = 384, samples: int = 32) -> None:
         params = {"job_dir": str(job_dir), "expression": expression} if not aus else \
             {"job_dir": str(job_dir), "aus": aus}
         res = client.call("details", params, timeout=1800)
+        # Shapes outside the AU rig take the target's weights; the rig's AU controls (which
+        # drive the rest) take the AU values, unsided AUs on both sides.
         for k, w in zip(keys[1:], res["expression"]):
             k.value = w
+        for item in face.facedet3d.aus:
+            item.value = float(aus.get(item.name, aus.get(f"AU{item.au}", 0.0)))
         displacement.attach(face, job_dir / res["files"]["4096"], vertex_range=res["vertex_range"],
                             material_name=res["material"])
         scene.render.filepath = str(tmp / f"{len(tiles)}.png")

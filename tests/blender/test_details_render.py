@@ -10,7 +10,7 @@ import pytest
 
 from conftest import bpy
 
-BROWS = ("browInnerUp_L", "browInnerUp_R", "browOuterUp_L", "browOuterUp_R")  # AU1 + AU2
+BROWS = ("AU1L", "AU1R", "AU2L", "AU2R")  # inner and outer brow raisers
 
 
 @pytest.fixture()
@@ -18,7 +18,9 @@ def face(empty_scene, job_dir, ext):
     built = ext.addon.scene_builder.build_face(bpy.context, job_dir, name="Wrinkles")
     obj = built.obj
     for k in obj.data.shape_keys.key_blocks[1:]:
-        k.value = 1.0 if k.name in BROWS else 0.0
+        k.value = 0.0  # shapes outside the AU rig (the rig's drivers override the rest)
+    for item in obj.facedet3d.aus:
+        item.value = 1.0 if item.name in BROWS else 0.0
     bpy.context.view_layer.objects.active = obj
     return obj
 

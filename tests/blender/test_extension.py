@@ -52,7 +52,7 @@ def test_zip_installs_enables_and_registers(built_zip, tmp_path):
         assert mod in bpy.context.preferences.addons, list(bpy.context.preferences.addons.keys())
         assert hasattr(bpy.types, "FACEDET3D_PT_main"), "sidebar panel"
         assert bpy.types.FACEDET3D_PT_main.bl_category == "FaceDet3D"
-        for op in ("import_photo", "add_details", "backend_check", "backend_restart"):
+        for op in ("import_photo", "add_details", "set_emotion", "keyframe_aus", "backend_check", "backend_restart"):
             assert op in dir(bpy.ops.facedet3d), op
         prefs = bpy.context.preferences.addons[mod].preferences
         assert {{"backend_python", "model_dir", "cache_dir"}} <= set(prefs.bl_rna.properties.keys())
