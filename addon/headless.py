@@ -14,13 +14,30 @@ from pathlib import Path
 
 import bpy
 
-from . import displacement, jobs, scene_builder, session, settings
+from . import au_rig, displacement, jobs, scene_builder, session, settings
 
 
 def _parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="facedet3d", description=__doc__.splitlines()[0])
     sub = ap.add_subparsers(dest="command", required=True)
     r = sub.add_parser("reconstruct", help="photo -> textured face .blend (and a render)")
+    _job_args(r)
+    a = sub.add_parser("animate", help="photo + keys -> AU animation: PNG frames, optional video, .blend")
+    _job_args(a)
+    a.add_argument("--key", action="append", required=True, metavar="FRAME:WHAT",
+                   help="a key: FRAME:PRESET (happy, sad, surprise, fear, anger, disgust, contempt, "
+                        "neutral) or FRAME:AU1=1,AU2=0.6,AU12L=0.8 (AUn without a side sets both sides); "
+                        "repeat for each key")
+    a.add_argument("--video", action="store_true", help="also write an MP4 (H.264) with Blender's FFmpeg")
+    a.add_argument("--fps", type=int, default=24)
+    b = sub.add_parser("bench", help="median timings: scene build and a 512^2 Cycles render")
+    b.add_argument("--job", required=True, help="a finished job folder (from `reconstruct`)")
+    b.add_argument("--repeat", type=int, default=3)
+    b.add_argument("--samples", type=int, default=32)
+    return ap
+
+
+def _job_args(r) -> None:
     r.add_argument("--image", required=True, help="the photo")
     r.add_argument("--out", required=True, help="output folder (job files, .blend, render)")
     r.add_argument("--model-dir", default="", help="face model folder (default: preferences/env/checkout)")
@@ -34,11 +51,6 @@ def _parser() -> argparse.ArgumentParser:
                    help="add detail maps (photo detail + wrinkles for the photo's expression) as displacement")
     r.add_argument("--detail-size", type=int, default=4096, help="largest detail map size (default 4096)")
     r.add_argument("--age", type=float, default=0.0, help="age for wrinkle depth (default: from the photo)")
-    b = sub.add_parser("bench", help="median timings: scene build and a 512^2 Cycles render")
-    b.add_argument("--job", required=True, help="a finished job folder (from `reconstruct`)")
-    b.add_argument("--repeat", type=int, default=3)
-    b.add_argument("--samples", type=int, default=32)
-    return ap
 
 
 def bench(args) -> int:
@@ -66,7 +78,9 @@ def bench(args) -> int:
     return 0
 
 
-def reconstruct(args) -> int:
+def _scene(args):
+    """Steps shared by `reconstruct` and `animate`: backend job (and details), the face scene,
+    the saved .blend. Returns (built, out, stem, blend), or an exit code after a message."""
     out = Path(args.out).expanduser().resolve()
     model_dir = settings.model_dir(args.model_dir)
     try:
@@ -114,17 +128,121 @@ def reconstruct(args) -> int:
                             vertex_range=detail["vertex_range"], material_name=detail["material"])
         built.obj.facedet3d.detail_tag = detail["tag"]
         print(f"details: {detail['model']} model, RMS {detail['stats']['rms_mm']:.3f} mm")
-    scene = bpy.context.scene
-    scene.cycles.samples = args.samples
+    bpy.context.scene.cycles.samples = args.samples
     bpy.ops.wm.save_as_mainfile(filepath=str(blend))
+    return built, out, stem, blend
+
+
+def reconstruct(args) -> int:
+    r = _scene(args)
+    if isinstance(r, int):
+        return r
+    _built, out, stem, blend = r
     print(f"wrote {blend}")
     if args.render:
         png = out / f"{stem}_render.png"
-        scene.render.filepath = str(png)
+        bpy.context.scene.render.filepath = str(png)
         t1 = time.perf_counter()
         bpy.ops.render.render(write_still=True)
         print(f"wrote {png} ({time.perf_counter() - t1:.1f} s)")
-    del built
+    return 0
+
+
+PRESETS = ("happy", "sad", "surprise", "fear", "anger", "disgust", "contempt", "neutral")
+
+
+def parse_key(text: str) -> tuple[int, str | dict[str, float]]:
+    """'24:happy' -> (24, 'happy'); '48:AU1=1,AU12L=0.5' -> (48, {'AU1': 1.0, 'AU12L': 0.5})."""
+    frame, sep, what = text.partition(":")
+    if not sep or not frame.strip().lstrip("-").isdigit():
+        raise ValueError(f"key '{text}': write FRAME:PRESET or FRAME:AU1=1,AU2=0.5")
+    what = what.strip()
+    if what.lower() in PRESETS:
+        return int(frame), what.lower()
+    values = {}
+    for part in what.split(","):
+        name, eq, val = part.partition("=")
+        name = name.strip().upper()
+        try:
+            v = float(val)
+        except ValueError:
+            v = None
+        if not eq or not name.startswith("AU") or v is None or not 0.0 <= v <= 1.0:
+            raise ValueError(f"key '{text}': '{part}' is not AUn=value with value in 0..1, nor a preset "
+                             f"({', '.join(PRESETS)})")
+        values[name] = v
+    return int(frame), values
+
+
+def _values_for(obj, what) -> dict[str, float]:
+    if isinstance(what, str):
+        return au_rig.presets(obj).get(what, {})  # 'neutral': every control at 0
+    known = {item.name for item in obj.facedet3d.aus} | {f"AU{item.au}" for item in obj.facedet3d.aus}
+    unknown = sorted(set(what) - known)
+    if unknown:
+        raise ValueError(f"this face has no control {', '.join(unknown)}; it has "
+                         f"{', '.join(sorted(known, key=lambda k: (len(k), k)))}")
+    return {item.name: what.get(item.name, what.get(f"AU{item.au}", 0.0)) for item in obj.facedet3d.aus}
+
+
+def _encode_video(frames: list[Path], path: Path, fps: int, size) -> None:
+    """Frames -> MP4 (H.264) through Blender's sequencer and FFmpeg: no second 3D render."""
+    vs = bpy.data.scenes.new("FaceDet3D video")
+    try:
+        ed = vs.sequence_editor_create()
+        strip = ed.strips.new_image("frames", str(frames[0]), 1, 1)
+        for f in frames[1:]:
+            strip.elements.append(f.name)
+        vs.frame_start, vs.frame_end = 1, len(frames)
+        r = vs.render
+        r.fps = fps
+        r.resolution_x, r.resolution_y = size
+        r.resolution_percentage = 100
+        r.use_sequencer = True
+        r.image_settings.media_type = "VIDEO"
+        r.image_settings.file_format = "FFMPEG"
+        r.ffmpeg.format = "MPEG4"
+        r.ffmpeg.codec = "H264"
+        r.filepath = str(path)
+        r.use_file_extension = False
+        bpy.ops.render.render(animation=True, scene=vs.name)
+    finally:
+        bpy.data.scenes.remove(vs)
+
+
+def animate(args) -> int:
+    try:
+        keys = sorted(parse_key(k) for k in args.key) if args.key else []
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    r = _scene(args)
+    if isinstance(r, int):
+        return r
+    built, out, stem, blend = r
+    obj, scene = built.obj, bpy.context.scene
+    try:
+        for frame, what in keys:
+            au_rig.apply_values(obj, _values_for(obj, what))
+            au_rig.keyframe(obj, frame)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    scene.frame_start, scene.frame_end = keys[0][0], keys[-1][0]
+    scene.render.fps = args.fps
+    frames_dir = out / f"{stem}_frames"
+    frames_dir.mkdir(exist_ok=True)
+    scene.render.filepath = str(frames_dir / "frame_")
+    bpy.ops.wm.save_as_mainfile(filepath=str(blend))
+    print(f"wrote {blend}")
+    t1 = time.perf_counter()
+    bpy.ops.render.render(animation=True)
+    frames = sorted(frames_dir.glob("frame_*.png"))
+    print(f"wrote {len(frames)} frames to {frames_dir} ({time.perf_counter() - t1:.1f} s)")
+    if args.video:
+        mp4 = out / f"{stem}.mp4"
+        _encode_video(frames, mp4, args.fps, (scene.render.resolution_x, scene.render.resolution_y))
+        print(f"wrote {mp4}")
     return 0
 
 
@@ -132,6 +250,8 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "reconstruct":
         return reconstruct(args)
+    if args.command == "animate":
+        return animate(args)
     if args.command == "bench":
         return bench(args)
     return 2

@@ -51,3 +51,37 @@ def test_cli_bad_input_exits_nonzero_with_a_message(tmp_path):
     assert r.returncode != 0
     assert "No photo" in r.stderr
     assert not (tmp_path / "o").exists() or not any((tmp_path / "o").iterdir())
+
+
+def test_cli_animates_keys_into_frames_and_a_video(tmp_path, ext):
+    out = tmp_path / "anim"
+    r = subprocess.run([sys.executable, "-m", "facedet3d", "animate", "--image", str(PHOTO), "--out", str(out),
+                        "--key", "1:neutral", "--key", "5:AU1=1,AU2=1,AU27=0.6", "--samples", "2",
+                        "--resolution", "128", "--texture-size", "512", "--video"],
+                       cwd=REPO, capture_output=True, text=True, timeout=900)
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-3000:]
+    frames = sorted((out / "astronaut_frames").glob("frame_*.png"))
+    assert [f.name for f in frames] == [f"frame_{i:04d}.png" for i in range(1, 6)]
+
+    def pixels(path):
+        img = bpy.data.images.load(str(path))
+        px = np.empty(img.size[0] * img.size[1] * 4, np.float32)
+        img.pixels.foreach_get(px)
+        return px.reshape(img.size[1], img.size[0], 4)[::-1, :, :3]
+
+    first, last = pixels(frames[0]), pixels(frames[-1])
+    face = np.abs(last - first)[20:45, 40:72]  # the face's box at 128 px (photo box x 175-265, y 76-166)
+    assert face.mean() > 3 * np.abs(last - first)[100:, :].mean() + 1e-3, "the keyed AUs move the face"
+    clip = bpy.data.movieclips.load(str(out / "astronaut.mp4"))
+    assert clip.frame_duration == 5 and tuple(clip.size) == (128, 128)
+    bpy.ops.wm.open_mainfile(filepath=str(out / "astronaut.blend"))
+    face_obj = next(o for o in bpy.data.objects if o.type == "MESH")
+    assert face_obj.animation_data.action is not None, "the keys are saved in the .blend"
+
+
+def test_cli_bad_animation_key_fails_before_any_work(tmp_path):
+    r = subprocess.run([sys.executable, "-m", "facedet3d", "animate", "--image", str(PHOTO),
+                        "--out", str(tmp_path / "o"), "--key", "12:grin"], cwd=REPO, capture_output=True,
+                       text=True, timeout=300)
+    assert r.returncode == 2 and "FRAME:PRESET" not in r.stderr and "grin" in r.stderr
+    assert not (tmp_path / "o").exists()
