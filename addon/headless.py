@@ -8,6 +8,7 @@ Blender (``blender -b --python facedet3d.py -- reconstruct --image … --out DIR
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
 from pathlib import Path
@@ -71,10 +72,33 @@ def bench(args) -> int:
         bpy.ops.render.render(write_still=True)
         render.append(time.perf_counter() - t0)
         (Path(args.job) / f"bench_render_{i}.png").unlink(missing_ok=True)
+    # AU slider -> evaluated mesh (drivers + shape keys), on the last built face.
+    obj = next(o for o in bpy.data.objects if o.type == "MESH")
+    slider = []
+    for i in range(max(5, args.repeat)):
+        obj.facedet3d.aus["AU12L"].value = 0.2 + 0.1 * (i % 5)
+        t0 = time.perf_counter()
+        bpy.context.view_layer.update()
+        obj.evaluated_get(bpy.context.evaluated_depsgraph_get()).to_mesh()
+        slider.append(time.perf_counter() - t0)
+        obj.evaluated_get(bpy.context.evaluated_depsgraph_get()).to_mesh_clear()
     print(f"blender bench: median of {args.repeat}")
     print(f"  {'scene build (mesh, 57 shape keys, materials)':48s} {statistics.median(build) * 1000:9.1f} ms")
+    print(f"  {'AU slider change -> evaluated mesh':48s} {statistics.median(slider) * 1000:9.1f} ms")
     print(f"  {f'Cycles CPU render 512x512, {args.samples} spp + denoise':48s} "
           f"{statistics.median(render) * 1000:9.1f} ms")
+    maps = sorted(job.glob("detail_*_4096.exr"))
+    if maps:
+        side = json.loads(maps[0].with_name(maps[0].name.replace("_4096.exr", ".json")).read_text())
+        displacement.attach(obj, maps[0], vertex_range=side["vertex_range"], material_name=side["material"])
+        disp = []
+        for i in range(args.repeat):
+            scene.render.filepath = str(job / f"bench_disp_{i}.png")
+            t0 = time.perf_counter()
+            bpy.ops.render.render(write_still=True)
+            disp.append(time.perf_counter() - t0)
+            (job / f"bench_disp_{i}.png").unlink(missing_ok=True)
+        print(f"  {'  same, with 4096^2 adaptive displacement':48s} {statistics.median(disp) * 1000:9.1f} ms")
     return 0
 
 

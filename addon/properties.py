@@ -6,6 +6,17 @@ import bpy
 from bpy.props import CollectionProperty, FloatProperty, IntProperty, PointerProperty, StringProperty
 
 
+def _au_changed(self, context):
+    # A Python-set property does not re-run the shape-key drivers that read it: tag the face's
+    # data so the viewport and renders follow the slider at once. (Animation playback needs
+    # nothing: frame changes re-evaluate drivers.)
+    obj = self.id_data
+    if getattr(obj, "type", None) == "MESH":
+        obj.data.update_tag()
+        if obj.data.shape_keys is not None:
+            obj.data.shape_keys.update_tag()
+
+
 class FACEDET3D_PG_au(bpy.types.PropertyGroup):
     """One Action Unit control (``name`` is its key, e.g. "AU12L")."""
 
@@ -13,7 +24,7 @@ class FACEDET3D_PG_au(bpy.types.PropertyGroup):
     side: StringProperty(name="Side")  # "L", "R" or "" for AUs without sides
     label: StringProperty(name="Action Unit")
     value: FloatProperty(name="Intensity", description="FACS intensity, 0 (absent) to 1 (maximum, E)",
-                         min=0.0, max=1.0, default=0.0)
+                         min=0.0, max=1.0, default=0.0, update=_au_changed)
 
 
 class FACEDET3D_PG_face(bpy.types.PropertyGroup):
