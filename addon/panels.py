@@ -7,12 +7,17 @@ import json
 import bpy
 
 
-class FACEDET3D_PT_main(bpy.types.Panel):
-    bl_label = "FaceDet3D"
-    bl_idname = "FACEDET3D_PT_main"
+class _Sidebar:
+    """Where every FaceDet3D panel lives: the 3D view's sidebar, in the "FaceDet3D" tab."""
+
     bl_space_type = "VIEW_3D"
     bl_region_type = "UI"
     bl_category = "FaceDet3D"
+
+
+class FACEDET3D_PT_main(_Sidebar, bpy.types.Panel):
+    bl_label = "FaceDet3D"
+    bl_idname = "FACEDET3D_PT_main"
 
     def draw(self, context):
         layout = self.layout
@@ -39,12 +44,9 @@ class FACEDET3D_PT_main(bpy.types.Panel):
             box.label(text="Photo's expression: neutral")
 
 
-class FACEDET3D_PT_expression(bpy.types.Panel):
+class FACEDET3D_PT_expression(_Sidebar, bpy.types.Panel):
     bl_label = "Expression"
     bl_idname = "FACEDET3D_PT_expression"
-    bl_space_type = "VIEW_3D"
-    bl_region_type = "UI"
-    bl_category = "FaceDet3D"
     bl_parent_id = "FACEDET3D_PT_main"
 
     @classmethod
@@ -75,12 +77,9 @@ class FACEDET3D_PT_expression(bpy.types.Panel):
                     row.prop(other, "value", text=other.side or "", slider=True)
 
 
-class FACEDET3D_PT_backend(bpy.types.Panel):
+class FACEDET3D_PT_backend(_Sidebar, bpy.types.Panel):
     bl_label = "Backend"
     bl_idname = "FACEDET3D_PT_backend"
-    bl_space_type = "VIEW_3D"
-    bl_region_type = "UI"
-    bl_category = "FaceDet3D"
     bl_parent_id = "FACEDET3D_PT_main"
     bl_options = {"DEFAULT_CLOSED"}
 
