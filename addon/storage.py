@@ -71,11 +71,13 @@ def relocate_on_save(*args):
     dest_root = data_root(target)
     cache = cache_root()
     moved: dict[str, str] = {}
+    job_dirs: list[str] = []  # every face's folder before the move: only their images are ours
     for obj in bpy.data.objects:
         fd = getattr(obj, "facedet3d", None)
         if fd is None or not fd.job_dir:
             continue
         src = Path(bpy.path.abspath(fd.job_dir))
+        job_dirs.append(os.path.normpath(str(src)))
         if src.is_dir() and _is_within(src, cache) and not _is_within(src, dest_root):
             if str(src) not in moved:
                 dest_root.mkdir(parents=True, exist_ok=True)
@@ -88,9 +90,11 @@ def relocate_on_save(*args):
         if not img.filepath:
             continue
         ap = os.path.normpath(bpy.path.abspath(img.filepath))
-        for old, new in moved.items():
-            if ap.startswith(old + os.sep):
-                ap = new + ap[len(old):]
+        owner = next((d for d in job_dirs if ap.startswith(d + os.sep)), None)
+        if owner is None:
+            continue  # the user's own images keep the paths the user chose
+        if owner in moved:
+            ap = moved[owner] + ap[len(owner):]
         img.filepath = bpy.path.relpath(ap, start=start)
 
 

@@ -13,6 +13,7 @@ mask-blended hallucination.
 from __future__ import annotations
 
 import hashlib
+import json
 import time
 from pathlib import Path
 
@@ -55,10 +56,24 @@ def photo_detail(job_dir: Path, rec: FaceReconstruction, model, job: Job) -> np.
     return res.displacement.astype(np.float32)
 
 
-def target_tag(expression: np.ndarray) -> str:
-    """A short stable name for an expression, so maps of the same expression are reused."""
+def target_tag(expression: np.ndarray, age: float, seed: int) -> str:
+    """A short stable name for everything a map depends on, so an identical request reuses the
+    maps and a different age or seed never overwrites maps a scene already uses."""
     q = np.round(np.asarray(expression, np.float64), 3)
-    return hashlib.sha1(q.tobytes()).hexdigest()[:10]
+    key = q.tobytes() + f"|{round(float(age), 1)}|{int(seed)}".encode()
+    return hashlib.sha1(key).hexdigest()[:10]
+
+
+def _cached(jd: Path, tag: str, sizes) -> dict | None:
+    """The sidecar of an earlier identical request whose maps are all still there."""
+    side = jd / f"detail_{tag}.json"
+    if not side.is_file():
+        return None
+    info = json.loads(side.read_text(encoding="utf-8"))
+    files = info.get("files", {})
+    if all(str(s) in files and (jd / files[str(s)]).is_file() for s in sizes):
+        return info
+    return None
 
 
 def build_details(job_dir: str, expression: list[float] | None = None, aus: dict | None = None,
@@ -83,6 +98,11 @@ def build_details(job_dir: str, expression: list[float] | None = None, aus: dict
     else:
         target = np.asarray(rec.fit.expression, np.float64)
     years = float(age) if age is not None else float((rec.age or {}).get("years", 35.0))
+    tag = target_tag(target, years, seed)
+    cached = _cached(jd, tag, sizes)
+    if cached is not None:
+        job.report(1.0, "Details already made for this expression, age and seed")
+        return {**cached, "job_dir": str(jd.resolve())}
     t0 = time.perf_counter()
 
     job.stage(0.0, 0.3).report(0.0, "Extracting the person's detail from the photo")
@@ -97,7 +117,6 @@ def build_details(job_dir: str, expression: list[float] | None = None, aus: dict
     del person
 
     job.stage(0.9, 1.0).report(0.0, "Writing EXR maps")
-    tag = target_tag(target)
     files = {}
     for size in sorted(sizes, reverse=True):
         m = resample(total, size)

@@ -67,3 +67,15 @@ def test_same_expression_and_seed_reuse_the_same_maps(job, maps):
 def test_bad_expression_length_is_refused(job):
     with pytest.raises(ValueError, match="57"):
         details.build_details(str(job), expression=[0.0] * 3, sizes=(256,))
+
+
+def test_another_age_or_seed_never_overwrites_existing_maps(job, maps):
+    neutral, _ = maps
+    first = job / neutral["files"]["256"]
+    stamp = first.stat().st_mtime_ns
+    older = details.build_details(str(job), expression=[0.0] * 57, sizes=(256,), age=70)
+    reseeded = details.build_details(str(job), expression=[0.0] * 57, sizes=(256,), seed=3)
+    assert len({neutral["tag"], older["tag"], reseeded["tag"]}) == 3
+    assert first.stat().st_mtime_ns == stamp, "the first request's map is untouched"
+    again = details.build_details(str(job), expression=[0.0] * 57, sizes=(256,))
+    assert again["tag"] == neutral["tag"] and first.stat().st_mtime_ns == stamp, "reused, not rewritten"

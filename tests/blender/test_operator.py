@@ -67,15 +67,24 @@ def test_import_then_save_moves_files_beside_the_blend(empty_scene, cache, tmp_p
     job = Path(obj.facedet3d.job_dir)
     assert job.is_relative_to(cache) and (job / "face.json").is_file()
 
+    user_png = tmp_path / "elsewhere" / "reference.png"
+    user_png.parent.mkdir()
+    user_img = bpy.data.images.new("reference", 8, 8)
+    user_img.filepath_raw = str(user_png)
+    user_img.file_format = "PNG"
+    user_img.save()
+    user_img.use_fake_user = True
+
     blend = tmp_path / "project" / "scene.blend"
     blend.parent.mkdir()
-    bpy.ops.wm.save_as_mainfile(filepath=str(blend))
+    bpy.ops.wm.save_as_mainfile(filepath=str(blend), relative_remap=False)
+    assert bpy.data.images["reference"].filepath == str(user_png), "the user's own image is left alone"
     assert obj.facedet3d.job_dir.startswith("//"), obj.facedet3d.job_dir
     moved = Path(bpy.path.abspath(obj.facedet3d.job_dir))
     assert moved.parent == blend.parent / "scene_facedet3d" and (moved / "face.json").is_file()
     assert not job.exists(), "the cache copy is moved, not left behind"
     for img in bpy.data.images:
-        if img.filepath:
+        if img.filepath and img.name != "reference":
             assert img.filepath.startswith("//"), img.filepath
             assert os.path.isfile(bpy.path.abspath(img.filepath))
 
