@@ -14,7 +14,6 @@ from .errors import BadImageError
 # is legitimate. We allow up to 100 MP and say so beyond that.
 MAX_PIXELS = 100_000_000
 Image.MAX_IMAGE_PIXELS = MAX_PIXELS
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 
 
 def load_rgb(path: str | os.PathLike) -> np.ndarray:
