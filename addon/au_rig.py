@@ -29,19 +29,23 @@ def install(obj, rig: list[dict], values: dict[str, float], presets: dict[str, d
             kb = keys.key_blocks.get(shape)
             if kb is None:
                 raise KeyError(f"the rig names shape {shape!r}, which the mesh does not have")
-            fc = kb.driver_add("value")
-            drv = fc.driver
-            drv.type = "SCRIPTED"
-            for v in list(drv.variables):
-                drv.variables.remove(v)
-            var = drv.variables.new()
-            var.name = "v"
-            var.type = "SINGLE_PROP"
-            var.targets[0].id_type = "OBJECT"
-            var.targets[0].id = obj
-            var.targets[0].data_path = f'facedet3d.aus["{c["key"]}"].value'
-            drv.expression = "v"
+            drive(kb, "value", obj, f'facedet3d.aus["{c["key"]}"].value')
     fd.presets_json = json.dumps(presets)
+
+
+def drive(owner, path: str, obj, target_path: str) -> None:
+    """``owner.path`` = ``obj.target_path`` through a simple-expression driver ``v``."""
+    drv = owner.driver_add(path).driver
+    drv.type = "SCRIPTED"
+    for v in list(drv.variables):
+        drv.variables.remove(v)
+    var = drv.variables.new()
+    var.name = "v"
+    var.type = "SINGLE_PROP"
+    var.targets[0].id_type = "OBJECT"
+    var.targets[0].id = obj
+    var.targets[0].data_path = target_path
+    drv.expression = "v"
 
 
 def presets(obj) -> dict[str, dict[str, float]]:

@@ -22,6 +22,7 @@ DISPLACE = "FaceDet3D Detail"
 GROUP = "FaceDet3D detail"
 IMAGE_NODE = "FaceDet3D detail map"
 DISP_NODE = "FaceDet3D displacement"
+MM = 0.001  # metres per map unit (maps hold mm)
 
 
 def _vertex_group(obj, vertex_range) -> bpy.types.VertexGroup:
@@ -79,7 +80,7 @@ def _material(mat, image, strength: float, max_disp_m: float) -> None:
     mat.max_vertex_displacement = max_disp_m
 
 
-def attach(obj, exr_path: Path, *, vertex_range, material_name: str, strength: float = 0.001,
+def attach(obj, exr_path: Path, *, vertex_range, material_name: str, strength: float = MM,
            max_disp_m: float = 0.003, viewport_levels: int = 2) -> bpy.types.Image:
     """Attach (or replace) the detail map of ``obj``; returns the image datablock."""
     old = None
@@ -102,7 +103,10 @@ def attach(obj, exr_path: Path, *, vertex_range, material_name: str, strength: f
 
 
 def detach(obj) -> None:
-    """Remove the detail wiring (modifiers, material nodes); the maps stay on disk."""
+    """Remove the detail wiring (modifiers, material nodes, animated wrinkles); the maps stay on disk."""
+    from . import wrinkle_mix
+
+    wrinkle_mix.detach(obj)
     for name in (DISPLACE, SUBSURF):
         m = obj.modifiers.get(name)
         if m is not None:

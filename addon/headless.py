@@ -15,7 +15,7 @@ from pathlib import Path
 
 import bpy
 
-from . import au_rig, displacement, jobs, scene_builder, session, settings
+from . import au_rig, displacement, gltf_export, jobs, scene_builder, session, settings, wrinkle_mix
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -31,6 +31,13 @@ def _parser() -> argparse.ArgumentParser:
                         "repeat for each key")
     a.add_argument("--video", action="store_true", help="also write an MP4 (H.264) with Blender's FFmpeg")
     a.add_argument("--fps", type=int, default=24)
+    a.add_argument("--wrinkles", action="store_true",
+                   help="wrinkles follow the animation: per-AU maps mixed by the AUs, exact maps at each key")
+    a.add_argument("--wrinkle-size", type=int, default=1024, choices=(512, 1024, 2048),
+                   help="per-AU and key wrinkle map size (default 1024)")
+    a.add_argument("--wrinkle-aus", choices=("all", "animated"), default="all",
+                   help="per-AU maps for every AU (sliders move wrinkles live in the .blend) or only the keyed ones")
+    a.add_argument("--gltf", action="store_true", help="also export <name>.glb with its maps in <name>_maps/")
     b = sub.add_parser("bench", help="median timings: scene build and a 512^2 Cycles render")
     b.add_argument("--job", required=True, help="a finished job folder (from `reconstruct`)")
     b.add_argument("--repeat", type=int, default=3)
@@ -234,6 +241,26 @@ def _encode_video(frames: list[Path], path: Path, fps: int, size) -> None:
         bpy.data.scenes.remove(vs)
 
 
+def _animate_wrinkles(args, obj) -> int:
+    params = {"job_dir": bpy.path.abspath(obj.facedet3d.job_dir), "size": args.wrinkle_size,
+              "base_size": args.detail_size, "keys": wrinkle_mix.animation_keys(obj)}
+    if args.wrinkle_aus == "animated":
+        params["controls"] = wrinkle_mix.animated_controls(obj, params["keys"])
+    if args.age > 0:
+        params["age"] = args.age
+    try:
+        res = session.get_client(args.backend_python).call(
+            "wrinkles", params, timeout=7200, on_progress=lambda f, m: print(f"[{f * 100:5.1f}%] {m}", flush=True))
+    except Exception as exc:
+        print(f"error: {jobs.describe(exc)}", file=sys.stderr)
+        return 1
+    finally:
+        session.shutdown()
+    wrinkle_mix.attach(obj, res)
+    print(f"wrinkles: {sum(len(p['controls']) for p in res['packs'])} AU maps, {len(res['keys'])} exact keys")
+    return 0
+
+
 def animate(args) -> int:
     try:
         keys = sorted(parse_key(k) for k in args.key) if args.key else []
@@ -253,6 +280,12 @@ def animate(args) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     scene.frame_start, scene.frame_end = keys[0][0], keys[-1][0]
+    if args.wrinkles and _animate_wrinkles(args, obj) != 0:
+        return 1
+    if args.gltf:
+        glb = out / f"{stem}.glb"
+        gltf_export.export(obj, glb)
+        print(f"wrote {glb} (+ maps in {glb.stem}_maps/)")
     scene.render.fps = args.fps
     frames_dir = out / f"{stem}_frames"
     frames_dir.mkdir(exist_ok=True)

@@ -28,6 +28,7 @@ class FACEDET3D_PT_main(_Sidebar, bpy.types.Panel):
             layout.label(text="Select a FaceDet3D face to see its data.", icon="INFO")
             return
         layout.operator("facedet3d.add_details", icon="MOD_DISPLACE")
+        layout.operator("facedet3d.export_gltf", icon="EXPORT")
         box = layout.box()
         box.label(text=obj.name, icon="USER")
         box.label(text=f"Model: {fd.model}")
@@ -64,6 +65,18 @@ class FACEDET3D_PT_expression(_Sidebar, bpy.types.Panel):
                                 ("contempt", "Contempt", ""), ("neutral", "Neutral", "")):
             grid.operator("facedet3d.set_emotion", text=label).emotion = ident
         layout.operator("facedet3d.keyframe_aus", icon="KEY_HLT")
+        box = layout.box()
+        if fd.wrinkle_rig:
+            from . import wrinkle_mix
+
+            box.label(text=f"Wrinkles follow the AUs ({len(fd.wrinkle_keys)} exact keys)", icon="CHECKMARK")
+            if wrinkle_mix.stale_keys(context.active_object):
+                box.label(text="AU keys changed since: wrinkles at keys are not exact", icon="ERROR")
+            row = box.row(align=True)
+            row.operator("facedet3d.animate_wrinkles", text="Update", icon="FILE_REFRESH")
+            row.operator("facedet3d.remove_wrinkles", text="", icon="X")
+        else:
+            box.operator("facedet3d.animate_wrinkles", icon="MOD_DISPLACE")
         col = layout.column(align=True)
         shown = set()
         for item in fd.aus:

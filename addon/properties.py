@@ -27,6 +27,16 @@ class FACEDET3D_PG_au(bpy.types.PropertyGroup):
                          min=0.0, max=1.0, default=0.0, update=_au_changed)
 
 
+class FACEDET3D_PG_wrinkle_key(bpy.types.PropertyGroup):
+    """One keyed expression's exact wrinkle map (``name``: the map's file stem)."""
+
+    frame: IntProperty(name="Frame")
+    weight: FloatProperty(name="Weight", description="How much of this key's exact wrinkles show (keyed: "
+                          "1 at its frame, cross-fading to the neighbouring keys)", min=0.0, max=1.0,
+                          update=_au_changed)
+    values_json: StringProperty(name="AU values", description="The AU values the map was made for (JSON)")
+
+
 class FACEDET3D_PG_face(bpy.types.PropertyGroup):
     job_dir: StringProperty(name="Job folder", subtype="DIR_PATH", options={"PATH_SUPPORTS_BLEND_RELATIVE"},
                             description="Folder of the reconstruction's files (relative once saved)")
@@ -39,13 +49,16 @@ class FACEDET3D_PG_face(bpy.types.PropertyGroup):
     presets_json: StringProperty(name="Emotion presets", description="EMFACS presets as AU values (JSON)")
     detail_tag: StringProperty(name="Detail maps", description="Which detail maps are attached "
                                "(the job folder's detail_<tag>.json)")
+    wrinkle_rig: StringProperty(name="Wrinkle rig", description="Which per-AU wrinkle maps drive the "
+                                "wrinkles (the job folder's wrinkles_<tag>.json); empty: none")
+    wrinkle_keys: CollectionProperty(type=FACEDET3D_PG_wrinkle_key, name="Wrinkle keys")
 
     @property
     def is_face(self) -> bool:
         return bool(self.job_dir)
 
 
-CLASSES = (FACEDET3D_PG_au, FACEDET3D_PG_face)
+CLASSES = (FACEDET3D_PG_au, FACEDET3D_PG_wrinkle_key, FACEDET3D_PG_face)
 
 
 def register_props():

@@ -106,4 +106,8 @@ def bench_details(model, fit, img, det, repeat: int) -> list[tuple[str, float]]:
     with tempfile.TemporaryDirectory() as d:
         t, _ = _median(lambda: exr_io.write_map(os.path.join(d, "m.exr"), w.displacement), repeat)
     rows.append(("EXR write 4096^2 half ZIP", t))
+    person = pd.displacement
+    t, _ = _median(lambda: wrinkle_map(model, ident, smile, size=1024, age=35.0, person_detail=person,
+                                       micro=False), repeat)
+    rows.append(("one per-AU / key wrinkle map 1024^2 (no micro)", t))
     return rows

@@ -10,6 +10,8 @@ The default model has no AU23 (lip tightener) or AU26 (jaw drop): AU24 (lip pres
 
 from __future__ import annotations
 
+import numpy as np
+
 from .face_model import MorphableModel
 from .facs import sides
 
@@ -76,3 +78,20 @@ def controls_from_weights(rig: list[dict], names: list[str], weights) -> dict[st
     (the mean of a control's shapes)."""
     w = dict(zip(names, (float(x) for x in weights)))
     return {c["key"]: round(sum(w.get(s, 0.0) for s in c["shapes"]) / len(c["shapes"]), 4) for c in rig}
+
+
+def weights_from_controls(rig: list[dict], names: list[str], values: dict[str, float]) -> np.ndarray:
+    """Shape weights (in ``names`` order) that the rig's drivers give for control ``values``:
+    each shape takes its control's value (what Blender's drivers do); unknown controls are an
+    error, absent ones are 0."""
+    known = {c["key"] for c in rig}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise ValueError(f"unknown AU controls {', '.join(unknown)}; this face's rig has {', '.join(sorted(known))}")
+    w = np.zeros(len(names), np.float64)
+    index = {n: i for i, n in enumerate(names)}
+    for c in rig:
+        v = float(np.clip(values.get(c["key"], 0.0), 0.0, 1.0))
+        for s in c["shapes"]:
+            w[index[s]] = v
+    return w

@@ -45,3 +45,10 @@ class CancelledError(FaceDetError):
 
     def __init__(self, message: str = "The job was cancelled.", hint: str = ""):
         super().__init__(message, hint)
+
+
+class BadRequestError(FaceDetError):
+    """A request the backend understood but cannot do as asked (unknown AU control, missing
+    maps a later step needs); the message says what to change."""
+
+    code = -32014

@@ -15,6 +15,7 @@ import numpy as np
 import OpenEXR
 
 CHANNEL = "Y"  # single-channel luminance: Blender reads it as grey in R, G and B
+PACK_CHANNELS = ("R", "G", "B")  # packs of three maps (per-AU wrinkle maps)
 UNIT_ATTRIBUTE = "facedet3dUnit"
 CONVENTION = "displacement along the smooth proxy normal, mm, 0 = proxy surface, + outward"
 
@@ -24,17 +25,47 @@ def write_map(path: str | os.PathLike, values: np.ndarray, unit: str = "mm") -> 
     arr = np.asarray(values)
     if arr.ndim != 2:
         raise ValueError(f"a detail map is 2-D, got shape {arr.shape}")
-    if not np.isfinite(arr).all():
-        raise ValueError("a detail map must be finite everywhere")
-    half = np.ascontiguousarray(arr.astype(np.float16))
+    return _write(path, {CHANNEL: arr}, unit)
+
+
+def write_channels(path: str | os.PathLike, maps: list[np.ndarray], unit: str = "mm") -> Path:
+    """Up to three (H, W) maps packed into one EXR's R, G, B channels (a missing one is 0),
+    half-float ZIP, atomically. Blender samples the three at once from one image."""
+    if not 1 <= len(maps) <= 3:
+        raise ValueError(f"an RGB pack holds 1 to 3 maps, got {len(maps)}")
+    arrs = [np.asarray(m) for m in maps]
+    if any(a.ndim != 2 or a.shape != arrs[0].shape for a in arrs):
+        raise ValueError("packed maps must be 2-D and the same size")
+    arrs += [np.zeros_like(arrs[0])] * (3 - len(arrs))
+    return _write(path, dict(zip(PACK_CHANNELS, arrs)), unit)
+
+
+def _write(path, channels: dict[str, np.ndarray], unit: str) -> Path:
+    for a in channels.values():
+        if not np.isfinite(a).all():
+            raise ValueError("a detail map must be finite everywhere")
+    half = {k: np.ascontiguousarray(np.asarray(a).astype(np.float16)) for k, a in channels.items()}
     p = Path(path)
     tmp = p.with_name(p.name + ".tmp.exr")
     header = {"compression": OpenEXR.ZIP_COMPRESSION, "type": OpenEXR.scanlineimage,
               UNIT_ATTRIBUTE: unit, "comments": CONVENTION}
-    with OpenEXR.File(header, {CHANNEL: half}) as f:
+    with OpenEXR.File(header, half) as f:
         f.write(str(tmp))
     os.replace(tmp, p)
     return p
+
+
+def read_channels(path: str | os.PathLike) -> list[np.ndarray]:
+    """The R, G, B maps of a pack written by :func:`write_channels`, float32, row 0 = v=1."""
+    with OpenEXR.File(str(path)) as f:
+        chans = f.channels()
+        if "RGB" in chans:  # the OpenEXR module groups R, G, B into one (H, W, 3) array
+            rgb = np.asarray(chans["RGB"].pixels, np.float32)
+            return [rgb[..., i] for i in range(3)]
+        missing = [c for c in PACK_CHANNELS if c not in chans]
+        if missing:
+            raise ValueError(f"{Path(path).name} is not an RGB map pack (no {', '.join(missing)} channel)")
+        return [np.asarray(chans[c].pixels, np.float32) for c in PACK_CHANNELS]
 
 
 def read_map(path: str | os.PathLike) -> np.ndarray:

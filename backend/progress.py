@@ -37,6 +37,16 @@ class Job:
         self._lo, self._hi = lo, hi
         return self
 
+    def child(self, lo: float, hi: float) -> "Job":
+        """A job for a nested stage: its whole 0..1 (and its own ``stage`` calls) maps onto
+        lo..hi of this job's current stage; cancelling either cancels both."""
+        lo_abs = self._lo + (self._hi - self._lo) * lo
+        hi_abs = self._lo + (self._hi - self._lo) * hi
+        sub = Job(None if self._on_progress is None else
+                  (lambda f, m: self._on_progress(lo_abs + (hi_abs - lo_abs) * f, m)))
+        sub._cancel = self._cancel
+        return sub
+
     def report(self, fraction: float, message: str) -> None:
         self.check()
         if self._on_progress is not None:

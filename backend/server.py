@@ -190,6 +190,12 @@ class Server:
                 "job_dir": Param((str,), True), "expression": Param((list, type(None))),
                 "aus": Param((dict, type(None))), "age": Param((int, float, type(None))),
                 "sizes": Param((list, type(None))), "seed": Param((int,), False, 0)}),
+            "wrinkles": _Method(self.wrinkles, "job", {
+                "job_dir": Param((str,), True), "size": Param((int,), False, 1024),
+                "age": Param((int, float, type(None))), "seed": Param((int,), False, 0),
+                "controls": Param((list, type(None))), "keys": Param((list,), False, []),
+                "base_size": Param((int,), False, 4096, check=lambda v: None if v in (256, 512, 1024, 2048, 4096)
+                                   else "must be 256, 512, 1024, 2048 or 4096")}),
             "diagnostics.wait": _Method(self.wait, "job", {
                 "seconds": seconds, "steps": steps, "noise": Param((bool,), False, False)}),
             "diagnostics.fail": _Method(self.fail, "quick", {"kind": Param(
@@ -365,6 +371,12 @@ class Server:
         from .details import SIZES, build_details  # lazily, like reconstruct
 
         return build_details(job_dir, expression, aus, age, tuple(sizes) if sizes else SIZES, seed, job)
+
+    def wrinkles(self, job: Job, job_dir: str, size: int = 1024, age: Optional[float] = None, seed: int = 0,
+                 controls: Optional[list] = None, keys: Optional[list] = None, base_size: int = 4096) -> dict:
+        from .wrinkle_rig import build_animation
+
+        return build_animation(job_dir, size, age, seed, controls, keys or [], job, base_size)
 
     def wait(self, job: Job, seconds: float, steps: int = 10, noise: bool = False) -> dict:
         t0 = time.monotonic()

@@ -7,7 +7,7 @@ from pathlib import Path
 import bpy
 from bpy.props import FloatProperty, IntProperty
 
-from ..addon import displacement, jobs
+from ..addon import displacement, jobs, wrinkle_mix
 from .backend_job import BackendJobMixin
 
 
@@ -15,6 +15,15 @@ def face_object(context):
     obj = context.active_object
     fd = getattr(obj, "facedet3d", None) if obj else None
     return obj if fd is not None and fd.job_dir else None
+
+
+def face_job_dir(obj) -> Path:
+    """The face's job folder, or an InputError saying how to get it back."""
+    job_dir = Path(bpy.path.abspath(obj.facedet3d.job_dir))
+    if not (job_dir / "face.json").is_file():
+        raise jobs.InputError(f"The face's files are missing ({job_dir}). Re-import the photo, or "
+                              "move the *_facedet3d folder back beside the .blend.")
+    return job_dir
 
 
 def current_expression(context, obj) -> list[float]:
@@ -48,10 +57,7 @@ class FACEDET3D_OT_add_details(BackendJobMixin, bpy.types.Operator):
         obj = face_object(context)
         if obj is None:
             raise jobs.InputError("Select a face made by FaceDet3D's Import Photo first.")
-        job_dir = Path(bpy.path.abspath(obj.facedet3d.job_dir))
-        if not (job_dir / "face.json").is_file():
-            raise jobs.InputError(f"The face's files are missing ({job_dir}). Re-import the photo, or "
-                                  "move the *_facedet3d folder back beside the .blend.")
+        job_dir = face_job_dir(obj)
         self._obj_name = obj.name
         sizes = sorted({256, 1024, self.size} if self.size >= 1024 else {self.size})
         params = {"job_dir": str(job_dir), "expression": current_expression(context, obj), "seed": self.seed,
@@ -64,6 +70,7 @@ class FACEDET3D_OT_add_details(BackendJobMixin, bpy.types.Operator):
         obj = bpy.data.objects[self._obj_name]
         job_dir = Path(result["job_dir"])
         largest = result["files"][max(result["files"], key=int)]
+        wrinkle_mix.detach(obj)  # this map already holds the wrinkles of the current expression
         displacement.attach(obj, job_dir / largest, vertex_range=result["vertex_range"],
                             material_name=result["material"])
         obj.facedet3d.detail_tag = result["tag"]

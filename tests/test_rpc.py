@@ -128,6 +128,8 @@ def test_unknown_method(client):
     ("diagnostics.wait", [1, 2], "params must be an object"),
     ("reconstruct", {"out_dir": "/tmp/x"}, "missing parameter 'image'"),
     ("cancel", {}, "missing parameter 'id'"),
+    ("wrinkles", {"job_dir": "/tmp/x", "base_size": 300}, "'base_size' must be 256, 512"),
+    ("wrinkles", {"job_dir": "/tmp/x", "keys": {"1": {}}}, "'keys' must be"),
 ])
 def test_bad_params(client, method, params, words):
     with pytest.raises(BackendError) as ei:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import json
 import subprocess
 import sys
 
@@ -57,7 +58,8 @@ def test_cli_animates_keys_into_frames_and_a_video(tmp_path, ext):
     out = tmp_path / "anim"
     r = subprocess.run([sys.executable, "-m", "facedet3d", "animate", "--image", str(PHOTO), "--out", str(out),
                         "--key", "1:neutral", "--key", "5:AU1=1,AU2=1,AU27=0.6", "--samples", "2",
-                        "--resolution", "128", "--texture-size", "512", "--video"],
+                        "--resolution", "128", "--texture-size", "512", "--video", "--wrinkles",
+                        "--wrinkle-aus", "animated", "--wrinkle-size", "512", "--detail-size", "1024", "--gltf"],
                        cwd=REPO, capture_output=True, text=True, timeout=900)
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-3000:]
     frames = sorted((out / "astronaut_frames").glob("frame_*.png"))
@@ -77,6 +79,12 @@ def test_cli_animates_keys_into_frames_and_a_video(tmp_path, ext):
     bpy.ops.wm.open_mainfile(filepath=str(out / "astronaut.blend"))
     face_obj = next(o for o in bpy.data.objects if o.type == "MESH")
     assert face_obj.animation_data.action is not None, "the keys are saved in the .blend"
+    fd = face_obj.facedet3d
+    assert fd.wrinkle_rig and [k.frame for k in fd.wrinkle_keys] == [1, 5], "wrinkles follow the keys"
+    assert face_obj.modifiers.get("FaceDet3D Wrinkles") is not None
+    side = json.loads((out / "astronaut_maps" / "facedet3d_maps.json").read_text())
+    assert (out / "astronaut.glb").is_file() and len(side["keys"]) == 2
+    assert sorted(c for p in side["packs"] for c in p["channels"]) == ["AU1L", "AU1R", "AU27", "AU2L", "AU2R"]
 
 
 def test_cli_bad_animation_key_fails_before_any_work(tmp_path):
