@@ -60,15 +60,16 @@ def export(obj, path: str | os.PathLike) -> dict:
                   "material": skin.name if skin else None, "base": None, "packs": [], "keys": [],
                   "au_controls": {}, "au_keyframes": {}}
     # The AU controls' morph targets and keyframes: what the drivers do, for other tools.
-    keys = obj.data.shape_keys
+    driven: dict[str, list[str]] = {}  # AU control -> shape keys its drivers move
+    ad = obj.data.shape_keys.animation_data if obj.data.shape_keys else None
+    for fc in (ad.drivers if ad else []):
+        if fc.data_path.startswith('key_blocks["') and fc.driver.variables:
+            target = fc.driver.variables[0].targets[0].data_path  # facedet3d.aus["AU12L"].value
+            control = target.split('"')[1] if target.startswith("facedet3d.aus[") else None
+            driven.setdefault(control, []).append(fc.data_path.split('"')[1])
     for item in fd.aus:
-        shapes = []
-        for kb in (keys.key_blocks[1:] if keys else []):
-            ad = keys.animation_data
-            fc = ad.drivers.find(f'key_blocks["{kb.name}"].value') if ad else None
-            if fc and fc.driver.variables and fc.driver.variables[0].targets[0].data_path.endswith(f'["{item.name}"].value'):
-                shapes.append(kb.name)
-        info["au_controls"][item.name] = {"au": item.au, "side": item.side, "morph_targets": shapes}
+        info["au_controls"][item.name] = {"au": item.au, "side": item.side,
+                                          "morph_targets": driven.get(item.name, [])}
     for k in wrinkle_mix.animation_keys(obj):
         info["au_keyframes"][str(k["frame"])] = k["values"]
 
@@ -95,21 +96,17 @@ def export(obj, path: str | os.PathLike) -> dict:
         info["base"] = _image_file(base, maps_dir)
     group = bpy.data.node_groups.get(f"{wrinkle_mix.SHADER_GROUP} {obj.name}") if fd.wrinkle_rig else None
     if group is not None:
-        for node in group.nodes:
-            if node.type != "TEX_IMAGE" or node.image is None:
-                continue
-            stem = Path(bpy.path.abspath(node.image.filepath)).stem
-            key = next((k for k in fd.wrinkle_keys if k.name == stem), None)
-            if key is not None:
-                info["keys"].append({"file": _image_file(node.image, maps_dir), "frame": key.frame,
-                                     "values": json.loads(key.values_json or "{}")})
+        images = {Path(bpy.path.abspath(n.image.filepath)).name: n.image
+                  for n in group.nodes if n.type == "TEX_IMAGE" and n.image is not None}
+        for k in sorted(fd.wrinkle_keys, key=lambda k: k.frame):
+            img = images.get(f"{k.name}.exr")
+            if img is not None:
+                info["keys"].append({"file": _image_file(img, maps_dir), "frame": k.frame,
+                                     "values": json.loads(k.values_json or "{}")})
         side = Path(bpy.path.abspath(fd.job_dir)) / f"wrinkles_{fd.wrinkle_rig}.json"
         rig = json.loads(side.read_text(encoding="utf-8")) if side.is_file() else {"packs": []}
         for p in rig["packs"]:
-            img = next((n.image for n in group.nodes if n.type == "TEX_IMAGE" and n.image
-                        and Path(bpy.path.abspath(n.image.filepath)).name == p["file"]), None)
-            if img is not None:
-                info["packs"].append({"file": _image_file(img, maps_dir), "channels": p["controls"]})
-        info["keys"].sort(key=lambda k: k["frame"])
+            if p["file"] in images:
+                info["packs"].append({"file": _image_file(images[p["file"]], maps_dir), "channels": p["controls"]})
     (maps_dir / MAPS_JSON).write_text(json.dumps(info, indent=1), encoding="utf-8")
     return info

@@ -109,6 +109,10 @@ def bench(args) -> int:
     return 0
 
 
+def _progress(fraction: float, message: str) -> None:
+    print(f"[{fraction * 100:5.1f}%] {message}", flush=True)
+
+
 def _scene(args):
     """Steps shared by `reconstruct` and `animate`: backend job (and details), the face scene,
     the saved .blend. Returns (built, out, stem, blend), or an exit code after a message."""
@@ -133,15 +137,14 @@ def _scene(args):
         options["age"] = args.age
     if args.resolution:
         options["render_long_side"] = args.resolution
-    progress = lambda f, m: print(f"[{f * 100:5.1f}%] {m}", flush=True)  # noqa: E731
     detail = None
     try:
         res = client.call("reconstruct", jobs.reconstruct_params(args.image, job_dir, model_dir, options),
-                          timeout=3600, on_progress=progress)
+                          timeout=3600, on_progress=_progress)
         if args.details:
             sizes = sorted({256, 1024, args.detail_size} if args.detail_size >= 1024 else {args.detail_size})
             detail = client.call("details", {"job_dir": str(job_dir), "sizes": sizes}, timeout=3600,
-                                 on_progress=progress)
+                                 on_progress=_progress)
     except Exception as exc:
         jobs.discard(job_dir)
         if created_out and not any(out.iterdir()):
@@ -250,7 +253,7 @@ def _animate_wrinkles(args, obj) -> int:
         params["age"] = args.age
     try:
         res = session.get_client(args.backend_python).call(
-            "wrinkles", params, timeout=7200, on_progress=lambda f, m: print(f"[{f * 100:5.1f}%] {m}", flush=True))
+            "wrinkles", params, timeout=7200, on_progress=_progress)
     except Exception as exc:
         print(f"error: {jobs.describe(exc)}", file=sys.stderr)
         return 1

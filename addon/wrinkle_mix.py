@@ -220,16 +220,22 @@ def _key_weights(obj, keys: list[dict]) -> None:
 
 
 def attach(obj, result: dict) -> None:
-    """Wire the backend's ``wrinkles`` result onto ``obj`` (replacing an earlier one). On any
-    error the object is left as it was before the call's wiring began (the caller's undo
-    step covers partially made datablocks)."""
+    """Wire the backend's ``wrinkles`` result onto ``obj`` (replacing an earlier one). Every
+    map is loaded before the object is touched, so an unreadable or missing map raises with
+    the object as it was (and the maps loaded for it removed again)."""
     jd = Path(result["job_dir"])
-    displacement.attach(obj, jd / result["base"]["file"], vertex_range=result["vertex_range"],
-                        material_name=result["material"])
-    packs = [(_image(jd, p["file"]), p["controls"]) for p in result["packs"]]
     ordered = sorted(result.get("keys", []), key=lambda k: k["frame"])
+    before = set(bpy.data.images)
+    try:
+        packs = [(_image(jd, p["file"]), p["controls"]) for p in result["packs"]]
+        keys = [(_image(jd, k["file"]), Path(k["file"]).stem) for k in ordered]
+    except Exception:
+        for img in set(bpy.data.images) - before:
+            bpy.data.images.remove(img)
+        raise
+    displacement.attach(obj, jd / result["base"]["file"], vertex_range=result["vertex_range"],
+                        material_name=result["material"])  # checks its map before changing anything
     _key_weights(obj, ordered)
-    keys = [(_image(jd, k["file"]), Path(k["file"]).stem) for k in ordered]
     uv_name = obj.data.uv_layers.active.name
     sg = _shader_group(obj, uv_name, packs, keys)
     gg = _geometry_group(obj, uv_name, displacement.GROUP, packs, keys)
@@ -292,7 +298,8 @@ def _au_fcurves(obj) -> dict[str, bpy.types.FCurve]:
 
 def animation_keys(obj) -> list[dict]:
     """The keyed expressions: every frame with an AU keyframe, with all control values there
-    (animated controls from their curves, the others at their current value)."""
+    (animated controls from their curves, the others at their current value), rounded to 3
+    decimals and zeros dropped: the backend names key maps by exactly these values."""
     curves = _au_fcurves(obj)
     frames = sorted({int(round(kp.co[0])) for fc in curves.values() for kp in fc.keyframe_points})
     keys = []
@@ -300,7 +307,7 @@ def animation_keys(obj) -> list[dict]:
         values = {}
         for item in obj.facedet3d.aus:
             fc = curves.get(item.name)
-            values[item.name] = round(float(fc.evaluate(f)) if fc else float(item.value), 4)
+            values[item.name] = round(float(fc.evaluate(f)) if fc else float(item.value), 3)
         keys.append({"frame": f, "values": {k: v for k, v in values.items() if v}})
     return keys
 
@@ -309,10 +316,7 @@ def stale_keys(obj) -> bool:
     """True when the baked key maps no longer match the AU keyframes (keys added, moved or
     changed since): the wrinkles at keys are then no longer exact."""
     have = [(k.frame, json.loads(k.values_json or "{}")) for k in obj.facedet3d.wrinkle_keys]
-    want = []
-    for k in animation_keys(obj):
-        want.append((k["frame"], {n: round(v, 3) for n, v in k["values"].items() if round(v, 3)}))
-    return have != want
+    return have != [(k["frame"], k["values"]) for k in animation_keys(obj)]
 
 
 def animated_controls(obj, keys: list[dict] | None = None) -> list[str]:

@@ -72,6 +72,7 @@ def run_bench(repeat: int = 3, model_dir: str | None = None) -> int:
         t, _ = _median(lambda: reconstruct(str(PHOTO), os.path.join(d, "job")), 1)
     rows.append(("whole reconstruct (in process, incl. writes)", t))
     rows += bench_details(model, fit, img, det, repeat)
+    rows += bench_learned(repeat)
     print(f"backend bench: median of {repeat} (whole reconstruct: 1 run)")
     for name, secs in rows:
         print(f"  {name:48s} {secs * 1000:9.1f} ms")
@@ -110,4 +111,39 @@ def bench_details(model, fit, img, det, repeat: int) -> list[tuple[str, float]]:
     t, _ = _median(lambda: wrinkle_map(model, ident, smile, size=1024, age=35.0, person_detail=person,
                                        micro=False), repeat)
     rows.append(("one per-AU / key wrinkle map 1024^2 (no micro)", t))
+    return rows
+
+
+def bench_learned(repeat: int) -> list[tuple[str, float]]:
+    """DetH's training costs: one synthetic sample, one training step (batch 4, 256²)."""
+    import torch
+
+    from .learned import data, train
+    from .learned.nets import DetH, DExp
+
+    syn = data.Synth.load()
+    seeds = iter(range(10 ** 6))
+    t, _ = _median(lambda: syn.sample(next(seeds)), repeat)
+    rows = [("synthetic DetH training pair 256^2", t)]
+    torch.manual_seed(0)
+    rng = np.random.default_rng(0)
+    n = 8
+    d = {"dx": rng.normal(0, 0.2, (n, 256, 256)).astype(np.float16), "x": rng.random((n, 47), np.float32),
+         "age": np.full(n, 40.0, np.float32), "identity": np.zeros((n, 50), np.float32), "seed": np.arange(n),
+         "mask": np.ones((256, 256), bool)}
+    d["dy"], d["y"] = d["dx"][::-1].copy(), d["x"][::-1].copy()
+    cfg = train.TrainConfig()
+    G, D = DetH(cfg.deth), DExp(cfg.deth.n_aus)
+    og, od = torch.optim.Adam(G.parameters()), torch.optim.Adam(D.parameters())
+    batches = train.Batches(d, np.arange(n), torch.device("cpu"), rng, cfg.deth.n_identity)
+    step = iter(range(10 ** 6))
+
+    def one():
+        bt = batches.get(cfg.batch)
+        train.d_step(G, D, od, bt, cfg, next(step))
+        train.g_step(G, D, og, bt, cfg)
+
+    one()  # first step allocates
+    t, _ = _median(one, repeat)
+    rows.append((f"DetH training step (batch {cfg.batch}, 256^2, {torch.get_num_threads()} threads)", t))
     return rows

@@ -142,17 +142,19 @@ def load_rig(job_dir: str | Path, tag: str) -> dict:
     return json.loads(side.read_text(encoding="utf-8"))
 
 
-def mix(job_dir: str | Path, info: dict, values: dict[str, float]) -> np.ndarray:
-    """Σ_c v_c W_c from the written (half-float) packs: exactly what Blender samples."""
+def mix(job_dir: str | Path, info: dict, values: dict[str, float], packs: dict | None = None) -> np.ndarray:
+    """Σ_c v_c W_c from the written (half-float) packs: exactly what Blender samples.
+    ``packs``: a dict to keep the packs read, when mixing for several keys."""
     jd = Path(job_dir)
+    packs = {} if packs is None else packs
     out = np.zeros((info["size"], info["size"]), np.float32)
     for p in info["packs"]:
-        chans = None
         for ch, k in enumerate(p["controls"]):
             v = float(values.get(k, 0.0))
             if v:
-                chans = chans or exr_io.read_channels(jd / p["file"])
-                out += np.float32(v) * chans[ch]
+                if p["file"] not in packs:
+                    packs[p["file"]] = exr_io.read_channels(jd / p["file"])
+                out += np.float32(v) * packs[p["file"]][ch]
     return out
 
 
@@ -166,6 +168,7 @@ def build_key_maps(job_dir: str, rig_tag: str, keys: list[dict], job: Job | None
     jd, rec, model, rig = _load(job_dir)
     info = load_rig(jd, rig_tag)
     person = None
+    packs: dict = {}
     out = []
     for i, key in enumerate(keys):
         values = key.get("values")
@@ -184,7 +187,7 @@ def build_key_maps(job_dir: str, rig_tag: str, keys: list[dict], job: Job | None
             exact = wrinkle_map(model, np.asarray(rec.fit.identity), weights, size=info["size"],
                                 age=info["age_years"], person_detail=person, seed=info["seed"],
                                 micro=False).displacement
-            exr_io.write_map(jd / name, exact - mix(jd, info, vk))
+            exr_io.write_map(jd / name, exact - mix(jd, info, vk, packs))
         out.append({"frame": key.get("frame"), "file": name, "values": vk})
         job.check()
     job.report(1.0, "Key wrinkle maps done")

@@ -60,11 +60,7 @@ class FACEDET3D_OT_animate_wrinkles(BackendJobMixin, bpy.types.Operator):
 
     def finish(self, context, result):
         obj = bpy.data.objects[self._obj_name]
-        try:
-            wrinkle_mix.attach(obj, result)
-        except Exception:
-            wrinkle_mix.detach(obj)  # never leave a half-wired mix behind
-            raise
+        wrinkle_mix.attach(obj, result)  # raises before changing the object when a map is unreadable
         n = len(result["packs"])
         self.report({"INFO"}, f"Wrinkles follow {obj.name}'s AUs: {sum(len(p['controls']) for p in result['packs'])} "
                               f"AU maps in {n} images, {len(result['keys'])} keyed expressions "

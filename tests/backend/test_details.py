@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -11,17 +10,11 @@ import pytest
 from backend import details, exr_io
 from backend.face_model import load_model
 from backend.face_regions import region_masks
-from backend.pipeline import reconstruct
-
-REPO = Path(__file__).resolve().parents[2]
-PHOTO = REPO / "assets" / "astronaut.jpg"
 
 
 @pytest.fixture(scope="module")
-def job(tmp_path_factory):
-    out = tmp_path_factory.mktemp("details") / "astronaut"
-    reconstruct(str(PHOTO), str(out), options={"texture_size": 512, "head_texture_size": 128})
-    return out
+def job(small_job):
+    return small_job("details")
 
 
 @pytest.fixture(scope="module")

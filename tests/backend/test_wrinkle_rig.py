@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -13,22 +12,17 @@ from backend.errors import BadRequestError
 from backend.face_data import FaceReconstruction
 from backend.face_model import load_model
 from backend.face_regions import region_masks
-from backend.pipeline import reconstruct
 from backend.progress import Job
 from backend.wrinkles import wrinkle_map
 
-REPO = Path(__file__).resolve().parents[2]
-PHOTO = REPO / "assets" / "astronaut.jpg"
 CONTROLS = ["AU1L", "AU1R", "AU2L", "AU2R", "AU5L", "AU12L", "AU12R"]
 BROWS = {"AU1L": 1.0, "AU1R": 1.0, "AU2L": 1.0, "AU2R": 1.0}
 SMILE = {"AU12L": 0.7, "AU12R": 0.7}
 
 
 @pytest.fixture(scope="module")
-def job(tmp_path_factory):
-    out = tmp_path_factory.mktemp("wrinkle_rig") / "astronaut"
-    reconstruct(str(PHOTO), str(out), options={"texture_size": 512, "head_texture_size": 128})
-    return out
+def job(small_job):
+    return small_job("wrinkle_rig")
 
 
 @pytest.fixture(scope="module")

@@ -249,3 +249,18 @@ def test_operator_on_a_face_whose_files_are_gone_changes_nothing(face, tmp_path,
     with pytest.raises(RuntimeError, match="files are missing"):
         bpy.ops.facedet3d.animate_wrinkles()
     assert [m.name for m in face.modifiers] == mods and not face.facedet3d.wrinkle_rig
+
+
+def test_an_unreadable_map_leaves_the_face_as_it_was(face, shared_job, ext):
+    res = wire(ext, face, shared_job)
+    skin = next(m for m in face.data.materials if m.name.endswith("skin_face"))
+    before = (face.facedet3d.wrinkle_rig, [k.name for k in face.facedet3d.wrinkle_keys], len(bpy.data.images),
+              [m.name for m in face.modifiers], sorted(n.name for n in skin.node_tree.nodes))
+    (shared_job / "wrinkles_broken_pack0.exr").write_bytes(b"not an EXR at all")
+    bad = {**res, "tag": "broken", "keys": [], "packs": res["packs"] + [{"file": "wrinkles_broken_pack0.exr",
+                                                                          "controls": ["AU4L"]}]}
+    with pytest.raises(RuntimeError, match="wrinkles_broken_pack0.exr is not a readable EXR"):
+        ext.addon.wrinkle_mix.attach(face, bad)
+    after = (face.facedet3d.wrinkle_rig, [k.name for k in face.facedet3d.wrinkle_keys], len(bpy.data.images),
+             [m.name for m in face.modifiers], sorted(n.name for n in skin.node_tree.nodes))
+    assert after == before
