@@ -110,7 +110,7 @@ def bench_details(model, fit, img, det, repeat: int) -> list[tuple[str, float]]:
     person = pd.displacement
     t, _ = _median(lambda: wrinkle_map(model, ident, smile, size=1024, age=35.0, person_detail=person,
                                        micro=False), repeat)
-    rows.append(("one per-AU / key wrinkle map 1024^2 (no micro)", t))
+    rows.append(("key wrinkle map 1024^2 (AU6+12, no micro)", t))
     return rows
 
 
