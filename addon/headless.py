@@ -59,6 +59,9 @@ def _job_args(r) -> None:
                    help="add detail maps (photo detail + wrinkles for the photo's expression) as displacement")
     r.add_argument("--detail-size", type=int, default=4096, help="largest detail map size (default 4096)")
     r.add_argument("--age", type=float, default=0.0, help="age for wrinkle depth (default: from the photo)")
+    r.add_argument("--detail-model", choices=("auto", "physical", "deth"), default="auto",
+                   help="what makes detail and wrinkle maps: the learned DetH + RCAN nets (auto: when "
+                        "installed) or the physical wrinkle model")
 
 
 def bench(args) -> int:
@@ -143,8 +146,8 @@ def _scene(args):
                           timeout=3600, on_progress=_progress)
         if args.details:
             sizes = sorted({256, 1024, args.detail_size} if args.detail_size >= 1024 else {args.detail_size})
-            detail = client.call("details", {"job_dir": str(job_dir), "sizes": sizes}, timeout=3600,
-                                 on_progress=_progress)
+            detail = client.call("details", {"job_dir": str(job_dir), "sizes": sizes, "model": args.detail_model},
+                                 timeout=3600, on_progress=_progress)
     except Exception as exc:
         jobs.discard(job_dir)
         if created_out and not any(out.iterdir()):
@@ -161,6 +164,7 @@ def _scene(args):
         displacement.attach(built.obj, job_dir / detail["files"][max(detail["files"], key=int)],
                             vertex_range=detail["vertex_range"], material_name=detail["material"])
         built.obj.facedet3d.detail_tag = detail["tag"]
+        built.obj.facedet3d.detail_model = detail["model"]
         print(f"details: {detail['model']} model, RMS {detail['stats']['rms_mm']:.3f} mm")
     bpy.context.scene.cycles.samples = args.samples
     bpy.ops.wm.save_as_mainfile(filepath=str(blend))
@@ -246,7 +250,7 @@ def _encode_video(frames: list[Path], path: Path, fps: int, size) -> None:
 
 def _animate_wrinkles(args, obj) -> int:
     params = {"job_dir": bpy.path.abspath(obj.facedet3d.job_dir), "size": args.wrinkle_size,
-              "base_size": args.detail_size, "keys": wrinkle_mix.animation_keys(obj)}
+              "base_size": args.detail_size, "keys": wrinkle_mix.animation_keys(obj), "model": args.detail_model}
     if args.wrinkle_aus == "animated":
         params["controls"] = wrinkle_mix.animated_controls(obj, params["keys"])
     if args.age > 0:

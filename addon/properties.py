@@ -49,6 +49,8 @@ class FACEDET3D_PG_face(bpy.types.PropertyGroup):
     presets_json: StringProperty(name="Emotion presets", description="EMFACS presets as AU values (JSON)")
     detail_tag: StringProperty(name="Detail maps", description="Which detail maps are attached "
                                "(the job folder's detail_<tag>.json)")
+    detail_model: StringProperty(name="Detail model", description="Which model made the attached detail "
+                                 "maps: physical (the wrinkle simulation) or the learned DetH + RCAN nets")
     wrinkle_rig: StringProperty(name="Wrinkle rig", description="Which per-AU wrinkle maps drive the "
                                 "wrinkles (the job folder's wrinkles_<tag>.json); empty: none")
     wrinkle_keys: CollectionProperty(type=FACEDET3D_PG_wrinkle_key, name="Wrinkle keys")

@@ -244,6 +244,7 @@ def attach(obj, result: dict) -> None:
     fd = obj.facedet3d
     fd.wrinkle_rig = result["tag"]
     fd.detail_tag = result["base"]["tag"]
+    fd.detail_model = result["model"]
     bpy.context.scene.frame_set(bpy.context.scene.frame_current)
 
 

@@ -74,8 +74,8 @@ def run_bench(repeat: int = 3, model_dir: str | None = None) -> int:
     rows += bench_details(model, fit, img, det, repeat)
     rows += bench_learned(repeat)
     print(f"backend bench: median of {repeat} (whole reconstruct: 1 run)")
-    for name, secs in rows:
-        print(f"  {name:48s} {secs * 1000:9.1f} ms")
+    for name, value, *unit in rows:  # seconds, or a value in the unit given
+        print(f"  {name:48s} {value * 1000 if not unit else value:9.1f} {unit[0] if unit else 'ms'}")
     print(f"  {'peak memory of this process (max RSS)':48s} {peak_rss_mb():9.1f} MB")
     return 0
 
@@ -114,8 +114,10 @@ def bench_details(model, fit, img, det, repeat: int) -> list[tuple[str, float]]:
     return rows
 
 
-def bench_learned(repeat: int) -> list[tuple[str, float]]:
-    """DetH's training costs: one synthetic sample, one training step (batch 4, 256²)."""
+def bench_learned(repeat: int) -> list[tuple]:
+    """DetH's training costs (one synthetic identity, one training step) and, when the weights are
+    installed, serving: DetH, RCAN ×4 and ×4×4 to 4096² (in a child process, whose peak memory
+    is printed too)."""
     import torch
 
     from .learned import data, train
@@ -123,8 +125,8 @@ def bench_learned(repeat: int) -> list[tuple[str, float]]:
 
     syn = data.Synth.load()
     seeds = iter(range(10 ** 6))
-    t, _ = _median(lambda: syn.sample(next(seeds)), repeat)
-    rows = [("synthetic DetH training pair 256^2", t)]
+    t, _ = _median(lambda: syn.samples(next(seeds)), repeat)
+    rows = [("synthetic identity: 4 expressions, 4 pairs 256^2", t)]
     torch.manual_seed(0)
     rng = np.random.default_rng(0)
     n = 8
@@ -146,4 +148,44 @@ def bench_learned(repeat: int) -> list[tuple[str, float]]:
     one()  # first step allocates
     t, _ = _median(one, repeat)
     rows.append((f"DetH training step (batch {cfg.batch}, 256^2, {torch.get_num_threads()} threads)", t))
+    from .learned import weights
+
+    if not weights.available("rcan"):
+        print("  (no RCAN weights installed: no serving rows)")
+        return rows
+    out = subprocess.run([sys.executable, "-c", f"from backend.bench import serve_child; serve_child({repeat})"],
+                         cwd=REPO, capture_output=True, text=True, check=True).stdout
+    res = json.loads(out.strip().splitlines()[-1])
+    rows += [(name, secs) for name, secs in res["rows"]]
+    rows.append(("serving process peak memory (max RSS)", res["peak_rss_mb"], "MB"))
     return rows
+
+
+def serve_child(repeat: int) -> None:
+    """RCAN 256²→1024² and 256²→4096² (tiled) and, when installed, DetH 256², on a synthetic
+    map; prints JSON (its own process, so its peak memory is its own)."""
+    import torch
+
+    from .learned import serve, sr, weights
+
+    rcan, _ = weights.load("rcan")
+    m = np.random.default_rng(0).normal(0, 0.05, (256, 256)).astype(np.float32)
+    rows = []
+    with torch.inference_mode():
+        if serve.available():
+            nets = serve.get()
+            inp = {"dx": m, "uv": np.ones((256, 256), np.float32), "x": np.zeros(47, np.float32),
+                   "identity": np.zeros(50, np.float32)}
+            y = np.zeros((1, 47), np.float32)
+            y[0, :4] = 1.0
+            t, _ = _median(lambda: nets.map_for(inp, y, 40.0), repeat)
+            rows.append(("DetH forward 256^2 (one target)", t))
+        t, big = _median(lambda: sr.upscale(rcan, m), repeat)
+        rows.append(("RCAN x4 256^2 -> 1024^2", t))
+        t, _ = _median(lambda: sr.upscale(rcan, big), repeat)
+        rows.append((f"RCAN x4 1024^2 -> 4096^2 (tiled, {torch.get_num_threads()} threads)", t))
+    # VmHWM, not getrusage: Linux carries ru_maxrss over fork and exec, so a child started by a
+    # big parent would report the parent's peak
+    hwm = next(int(line.split()[1]) for line in Path("/proc/self/status").read_text().splitlines()
+               if line.startswith("VmHWM:"))
+    print(json.dumps({"rows": rows, "peak_rss_mb": hwm / 1024.0}))

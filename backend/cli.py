@@ -2,6 +2,7 @@
 
     python -m backend reconstruct --image photo.jpg --out DIR [--model-dir M]
     python -m backend bench [--repeat N]
+    python -m backend synth|train|export|eval ...   the learned nets (backend/learned/cli.py)
 """
 
 from __future__ import annotations
@@ -39,9 +40,14 @@ def main(argv: list[str] | None = None) -> int:
     b = sub.add_parser("bench", help="print median timings of the backend stages")
     b.add_argument("--repeat", type=int, default=3)
     b.add_argument("--model-dir", default="")
+    from .learned import cli as learned_cli
+
+    learned_cli.add_parsers(sub)
     args = ap.parse_args(argv)
     if args.command == "reconstruct":
         return _reconstruct(args)
+    if args.command in ("synth", "train", "export", "eval"):
+        return learned_cli.run(args)
     from .bench import run_bench
 
     return run_bench(args.repeat, args.model_dir or None)

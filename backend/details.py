@@ -8,6 +8,10 @@ expression y plus skin micro-relief (``wrinkles``), deeper with age and where D(
 has lines. Generated at 4096² and written, with 1024² and 256² reductions, as half-float EXR
 in millimetres (docs/detail_maps.md). The learned DetH net (a later issue) replaces W with its
 mask-blended hallucination.
+
+With ``detail_model`` "deth" (or "auto" when its weights are installed) the map is DetH's
+hallucination for the target expression, super-resolved by RCAN (``learned/serve.py``), and the
+sidecar names the nets that made it.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ import numpy as np
 from scipy import ndimage
 
 from . import exr_io, facs
+from .errors import BadRequestError
 from .face_data import FaceReconstruction
 from .face_model import load_model
 from .image_io import load_rgb
@@ -56,11 +61,33 @@ def photo_detail(job_dir: Path, rec: FaceReconstruction, model, job: Job) -> np.
     return res.displacement.astype(np.float32)
 
 
-def target_tag(expression: np.ndarray, age: float, seed: int) -> str:
+DETAIL_MODELS = ("auto", "physical", "deth")
+
+
+def resolve_detail_model(choice: str) -> str:
+    """"physical" or "deth": "auto" takes DetH when its weights are installed."""
+    from .learned import serve
+
+    if choice not in DETAIL_MODELS:
+        raise BadRequestError(f"unknown detail model {choice!r}; one of {', '.join(DETAIL_MODELS)}")
+    if choice == "physical":
+        return "physical"
+    if serve.available():
+        return "deth"
+    if choice == "deth":
+        from .learned.weights import weights_dir
+
+        raise BadRequestError(f"the DetH and RCAN weights are not installed in {weights_dir()}",
+                              "Use the physical model, or train and export them (docs/deth.md).")
+    return "physical"
+
+
+def target_tag(expression: np.ndarray, age: float, seed: int, variant: str = "") -> str:
     """A short stable name for everything a map depends on, so an identical request reuses the
-    maps and a different age or seed never overwrites maps a scene already uses."""
+    maps and a different age, seed or model never overwrites maps a scene already uses.
+    ``variant``: the learned nets' name ("" for the physical model)."""
     q = np.round(np.asarray(expression, np.float64), 3)
-    key = q.tobytes() + f"|{round(float(age), 1)}|{int(seed)}".encode()
+    key = q.tobytes() + f"|{round(float(age), 1)}|{int(seed)}".encode() + (f"|{variant}".encode() if variant else b"")
     return hashlib.sha1(key).hexdigest()[:10]
 
 
@@ -77,15 +104,15 @@ def _cached(jd: Path, tag: str, sizes) -> dict | None:
 
 
 def build_details(job_dir: str, expression: list[float] | None = None, aus: dict | None = None,
-                  age: float | None = None, sizes=SIZES, seed: int = 0, job: Job | None = None) -> dict:
+                  age: float | None = None, sizes=SIZES, seed: int = 0, job: Job | None = None,
+                  detail_model: str = "auto") -> dict:
     """Write detail maps for the target expression; returns their paths and figures.
 
     The target is ``expression`` (weights by the model's shape order), else ``aus``, else the
-    photo's own fitted expression.
+    photo's own fitted expression. ``detail_model``: "auto", "physical" or "deth".
     """
-    from .wrinkles import wrinkle_map
-
     job = job or Job()
+    which = resolve_detail_model(detail_model)
     jd = Path(job_dir)
     rec = FaceReconstruction.load(jd)
     model = load_model(rec.model_dir)
@@ -98,7 +125,12 @@ def build_details(job_dir: str, expression: list[float] | None = None, aus: dict
     else:
         target = np.asarray(rec.fit.expression, np.float64)
     years = float(age) if age is not None else float((rec.age or {}).get("years", 35.0))
-    tag = target_tag(target, years, seed)
+    nets = None
+    if which == "deth":
+        from .learned import serve
+
+        nets = serve.get()
+    tag = target_tag(target, years, seed, nets.name if nets else "")
     cached = _cached(jd, tag, sizes)
     if cached is not None:
         job.report(1.0, "Details already made for this expression, age and seed")
@@ -107,14 +139,23 @@ def build_details(job_dir: str, expression: list[float] | None = None, aus: dict
 
     job.stage(0.0, 0.3).report(0.0, "Extracting the person's detail from the photo")
     d_photo = photo_detail(jd, rec, model, job)
-
-    job.stage(0.3, 0.9).report(0.0, "Simulating expression wrinkles")
     big = max(sizes)
-    person = resample(d_photo, big)
-    w = wrinkle_map(model, np.asarray(rec.fit.identity), target, size=big, age=years, person_detail=person,
-                    seed=seed, job=job)
-    total = person + w.displacement
-    del person
+    if nets is None:
+        from .wrinkles import wrinkle_map
+
+        job.stage(0.3, 0.9).report(0.0, "Simulating expression wrinkles")
+        person = resample(d_photo, big)
+        w = wrinkle_map(model, np.asarray(rec.fit.identity), target, size=big, age=years, person_detail=person,
+                        seed=seed, job=job)
+        total = person + w.displacement
+        del person
+    else:
+        from .learned import serve
+
+        job.stage(0.3, 0.9).report(0.0, f"Hallucinating details with {nets.name}")
+        inp = serve.face_inputs(jd, rec, model, job)
+        y = serve.controls_vector(inp["rig"], model.expression_names, target)
+        total = nets.to_size(nets.map_for(inp, y[None], years)[0], big, job)
 
     job.stage(0.9, 1.0).report(0.0, "Writing EXR maps")
     files = {}
@@ -125,7 +166,7 @@ def build_details(job_dir: str, expression: list[float] | None = None, aus: dict
         files[str(size)] = name
         job.check()
     info = {
-        "tag": tag, "files": files, "unit": "mm", "model": "physical",
+        "tag": tag, "files": files, "unit": "mm", "model": nets.name if nets else "physical",
         "expression": [round(float(x), 4) for x in target],
         "aus": {k: v for k, v in facs.aus_from_weights(model, target).items() if v > 0},
         "age_years": years, "seed": seed,

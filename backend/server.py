@@ -181,6 +181,8 @@ class Server:
         self._jobs = _Pool(JOB_WORKERS, "job")
         seconds = Param(_NUMBER, True, check=lambda v: None if 0 <= v <= 86400 else "must be 0 .. 86400")
         steps = Param((int,), False, 10, check=lambda v: None if 1 <= v <= 100000 else "must be 1 .. 100000")
+        detail_model = Param((str,), False, "auto", check=lambda v: None if v in ("auto", "physical", "deth")
+                             else "must be auto, physical or deth")
         self.methods: dict[str, _Method] = {
             "health": _Method(self.health, "quick", {}),
             "reconstruct": _Method(self.reconstruct, "job", {
@@ -189,13 +191,13 @@ class Server:
             "details": _Method(self.details, "job", {
                 "job_dir": Param((str,), True), "expression": Param((list, type(None))),
                 "aus": Param((dict, type(None))), "age": Param((int, float, type(None))),
-                "sizes": Param((list, type(None))), "seed": Param((int,), False, 0)}),
+                "sizes": Param((list, type(None))), "seed": Param((int,), False, 0), "model": detail_model}),
             "wrinkles": _Method(self.wrinkles, "job", {
                 "job_dir": Param((str,), True), "size": Param((int,), False, 1024),
                 "age": Param((int, float, type(None))), "seed": Param((int,), False, 0),
                 "controls": Param((list, type(None))), "keys": Param((list,), False, []),
                 "base_size": Param((int,), False, 4096, check=lambda v: None if v in (256, 512, 1024, 2048, 4096)
-                                   else "must be 256, 512, 1024, 2048 or 4096")}),
+                                   else "must be 256, 512, 1024, 2048 or 4096"), "model": detail_model}),
             "diagnostics.wait": _Method(self.wait, "job", {
                 "seconds": seconds, "steps": steps, "noise": Param((bool,), False, False)}),
             "diagnostics.fail": _Method(self.fail, "quick", {"kind": Param(
@@ -358,6 +360,7 @@ class Server:
                "uptime_s": round(time.monotonic() - self._t0, 3), "jobs_running": running, "jobs_queued": queued}
         if torch_error:
             out["torch_error"] = torch_error
+        out["detail_models"] = _learned_status()
         return out
 
     def reconstruct(self, job: Job, image: str, out_dir: str, model_dir: Optional[str] = None,
@@ -367,16 +370,19 @@ class Server:
         return reconstruct(image, out_dir, model_dir or None, job, options)
 
     def details(self, job: Job, job_dir: str, expression: Optional[list] = None, aus: Optional[dict] = None,
-                age: Optional[float] = None, sizes: Optional[list] = None, seed: int = 0) -> dict:
+                age: Optional[float] = None, sizes: Optional[list] = None, seed: int = 0,
+                model: str = "auto") -> dict:
         from .details import SIZES, build_details  # lazily, like reconstruct
 
-        return build_details(job_dir, expression, aus, age, tuple(sizes) if sizes else SIZES, seed, job)
+        return build_details(job_dir, expression, aus, age, tuple(sizes) if sizes else SIZES, seed, job,
+                             detail_model=model)
 
     def wrinkles(self, job: Job, job_dir: str, size: int = 1024, age: Optional[float] = None, seed: int = 0,
-                 controls: Optional[list] = None, keys: Optional[list] = None, base_size: int = 4096) -> dict:
+                 controls: Optional[list] = None, keys: Optional[list] = None, base_size: int = 4096,
+                 model: str = "auto") -> dict:
         from .wrinkle_rig import build_animation
 
-        return build_animation(job_dir, size, age, seed, controls, keys or [], job, base_size)
+        return build_animation(job_dir, size, age, seed, controls, keys or [], job, base_size, detail_model=model)
 
     def wait(self, job: Job, seconds: float, steps: int = 10, noise: bool = False) -> dict:
         t0 = time.monotonic()
@@ -434,6 +440,23 @@ class Server:
         if left:
             log.warning("%d request(s) still running after %.0f s; exiting anyway", left, SHUTDOWN_GRACE_S)
         return left == 0
+
+
+def _learned_status() -> dict:
+    """Which detail models this backend can run (the learned ones need their weights)."""
+    try:
+        from .learned import weights
+
+        names = {}
+        for kind in ("deth", "rcan"):
+            if weights.available(kind):
+                from safetensors import safe_open
+
+                with safe_open(str(weights.path_for(kind)), "pt") as f:
+                    names[kind] = json.loads((f.metadata() or {}).get("info", "{}")).get("name", kind)
+        return {"physical": True, "deth": len(names) == 2, "names": names, "weights_dir": str(weights.weights_dir())}
+    except Exception as exc:  # noqa: BLE001 - health reports, never fails
+        return {"physical": True, "deth": False, "error": f"{type(exc).__name__}: {exc}"}
 
 
 def _internal_error(exc: BaseException) -> dict:

@@ -20,6 +20,10 @@ non-linearity (onset, AUs that compress the same skin) is exact where the animat
 expression. Between keys it is the cross-fade of the two exact maps (the mix part is linear in
 v and follows it). A slider moved live changes the mix at once, with no backend running.
 W_c and C_k share one size, so Blender's linear sampling of their sum is the sum of samples.
+
+With the learned nets (``detail_model`` "deth", or "auto" when installed) every map above comes
+from DetH + RCAN instead of the physical model: W_c = R(D̃(e_c)) − R(D̃(0)) and C_k = R(D̃(y_k)) −
+R(D̃(0)) − Σ v_c^k W_c, R the RCAN passes, so a key frame still shows exactly DetH's map for it.
 """
 
 from __future__ import annotations
@@ -31,7 +35,7 @@ from pathlib import Path
 import numpy as np
 
 from . import emotions, exr_io
-from .details import build_details, photo_detail, resample
+from .details import build_details, photo_detail, resample, resolve_detail_model
 from .errors import BadRequestError
 from .face_data import FaceReconstruction
 from .face_model import load_model
@@ -63,18 +67,54 @@ def _load(job_dir: str):
     return jd, rec, model, emotions.au_rig(model)
 
 
+class _Source:
+    """Wrinkles W(values) (no micro relief, no person detail) of one face at one size, from the
+    physical model or from DetH + RCAN."""
+
+    def __init__(self, which: str, jd: Path, rec, model, rig, size: int, years: float, seed: int, job: Job):
+        self.which, self.jd, self.rec, self.model, self.rig = which, jd, rec, model, rig
+        self.size, self.years, self.seed, self.job = size, years, seed, job
+        self._person = self._nets = self._inp = self._zero = None
+        if which == "deth":
+            from .learned import serve
+
+            self._nets = serve.get()
+        self.name = self._nets.name if self._nets else "physical"
+
+    def __call__(self, values: dict[str, float]) -> np.ndarray:
+        weights = emotions.weights_from_controls(self.rig, self.model.expression_names, values)
+        if self._nets is None:
+            from .wrinkles import wrinkle_map
+
+            if self._person is None:
+                self._person = resample(photo_detail(self.jd, self.rec, self.model, self.job), self.size)
+            return wrinkle_map(self.model, np.asarray(self.rec.fit.identity), weights, size=self.size,
+                               age=self.years, person_detail=self._person, seed=self.seed,
+                               micro=False).displacement
+        from .learned import serve
+
+        if self._inp is None:
+            self._inp = serve.face_inputs(self.jd, self.rec, self.model, self.job)
+            self._zero = self._map(np.zeros(len(self.rig), np.float32))
+        y = serve.controls_vector(self.rig, self.model.expression_names, weights)
+        return self._map(y) - self._zero
+
+    def _map(self, y: np.ndarray) -> np.ndarray:
+        return self._nets.to_size(self._nets.map_for(self._inp, y[None], self.years)[0], self.size)
+
+
 def build_wrinkle_rig(job_dir: str, size: int = RIG_SIZE, age: float | None = None, seed: int = 0,
                       controls: list[str] | None = None, base_size: int = BASE_SIZE,
-                      job: Job | None = None) -> dict:
-    """The base map and one wrinkle map per rig control (``controls``: a subset, default all).
+                      job: Job | None = None, detail_model: str = "auto") -> dict:
+    """The base map and one wrinkle map per rig control (``controls``: a subset, default all),
+    from ``detail_model`` ("auto", "physical", "deth").
 
     Returns the sidecar (also written as ``wrinkles_<tag>.json``): base map file, packs
     (``{"file", "controls"}``, channel i = controls[i]), per-control channel and peak depth,
     controls left out as too shallow. An identical request reuses the files."""
-    from .wrinkles import wrinkle_map
-
     job = job or Job()
     jd, rec, model, rig = _load(job_dir)
+    which = resolve_detail_model(detail_model)
     known = [c["key"] for c in rig]
     if controls:
         unknown = sorted(set(controls) - set(known))
@@ -86,7 +126,9 @@ def build_wrinkle_rig(job_dir: str, size: int = RIG_SIZE, age: float | None = No
     if size not in (256, 512, 1024, 2048, 4096):
         raise BadRequestError(f"size must be 256, 512, 1024, 2048 or 4096, got {size}")
     years = float(age) if age is not None else float((rec.age or {}).get("years", 35.0))
-    tag = _digest(VERSION, size, base_size, round(years, 1), int(seed), [c["key"] for c in rig_sel])
+    source = _Source(which, jd, rec, model, rig, size, years, seed, job)
+    parts = [VERSION, size, base_size, round(years, 1), int(seed), [c["key"] for c in rig_sel]]
+    tag = _digest(*parts, *([source.name] if source.name != "physical" else []))
     side = jd / f"wrinkles_{tag}.json"
     if side.is_file():
         info = json.loads(side.read_text(encoding="utf-8"))
@@ -96,17 +138,13 @@ def build_wrinkle_rig(job_dir: str, size: int = RIG_SIZE, age: float | None = No
             return {**info, "job_dir": str(jd.resolve())}
 
     base = build_details(str(jd), expression=[0.0] * model.n_expressions, age=years, sizes=(base_size,),
-                         seed=seed, job=job.child(0.0, 0.3))
-    person = resample(photo_detail(jd, rec, model, job), size)
-    identity = np.asarray(rec.fit.identity)
+                         seed=seed, job=job.child(0.0, 0.3), detail_model=which)
     kept: list[tuple[str, np.ndarray, float]] = []
     skipped = []
     job.stage(0.3, 0.95)
     for i, c in enumerate(rig_sel):
         job.report(i / len(rig_sel), f"Wrinkles for {c['key']} ({c['name']}), {i + 1} of {len(rig_sel)}")
-        w = emotions.weights_from_controls(rig, model.expression_names, {c["key"]: 1.0})
-        m = wrinkle_map(model, identity, w, size=size, age=years, person_detail=person, seed=seed,
-                        micro=False).displacement
+        m = source({c["key"]: 1.0})
         peak = float(np.abs(m).max())
         if peak < MIN_PEAK_MM:
             skipped.append(c["key"])
@@ -123,7 +161,7 @@ def build_wrinkle_rig(job_dir: str, size: int = RIG_SIZE, age: float | None = No
             per_control[k] = {"pack": j // 3, "channel": ch, "peak_mm": round(peak, 4)}
         job.check()
     info = {
-        "tag": tag, "version": VERSION, "unit": "mm", "model": "physical", "size": size,
+        "tag": tag, "version": VERSION, "unit": "mm", "model": source.name, "detail_model": which, "size": size,
         "age_years": years, "seed": int(seed),
         "base": {"file": base["files"][str(base_size)], "tag": base["tag"], "size": base_size},
         "packs": packs, "controls": per_control, "skipped": skipped,
@@ -162,12 +200,14 @@ def build_key_maps(job_dir: str, rig_tag: str, keys: list[dict], job: Job | None
     """Corrections C_k for keyed expressions ``keys`` (``{"frame": int, "values": {control: v}}``)
     against the wrinkle rig ``rig_tag``. Returns ``{"keys": [{"frame", "file", "values"}], ...}``;
     a key whose values were made before reuses its file."""
-    from .wrinkles import wrinkle_map
-
     job = job or Job()
     jd, rec, model, rig = _load(job_dir)
     info = load_rig(jd, rig_tag)
-    person = None
+    source = _Source(info.get("detail_model", "physical"), jd, rec, model, rig, info["size"], info["age_years"],
+                     info["seed"], job)
+    if source.name != info["model"]:
+        raise BadRequestError(f"the wrinkle rig '{rig_tag}' was made by {info['model']}, the backend now has "
+                              f"{source.name}", "Prepare the wrinkle rig again (Update).")
     packs: dict = {}
     out = []
     for i, key in enumerate(keys):
@@ -176,17 +216,13 @@ def build_key_maps(job_dir: str, rig_tag: str, keys: list[dict], job: Job | None
             raise BadRequestError(f"key {i} has no 'values' object of AU control values")
         vk = _values_key(values)
         try:
-            weights = emotions.weights_from_controls(rig, model.expression_names, vk)
+            emotions.weights_from_controls(rig, model.expression_names, vk)  # names every unknown control
         except ValueError as exc:
             raise BadRequestError(f"key {i}: {exc}") from None
         name = f"wrinkles_{rig_tag}_key_{_digest(vk)}.exr"
         job.report(i / max(len(keys), 1), f"Exact wrinkles for key {i + 1} of {len(keys)}")
         if not (jd / name).is_file():
-            if person is None:
-                person = resample(photo_detail(jd, rec, model, job), info["size"])
-            exact = wrinkle_map(model, np.asarray(rec.fit.identity), weights, size=info["size"],
-                                age=info["age_years"], person_detail=person, seed=info["seed"],
-                                micro=False).displacement
+            exact = source(vk)
             exr_io.write_map(jd / name, exact - mix(jd, info, vk, packs))
         out.append({"frame": key.get("frame"), "file": name, "values": vk})
         job.check()
@@ -196,11 +232,11 @@ def build_key_maps(job_dir: str, rig_tag: str, keys: list[dict], job: Job | None
 
 def build_animation(job_dir: str, size: int = RIG_SIZE, age: float | None = None, seed: int = 0,
                     controls: list[str] | None = None, keys: list[dict] = (), job: Job | None = None,
-                    base_size: int = BASE_SIZE) -> dict:
+                    base_size: int = BASE_SIZE, detail_model: str = "auto") -> dict:
     """Everything an animated face needs in one job: the rig (base + per-control maps) and the
     corrections of its keyed expressions. ``{**rig sidecar, "keys": [...]}``."""
     job = job or Job()
     info = build_wrinkle_rig(job_dir, size, age, seed, controls, base_size,
-                             job=job.child(0.0, 0.8 if keys else 1.0))
+                             job=job.child(0.0, 0.8 if keys else 1.0), detail_model=detail_model)
     made = build_key_maps(job_dir, info["tag"], list(keys), job.child(0.8, 1.0)) if keys else {"keys": []}
     return {**info, "keys": made["keys"]}

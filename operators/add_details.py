@@ -5,10 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import bpy
-from bpy.props import FloatProperty, IntProperty
+from bpy.props import EnumProperty, FloatProperty, IntProperty
 
 from ..addon import displacement, jobs, wrinkle_mix
-from .backend_job import BackendJobMixin
+from .backend_job import DETAIL_MODEL_ITEMS, BackendJobMixin
 
 
 def face_object(context):
@@ -48,6 +48,7 @@ class FACEDET3D_OT_add_details(BackendJobMixin, bpy.types.Operator):
     seed: IntProperty(name="Seed", default=0, min=0)
     size: IntProperty(name="Map size", description="Largest map size (4096 for final renders)",
                       default=4096, min=256, max=8192)
+    detail_model: EnumProperty(name="Model", default="auto", items=DETAIL_MODEL_ITEMS)
 
     @classmethod
     def poll(cls, context):
@@ -61,7 +62,7 @@ class FACEDET3D_OT_add_details(BackendJobMixin, bpy.types.Operator):
         self._obj_name = obj.name
         sizes = sorted({256, 1024, self.size} if self.size >= 1024 else {self.size})
         params = {"job_dir": str(job_dir), "expression": current_expression(context, obj), "seed": self.seed,
-                  "sizes": sizes}
+                  "sizes": sizes, "model": self.detail_model}
         if self.age > 0:
             params["age"] = self.age
         return "details", params
@@ -74,6 +75,7 @@ class FACEDET3D_OT_add_details(BackendJobMixin, bpy.types.Operator):
         displacement.attach(obj, job_dir / largest, vertex_range=result["vertex_range"],
                             material_name=result["material"])
         obj.facedet3d.detail_tag = result["tag"]
+        obj.facedet3d.detail_model = result["model"]
         self.report({"INFO"}, f"Details for {obj.name}: {result['model']} model, age {result['age_years']:.0f}, "
                               f"RMS {result['stats']['rms_mm']:.3f} mm")
         return {"FINISHED"}

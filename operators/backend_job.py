@@ -13,6 +13,13 @@ from ..addon import jobs, session
 from ..addon.preferences import prefs
 
 
+# What makes detail and wrinkle maps; the backend resolves AUTO (docs/deth.md).
+DETAIL_MODEL_ITEMS = [
+    ("auto", "Auto", "The learned DetH + RCAN nets when their weights are installed, else the physical model"),
+    ("physical", "Physical", "The wrinkle simulation (skin buckling under the expression's strain)"),
+    ("deth", "DetH", "The learned detail hallucination net, super-resolved by RCAN (fails when not installed)")]
+
+
 class BackendJobMixin:
     _call = None
     _timer = None

@@ -22,8 +22,12 @@ class FACEDET3D_OT_backend_check(bpy.types.Operator):
             self.report({"ERROR"}, jobs.describe(exc))
             return {"CANCELLED"}
         dev = "CUDA" if h.get("cuda") else "CPU"
+        learned = h.get("detail_models", {})
+        names = learned.get("names", {})
+        details = (f"DetH {names.get('deth')} + {names.get('rcan')}" if learned.get("deth")
+                   else "physical wrinkle model only (no DetH weights)")
         self.report({"INFO"}, f"Backend OK: pid {h.get('pid')}, Python {h.get('python')}, "
-                              f"torch {h.get('torch')} on {dev}")
+                              f"torch {h.get('torch')} on {dev}; details: {details}")
         return {"FINISHED"}
 
 

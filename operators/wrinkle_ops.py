@@ -8,7 +8,7 @@ from bpy.props import EnumProperty, FloatProperty, IntProperty
 
 from ..addon import jobs, wrinkle_mix
 from .add_details import face_job_dir, face_object
-from .backend_job import BackendJobMixin
+from .backend_job import DETAIL_MODEL_ITEMS, BackendJobMixin
 
 
 class FACEDET3D_OT_animate_wrinkles(BackendJobMixin, bpy.types.Operator):
@@ -30,6 +30,7 @@ class FACEDET3D_OT_animate_wrinkles(BackendJobMixin, bpy.types.Operator):
     age: FloatProperty(name="Age", description="Age for wrinkle depth (0: estimate from the photo)",
                        default=0.0, min=0.0, max=110.0)
     seed: IntProperty(name="Seed", default=0, min=0)
+    detail_model: EnumProperty(name="Model", default="auto", items=DETAIL_MODEL_ITEMS)
     which: EnumProperty(name="AUs", default="ALL", items=[
         ("ALL", "All AUs", "A wrinkle map for every AU control: every slider moves the wrinkles live "
                            "(about a second per AU at 1024)"),
@@ -48,7 +49,7 @@ class FACEDET3D_OT_animate_wrinkles(BackendJobMixin, bpy.types.Operator):
         job_dir = face_job_dir(obj)
         self._obj_name = obj.name
         params = {"job_dir": str(job_dir), "size": int(self.size), "base_size": int(self.base_size), "seed": self.seed,
-                  "keys": wrinkle_mix.animation_keys(obj)}
+                  "keys": wrinkle_mix.animation_keys(obj), "model": self.detail_model}
         if self.which == "ANIMATED":
             params["controls"] = wrinkle_mix.animated_controls(obj, params["keys"])
             if not params["controls"]:

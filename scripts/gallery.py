@@ -3,7 +3,10 @@
 Real renders: the demo's .blend, the backend's `details` method for each expression (by AUs),
 the add-on's displacement wiring, Cycles. Run after scripts/demo.sh:
 
-    .venv-blender/bin/python scripts/gallery.py out/demo/astronaut.blend docs/gallery.png
+    .venv-blender/bin/python scripts/gallery.py out/demo/astronaut.blend docs/gallery.png [physical|deth]
+
+The third argument picks the detail model (default physical; deth: the learned nets, which
+must be installed).
 """
 
 import importlib.util
@@ -45,7 +48,7 @@ def map_tile(exr: Path, size: int) -> np.ndarray:
     return np.dstack([g, g, g, np.ones_like(g)])
 
 
-def main(blend: str, out: str, size: int = 384, samples: int = 32) -> None:
+def main(blend: str, out: str, model: str = "physical", size: int = 384, samples: int = 32) -> None:
     bpy.ops.wm.open_mainfile(filepath=blend)
     scene = bpy.context.scene
     scene.cycles.samples = samples
@@ -64,8 +67,7 @@ def main(blend: str, out: str, size: int = 384, samples: int = 32) -> None:
     tiles, maps = [], []
     for label, aus in EXPRESSIONS:
         expression = [0.0] * (len(keys) - 1)
-        params = {"job_dir": str(job_dir), "expression": expression} if not aus else \
-            {"job_dir": str(job_dir), "aus": aus}
+        params = {"job_dir": str(job_dir), "model": model, **({"aus": aus} if aus else {"expression": expression})}
         res = client.call("details", params, timeout=1800)
         # Shapes outside the AU rig take the target's weights; the rig's AU controls (which
         # drive the rest) take the AU values, unsided AUs on both sides.
@@ -82,7 +84,7 @@ def main(blend: str, out: str, size: int = 384, samples: int = 32) -> None:
         img.pixels.foreach_get(px)
         tiles.append(px.reshape(size, size, 4))
         maps.append(map_tile(job_dir / res["files"]["1024"], size))
-        print(f"{label}: RMS {res['stats']['rms_mm']:.3f} mm", flush=True)
+        print(f"{label}: {res['model']}, RMS {res['stats']['rms_mm']:.3f} mm", flush=True)
     session.shutdown()
     # Top row: renders. Bottom row: the detail map, +-0.5 mm as white/black (map rows are
     # top-first; Blender's pixel rows bottom-first, hence the stacking order).

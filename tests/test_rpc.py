@@ -130,6 +130,7 @@ def test_unknown_method(client):
     ("cancel", {}, "missing parameter 'id'"),
     ("wrinkles", {"job_dir": "/tmp/x", "base_size": 300}, "'base_size' must be 256, 512"),
     ("wrinkles", {"job_dir": "/tmp/x", "keys": {"1": {}}}, "'keys' must be"),
+    ("details", {"job_dir": "/tmp/x", "model": "neural"}, "'model' must be auto, physical or deth"),
 ])
 def test_bad_params(client, method, params, words):
     with pytest.raises(BackendError) as ei:

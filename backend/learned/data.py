@@ -1,11 +1,12 @@
 """Training data for DetH: synthetic pairs from the physical wrinkle model, and a folder format
 for real detail maps.
 
-Synthetic sample (``synth_sample``), all at 256² in the face UV tile (mm, row 0 = v=1):
+Synthetic samples (``Synth.samples``), all at 256² in the face UV tile (mm, row 0 = v=1):
 - a random identity (the model's first ``N_IDENTITY`` modes ~ N(0, 0.8²)), age U(18, 80), seed;
 - static lines S: the person's permanent creases, the wrinkles of a random habitual
   expression scaled by age (none at 18, ~35 % of full depth at 80), plus pores and micro relief;
-- a source and a target expression (rig control vectors, see ``random_controls``);
+- four expressions (rig control vectors, see ``random_controls``) chained into four source →
+  target pairs x → y;
 - D(I_x) = S + W(x; S), D(I_y) = S + W(y; S): the same person, so every synthetic pair is a
   paired sample (the paper's weak supervision comes free).
 
@@ -88,6 +89,13 @@ class Synth:
                                               {c["key"]: float(v) for c, v in zip(self.rig, controls)})
 
     def sample(self, seed: int, size: int = SIZE) -> dict:
+        """One pair: identity ``seed`` moved between two expressions."""
+        return self.samples(seed, size, 2)[0]
+
+    def samples(self, seed: int, size: int = SIZE, n_expr: int = 4) -> list[dict]:
+        """Pairs of identity ``seed`` under ``n_expr`` random expressions, chained e0→e1→…→e0
+        (each map in two pairs; one pair for 2 expressions). The person's static detail and
+        micro relief are made once, so more pairs per identity cost less each."""
         from .. import microrelief
         from ..strain import face_mesh
         from ..wrinkles import wrinkle_map
@@ -100,8 +108,7 @@ class Synth:
         age = float(rng.uniform(18.0, 80.0))
         mseed = int(rng.integers(1 << 31))
         habit = random_controls(self.rig, self.presets, rng)
-        x = random_controls(self.rig, self.presets, rng)
-        y = random_controls(self.rig, self.presets, rng)
+        exprs = [random_controls(self.rig, self.presets, rng) for _ in range(n_expr)]
 
         def w(ctrl, person=None):
             return wrinkle_map(m, ident, self.weights(ctrl), size=size, age=age, person_detail=person,
@@ -114,11 +121,11 @@ class Synth:
                                          density=microrelief.face_pore_density(m),
                                          direction=self.line_direction)
         static = (ageing * first.displacement + micro).astype(np.float32)
-        dx = static + w(x, static).displacement
-        dy = static + w(y, static).displacement
-        return {"dx": dx.astype(np.float16), "dy": dy.astype(np.float16), "x": x, "y": y,
-                "age": np.float32(age), "identity": ident[:k].astype(np.float32), "seed": np.int64(seed),
-                "mask": first.mask}
+        maps = [(static + w(e, static).displacement).astype(np.float16) for e in exprs]
+        chain = [(i, (i + 1) % n_expr) for i in range(n_expr if n_expr > 2 else 1)]
+        return [{"dx": maps[a], "dy": maps[b], "x": exprs[a], "y": exprs[b], "age": np.float32(age),
+                 "identity": ident[:k].astype(np.float32), "seed": np.int64(seed), "mask": first.mask}
+                for a, b in chain]
 
 
 def write_shard(path: Path, samples: list[dict]) -> None:
@@ -130,17 +137,19 @@ def write_shard(path: Path, samples: list[dict]) -> None:
 
 
 def generate(out_dir: str | os.PathLike, n: int, start: int = 0, model_dir: str | None = None,
-             size: int = SIZE, log=print) -> list[Path]:
-    """Shards ``synth_<first seed>.npz`` of SHARD samples with seeds start..start+n-1; existing
-    shards are kept (so generation resumes and several processes can split the seed range)."""
+             size: int = SIZE, n_expr: int = 4, log=print) -> list[Path]:
+    """Shards ``synth_<first seed>.npz`` for identities (seeds) start..start+n-1, SHARD pairs
+    each (``Synth.samples``: ``n_expr`` expressions per identity); existing shards are kept (so
+    generation resumes and several processes can split the seed range)."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     syn = Synth.load(model_dir)
     made = []
-    for s0 in range(start, start + n, SHARD):
+    per = max(SHARD // max(n_expr if n_expr > 2 else 1, 1), 1)
+    for s0 in range(start, start + n, per):
         path = out / f"synth_{s0:07d}.npz"
         if not path.is_file():
-            samples = [syn.sample(s, size) for s in range(s0, min(s0 + SHARD, start + n))]
+            samples = [p for s in range(s0, min(s0 + per, start + n)) for p in syn.samples(s, size, n_expr)]
             write_shard(path, samples)
             log(f"wrote {path.name} ({len(samples)} samples)")
         made.append(path)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from functools import partial
 
 import numpy as np
 import pytest
@@ -10,6 +11,9 @@ import pytest
 from backend import details, exr_io
 from backend.face_model import load_model
 from backend.face_regions import region_masks
+
+# these tests are about the physical model (the learned one: test_learned_serve.py)
+build_details = partial(details.build_details, detail_model="physical")
 
 
 @pytest.fixture(scope="module")
@@ -20,8 +24,8 @@ def job(small_job):
 @pytest.fixture(scope="module")
 def maps(job):
     n = 57
-    neutral = details.build_details(str(job), expression=[0.0] * n, sizes=(256,))
-    brows = details.build_details(str(job), aus={"AU1": 1.0, "AU2": 1.0}, sizes=(256,))
+    neutral = build_details(str(job), expression=[0.0] * n, sizes=(256,))
+    brows = build_details(str(job), aus={"AU1": 1.0, "AU2": 1.0}, sizes=(256,))
     return neutral, brows
 
 
@@ -51,7 +55,7 @@ def test_target_aus_change_the_map_only_where_they_act(job, maps):
 
 def test_same_expression_and_seed_reuse_the_same_maps(job, maps):
     neutral, _ = maps
-    again = details.build_details(str(job), expression=[0.0] * 57, sizes=(256,))
+    again = build_details(str(job), expression=[0.0] * 57, sizes=(256,))
     assert again["tag"] == neutral["tag"]
     np.testing.assert_array_equal(exr_io.read_map(job / again["files"]["256"]),
                                   exr_io.read_map(job / neutral["files"]["256"]))
@@ -59,16 +63,16 @@ def test_same_expression_and_seed_reuse_the_same_maps(job, maps):
 
 def test_bad_expression_length_is_refused(job):
     with pytest.raises(ValueError, match="57"):
-        details.build_details(str(job), expression=[0.0] * 3, sizes=(256,))
+        build_details(str(job), expression=[0.0] * 3, sizes=(256,))
 
 
 def test_another_age_or_seed_never_overwrites_existing_maps(job, maps):
     neutral, _ = maps
     first = job / neutral["files"]["256"]
     stamp = first.stat().st_mtime_ns
-    older = details.build_details(str(job), expression=[0.0] * 57, sizes=(256,), age=70)
-    reseeded = details.build_details(str(job), expression=[0.0] * 57, sizes=(256,), seed=3)
+    older = build_details(str(job), expression=[0.0] * 57, sizes=(256,), age=70)
+    reseeded = build_details(str(job), expression=[0.0] * 57, sizes=(256,), seed=3)
     assert len({neutral["tag"], older["tag"], reseeded["tag"]}) == 3
     assert first.stat().st_mtime_ns == stamp, "the first request's map is untouched"
-    again = details.build_details(str(job), expression=[0.0] * 57, sizes=(256,))
+    again = build_details(str(job), expression=[0.0] * 57, sizes=(256,))
     assert again["tag"] == neutral["tag"] and first.stat().st_mtime_ns == stamp, "reused, not rewritten"

@@ -35,10 +35,14 @@ def test_samples_are_paired_maps_of_one_person(tiny):
 
 
 def test_short_run_lowers_the_supervised_losses(tiny, tmp_path):
+    """On the texels the expression moves, DetH's L1 to the target falls well below what copying
+    the input scores (0.94 → 0.70 of it in 60 steps here), and the whole face's L1 falls too."""
     train.train(tiny, tmp_path, train.TrainConfig(steps=60, **CFG), device="cpu", log=lambda m: None)
     rows = [json.loads(x) for x in (tmp_path / "losses.jsonl").read_text().splitlines()]
-    sup = [r["l1"] + r["cyc"] for r in rows]
-    assert np.mean(sup[-10:]) < 0.7 * np.mean(sup[:10]), (np.mean(sup[:10]), np.mean(sup[-10:]))
+    vs_copy = [r["l1_move"] / max(r["copy_move"], 1e-9) for r in rows]
+    assert np.mean(vs_copy[-10:]) < 0.85 * np.mean(vs_copy[:10]), (np.mean(vs_copy[:10]), np.mean(vs_copy[-10:]))
+    l1 = [r["l1"] for r in rows]
+    assert np.mean(l1[-10:]) < np.mean(l1[:10])
     assert all(np.isfinite(list(r.values())).all() for r in rows)
 
 

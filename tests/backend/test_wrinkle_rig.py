@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from functools import partial
 
 import numpy as np
 import pytest
@@ -14,6 +15,10 @@ from backend.face_model import load_model
 from backend.face_regions import region_masks
 from backend.progress import Job
 from backend.wrinkles import wrinkle_map
+
+# these tests are about the physical model (the learned one: test_learned_serve.py)
+build_animation = partial(wrinkle_rig.build_animation, detail_model="physical")
+build_wrinkle_rig = partial(wrinkle_rig.build_wrinkle_rig, detail_model="physical")
 
 CONTROLS = ["AU1L", "AU1R", "AU2L", "AU2R", "AU5L", "AU12L", "AU12R"]
 BROWS = {"AU1L": 1.0, "AU1R": 1.0, "AU2L": 1.0, "AU2R": 1.0}
@@ -28,7 +33,7 @@ def job(small_job):
 @pytest.fixture(scope="module")
 def anim(job):
     seen = []
-    res = wrinkle_rig.build_animation(str(job), size=256, controls=CONTROLS, base_size=256,
+    res = build_animation(str(job), size=256, controls=CONTROLS, base_size=256,
                                       keys=[{"frame": 1, "values": BROWS}, {"frame": 20, "values": SMILE}],
                                       job=Job(lambda f, m: seen.append(f)))
     return res, seen
@@ -91,11 +96,11 @@ def test_identical_requests_reuse_files_and_keys_are_cached(job, anim):
     res, _ = anim
     side = job / f"wrinkles_{res['tag']}.json"
     before = side.stat().st_mtime_ns
-    again = wrinkle_rig.build_animation(str(job), size=256, controls=CONTROLS, base_size=256,
+    again = build_animation(str(job), size=256, controls=CONTROLS, base_size=256,
                                         keys=[{"frame": 5, "values": dict(BROWS)}])
     assert again["tag"] == res["tag"] and side.stat().st_mtime_ns == before
     assert again["keys"][0]["file"] == res["keys"][0]["file"], "same AU values: same key map"
-    other = wrinkle_rig.build_wrinkle_rig(str(job), size=256, controls=["AU12L"], base_size=256, seed=3)
+    other = build_wrinkle_rig(str(job), size=256, controls=["AU12L"], base_size=256, seed=3)
     assert other["tag"] != res["tag"] and (job / f"wrinkles_{res['tag']}.json").is_file()
     assert json.loads(side.read_text())["packs"] == res["packs"]
 
@@ -103,9 +108,9 @@ def test_identical_requests_reuse_files_and_keys_are_cached(job, anim):
 def test_bad_requests_say_what_to_change(job, anim):
     res, _ = anim
     with pytest.raises(BadRequestError, match="unknown AU controls AU99"):
-        wrinkle_rig.build_wrinkle_rig(str(job), size=256, controls=["AU99"], base_size=256)
+        build_wrinkle_rig(str(job), size=256, controls=["AU99"], base_size=256)
     with pytest.raises(BadRequestError, match="size must be"):
-        wrinkle_rig.build_wrinkle_rig(str(job), size=300, base_size=256)
+        build_wrinkle_rig(str(job), size=300, base_size=256)
     with pytest.raises(BadRequestError, match="key 0: unknown AU controls AU12X"):
         wrinkle_rig.build_key_maps(str(job), res["tag"], [{"frame": 1, "values": {"AU12X": 1}}])
     with pytest.raises(BadRequestError, match="no wrinkle maps"):

@@ -13,6 +13,8 @@ import pytest
 REPO = Path(__file__).resolve().parents[2]
 BACKEND_PY = Path(os.environ.get("FACEDET3D_BACKEND_PYTHON", REPO / ".venv-backend" / "bin" / "python"))
 PHOTO = REPO / "assets" / "astronaut.jpg"
+# the learned detail nets ship with the backend (tests of the learned path skip without them)
+SHIPPED_NETS = all((REPO / "backend" / "learned" / "weights" / f"{k}.safetensors").is_file() for k in ("deth", "rcan"))
 
 bpy = pytest.importorskip("bpy")
 

@@ -8,8 +8,9 @@ import json
 import numpy as np
 import pytest
 
-from conftest import bpy
+from conftest import SHIPPED_NETS, bpy
 
+MODELS = ["physical", pytest.param("deth", marks=pytest.mark.skipif(not SHIPPED_NETS, reason="no DetH weights"))]
 BROWS = ("AU1L", "AU1R", "AU2L", "AU2R")  # inner and outer brow raisers
 
 
@@ -51,16 +52,19 @@ def _render_face_box(job_dir, tmp_path, name: str) -> np.ndarray:
     return rgb @ np.array([0.2126, 0.7152, 0.0722]), origin, scale
 
 
-def test_add_details_operator_attaches_maps_for_the_current_expression(face, job_dir):
-    bpy.ops.facedet3d.add_details(size=1024)
+@pytest.mark.parametrize("model", MODELS)
+def test_add_details_operator_attaches_maps_for_the_current_expression(face, job_dir, model):
+    bpy.ops.facedet3d.add_details(size=1024, detail_model=model)
     assert face.modifiers.get("FaceDet3D Detail") is not None
     side = json.loads((job_dir / f"detail_{face.facedet3d.detail_tag}.json").read_text())
+    assert face.facedet3d.detail_model == side["model"] and (side["model"] == "physical") == (model == "physical")
     assert side["aus"].get("AU1") == 1.0 and side["aus"].get("AU2") == 1.0
     assert set(side["files"]) == {"256", "1024"}
 
 
-def test_render_with_details_differs_in_the_wrinkle_region_only(face, job_dir, ext, tmp_path):
-    bpy.ops.facedet3d.add_details(size=1024)
+@pytest.mark.parametrize("model", MODELS)
+def test_render_with_details_differs_in_the_wrinkle_region_only(face, job_dir, ext, tmp_path, model):
+    bpy.ops.facedet3d.add_details(size=1024, detail_model=model)
     with_d, origin, scale = _render_face_box(job_dir, tmp_path, "with")
     ext.addon.displacement.detach(face)
     without, _, _ = _render_face_box(job_dir, tmp_path, "without")

@@ -10,7 +10,7 @@ import sys
 
 import numpy as np
 
-from conftest import PHOTO, REPO, bpy
+from conftest import PHOTO, REPO, SHIPPED_NETS, bpy
 
 
 def test_cli_reconstructs_and_renders_from_a_path_with_spaces_and_non_ascii(tmp_path, ext):
@@ -39,6 +39,8 @@ def test_cli_reconstructs_and_renders_from_a_path_with_spaces_and_non_ascii(tmp_
     face = next(o for o in bpy.data.objects if o.type == "MESH")
     assert face.modifiers.get("FaceDet3D Detail") is not None, "--details attached the maps"
     assert face.facedet3d.detail_tag
+    # auto: the learned nets when their weights ship with the backend, else the physical model
+    assert face.facedet3d.detail_model == ("deth-synth-v1+rcan-synth-v1" if SHIPPED_NETS else "physical")
     render = bpy.data.images.load(str(moved / png.name))
     assert tuple(render.size) == (96, 96)
     px = np.empty(96 * 96 * 4, np.float32)
@@ -59,7 +61,8 @@ def test_cli_animates_keys_into_frames_and_a_video(tmp_path, ext):
     r = subprocess.run([sys.executable, "-m", "facedet3d", "animate", "--image", str(PHOTO), "--out", str(out),
                         "--key", "1:neutral", "--key", "5:AU1=1,AU2=1,AU27=0.6", "--samples", "2",
                         "--resolution", "128", "--texture-size", "512", "--video", "--wrinkles",
-                        "--wrinkle-aus", "animated", "--wrinkle-size", "512", "--detail-size", "1024", "--gltf"],
+                        "--wrinkle-aus", "animated", "--wrinkle-size", "512", "--detail-size", "1024", "--gltf",
+                        "--detail-model", "physical"],
                        cwd=REPO, capture_output=True, text=True, timeout=900)
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-3000:]
     frames = sorted((out / "astronaut_frames").glob("frame_*.png"))

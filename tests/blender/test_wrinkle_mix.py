@@ -21,7 +21,8 @@ BUILD = """
 import json, sys
 from backend.wrinkle_rig import build_animation
 a = json.loads(sys.argv[1])
-print(json.dumps(build_animation(a["job_dir"], size=512, controls=a["controls"], keys=a["keys"], base_size=1024)))
+print(json.dumps(build_animation(a["job_dir"], size=512, controls=a["controls"], keys=a["keys"], base_size=1024,
+                                 detail_model="physical")))
 """
 
 
@@ -223,7 +224,7 @@ def test_gltf_export_carries_morph_targets_and_maps(face, shared_job, ext, tmp_p
 
 
 def test_operator_builds_the_rig_and_flags_changed_keys(face, shared_job, ext):
-    ok = bpy.ops.facedet3d.animate_wrinkles(which="ANIMATED", size="512", base_size="1024")
+    ok = bpy.ops.facedet3d.animate_wrinkles(which="ANIMATED", size="512", base_size="1024", detail_model="physical")
     assert ok == {"FINISHED"}
     fd = face.facedet3d
     side = json.loads((shared_job / f"wrinkles_{fd.wrinkle_rig}.json").read_text())
@@ -233,7 +234,8 @@ def test_operator_builds_the_rig_and_flags_changed_keys(face, shared_job, ext):
     face.facedet3d.aus["AU1L"].value = 0.5
     ext.addon.au_rig.keyframe(face, 11)
     assert ext.addon.wrinkle_mix.stale_keys(face), "a changed key is flagged"
-    assert bpy.ops.facedet3d.animate_wrinkles(which="ANIMATED", size="512", base_size="1024") == {"FINISHED"}
+    ok = bpy.ops.facedet3d.animate_wrinkles(which="ANIMATED", size="512", base_size="1024", detail_model="physical")
+    assert ok == {"FINISHED"}
     assert not ext.addon.wrinkle_mix.stale_keys(face)
     assert json.loads(fd.wrinkle_keys[1].values_json)["AU1L"] == 0.5
     bpy.ops.facedet3d.remove_wrinkles()

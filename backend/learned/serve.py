@@ -1,0 +1,113 @@
+"""Serving DetH + RCAN: a reconstructed face and target AUs -> a detail map at any project size.
+
+    D̃(I_y) = DetH(D(I_x), x, y, identity, face embedding, age)      256²
+    4096²  = RCAN(RCAN(D̃(I_y)))                                      tiled
+
+D(I_x) is the person's detail extracted from the photo (``details.photo_detail``, area-reduced to
+256²): the map of the photo's own expression x, as in the paper. x is the fitted expression read as
+rig controls, identity the fitted shape coefficients, age the estimated one. The face embedding
+goes in with its presence flag only when the weights were trained with embeddings (the shipped
+ones were not: MODEL_CARD.md).
+"""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .. import emotions
+from ..details import resample
+from . import weights
+from .sr import SCALE, upscale
+
+IN_SIZE = 256
+_lock = threading.Lock()
+_loaded: dict = {}
+
+
+class LearnedDetails:
+    """DetH and RCAN loaded from a weights folder (shipped by default)."""
+
+    def __init__(self, folder=None, device: str = "cpu"):
+        self.deth, self.deth_meta = weights.load("deth", folder, device)
+        self.rcan, self.rcan_meta = weights.load("rcan", folder, device)
+        self.device = device
+        self.uses_faceid = bool(self.deth_meta["info"].get("uses_faceid", False))
+
+    @property
+    def name(self) -> str:
+        return f"{self.deth_meta['info'].get('name', 'deth')}+{self.rcan_meta['info'].get('name', 'rcan')}"
+
+    @torch.no_grad()
+    def hallucinate(self, dx: np.ndarray, uv: np.ndarray, x: np.ndarray, ys: np.ndarray, identity: np.ndarray,
+                    age: float, faceid: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """D̃ and M (each (len(ys), 256, 256)) for one source map and several targets ``ys``."""
+        n = len(ys)
+        t = lambda a: torch.as_tensor(np.asarray(a, np.float32), device=self.device)  # noqa: E731
+        k = self.deth.cfg.n_identity
+        ident = np.zeros(k, np.float32)
+        ident[:min(k, len(identity))] = np.asarray(identity, np.float32)[:k]
+        has = 1.0 if (faceid is not None and self.uses_faceid) else 0.0
+        fid = np.asarray(faceid, np.float32) if has else np.zeros(self.deth.cfg.faceid_dim, np.float32)
+        rows = lambda a: t(a)[None].expand(n, *([-1] * np.ndim(a)))  # noqa: E731 - one input, n targets
+        out, _, mask = self.deth(dx=rows(dx)[:, None], uv_mask=rows(uv)[:, None], x=rows(x), y=t(ys),
+                                 identity=rows(ident), faceid=rows(fid),
+                                 has_faceid=torch.full((n, 1), has, device=self.device),
+                                 age=torch.full((n, 1), float(age), device=self.device))
+        return out[:, 0].cpu().numpy(), mask[:, 0].cpu().numpy()
+
+    def map_for(self, inp: dict, ys: np.ndarray, age: float) -> np.ndarray:
+        """D̃ for targets ``ys`` (n, n_controls) from ``face_inputs``; outside the face's UV coverage
+        the map stays D(I_x) (the nets never learned anything there)."""
+        out, _ = self.hallucinate(inp["dx"], inp["uv"], inp["x"], ys, inp["identity"], age)
+        return np.where(inp["uv"][None] > 0.5, out, inp["dx"][None]).astype(np.float32)
+
+    def to_size(self, m: np.ndarray, size: int, job=None) -> np.ndarray:
+        """RCAN ×4 passes towards ``size``, then resampled to exactly it (area down, cubic up).
+        The second pass (1024² → 4096², 16× the first's work) runs only for a 4096² target: a
+        2048² one is the first pass cubic-upsampled, a 512² one the first pass area-reduced."""
+        while m.shape[0] < size and (m.shape[0] * SCALE <= size or m.shape[0] < 1024):
+            m = upscale(self.rcan, m, job=job)
+        return resample(m, size)
+
+
+def get(folder=None) -> LearnedDetails:
+    """The process's loaded nets (loaded once; reloaded when the files change)."""
+    key = str(weights.weights_dir() if folder is None else folder)
+    stamp = tuple(weights.path_for(k, folder).stat().st_mtime_ns for k in ("deth", "rcan"))
+    with _lock:
+        hit = _loaded.get(key)
+        if hit is None or hit[0] != stamp:
+            hit = (stamp, LearnedDetails(folder))
+            _loaded[key] = hit
+        return hit[1]
+
+
+def available(folder=None) -> bool:
+    return weights.available("deth", folder) and weights.available("rcan", folder)
+
+
+def face_inputs(job_dir: Path, rec, model, job) -> dict:
+    """What DetH reads from a reconstructed face: D(I_x) at 256², its UV coverage, the source
+    controls x, identity coefficients and age."""
+    from ..details import photo_detail
+    from ..strain import face_mesh, texel_grid
+
+    rig = emotions.au_rig(model)
+    x = emotions.controls_from_weights(rig, model.expression_names, rec.fit.expression)
+    return {"dx": resample(photo_detail(job_dir, rec, model, job), IN_SIZE),
+            "uv": texel_grid(face_mesh(model, np.asarray(rec.fit.identity)), IN_SIZE).mask.astype(np.float32),
+            "x": np.array([x[c["key"]] for c in rig], np.float32),
+            "identity": np.asarray(rec.fit.identity, np.float32),
+            "age": float((rec.age or {}).get("years", 35.0)), "rig": rig}
+
+
+def controls_vector(rig: list[dict], names: list[str], weights_: np.ndarray) -> np.ndarray:
+    c = emotions.controls_from_weights(rig, names, weights_)
+    return np.array([c[r["key"]] for r in rig], np.float32)
+
+
+__all__ = ["LearnedDetails", "get", "available", "face_inputs", "controls_vector", "SCALE"]

@@ -1,0 +1,70 @@
+"""Shipped weights: safetensors files with the net's config and provenance in the metadata.
+
+``backend/learned/weights/`` holds the project's own trained nets (MODEL_CARD.md there says how
+they were made). A user's own training can be pointed at with ``FACEDET3D_WEIGHTS_DIR``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict
+from pathlib import Path
+
+import torch
+
+from .aureg import AURegConfig, AURegressor
+from .nets import RCAN, DetH, DetHConfig, RCANConfig
+
+SHIPPED = Path(__file__).resolve().parent / "weights"
+NETS = {"deth": (DetH, DetHConfig), "rcan": (RCAN, RCANConfig), "aureg": (AURegressor, AURegConfig)}
+
+
+def weights_dir() -> Path:
+    return Path(os.environ.get("FACEDET3D_WEIGHTS_DIR") or SHIPPED)
+
+
+def path_for(kind: str, folder: str | os.PathLike | None = None) -> Path:
+    return Path(folder or weights_dir()) / f"{kind}.safetensors"
+
+
+def available(kind: str, folder=None) -> bool:
+    return path_for(kind, folder).is_file()
+
+
+def export(net: torch.nn.Module, kind: str, path: str | os.PathLike, info: dict) -> Path:
+    """Write ``net``'s weights (float32) with its config and ``info`` (name, data, steps)."""
+    from safetensors.torch import save_file
+
+    if kind not in NETS:
+        raise ValueError(f"unknown net kind {kind!r}; one of {', '.join(NETS)}")
+    cfg = json.dumps(asdict(net.cfg))
+    state = {k: v.detach().float().contiguous().cpu() for k, v in net.state_dict().items()}
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    save_file(state, str(tmp), metadata={"kind": kind, "config": cfg, "info": json.dumps(info)})
+    os.chmod(tmp, 0o644)  # a shipped file: readable by everyone, like the rest of the package
+    os.replace(tmp, path)
+    return path
+
+
+def load(kind: str, folder=None, device: str = "cpu") -> tuple[torch.nn.Module, dict]:
+    """The net and its metadata ``{"kind", "config", "info"}``; clear errors for a missing,
+    foreign or mismatched file."""
+    from safetensors import safe_open
+    from safetensors.torch import load_file
+
+    path = path_for(kind, folder)
+    if not path.is_file():
+        raise FileNotFoundError(f"no {kind} weights at {path}")
+    with safe_open(str(path), "pt") as f:
+        meta = f.metadata() or {}
+    if meta.get("kind") != kind:
+        raise ValueError(f"{path} holds {meta.get('kind') or 'no FaceDet3D'} weights, not {kind}")
+    cls, cfg_cls = NETS[kind]
+    cfg = cfg_cls(**json.loads(meta["config"]))
+    net = cls(cfg)
+    net.load_state_dict(load_file(str(path)))
+    net.eval().to(device)
+    return net, {"kind": kind, "config": json.loads(meta["config"]), "info": json.loads(meta.get("info", "{}"))}
