@@ -8,8 +8,8 @@
 
 from __future__ import annotations
 
-import argparse
 import json
+import sys
 from pathlib import Path
 
 
@@ -55,6 +55,15 @@ def _shards(folder: str) -> list[Path]:
 
 
 def run(args) -> int:
+    """Run one command; a missing or wrong input file is a message and exit status 1."""
+    try:
+        return _run(args)
+    except (FileNotFoundError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+
+
+def _run(args) -> int:
     import torch
 
     from . import data

@@ -11,7 +11,8 @@ the baseline DetH learns from) and "none" (D(I_x) unchanged). Figures:
   mean energy at low (< 0.1) and high (> 0.6) intensity;
 - ``outside``: mean |output − D(I_x)| where the physical model changes nothing (|D(I_y) − D(I_x)|
   < 0.02 mm, 3 texels from any change) and where it does, and DetH's mean mask M in both;
-- ``l1``: mean |output − D(I_y)| on the face;
+- ``l1``, ``l1_moving``: mean |output − D(I_y)| on the face, and where the physical model
+  changes the map;
 - ``rcan``: PSNR / SSIM on the face of RCAN and of bicubic against held-out 1024² maps from
   their 256² reductions.
 """
@@ -121,6 +122,7 @@ def evaluate(data_dir: str, hr_dir: str | None = None, weights_folder=None, log=
     figures["outside"]["deth_mask"] = {"still": round(float(mmask[still].mean()), 4),
                                        "moving": round(float(mmask[moving].mean()), 4)}
     figures["l1"] = {name: round(float(np.abs(m - dy)[:, on].mean()), 5) for name, m in methods.items()}
+    figures["l1_moving"] = {name: round(float(np.abs(m - dy)[moving].mean()), 5) for name, m in methods.items()}
 
     if hr_dir:
         figures["rcan"] = evaluate_rcan(hr_dir, weights_folder, log)

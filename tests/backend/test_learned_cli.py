@@ -47,7 +47,7 @@ def test_exported_weights_carry_their_provenance(run):
         torch.testing.assert_close(v, ck[k])
 
 
-def test_eval_figures(run, capsys):
+def test_eval_figures(run):
     out = run / "fig.json"
     assert main(["eval", "--data", str(run / "d"), "--hr-data", str(run / "d"), "--weights", str(run / "w"),
                  "--out", str(out)]) == 0
@@ -57,7 +57,8 @@ def test_eval_figures(run, capsys):
     assert f["held_out_samples"] == int(held.sum()) == 4
     on = d["mask"] > 0.5
     none_l1 = np.abs(d["dx"][held].astype(np.float32) - d["dy"][held].astype(np.float32))[:, on].mean()
-    assert f["l1"]["physical"] == 0.0
+    assert f["l1"]["physical"] == 0.0 == f["l1_moving"]["physical"]
+    assert f["l1_moving"]["none"] > f["l1"]["none"], "the moving texels are where copying errs"
     assert f["l1"]["none"] == pytest.approx(none_l1, abs=1e-5)
     assert f["outside"]["none"] == {"still_mm": 0.0, "moving_mm": 0.0}
     for m in ("deth", "physical", "none"):
@@ -66,7 +67,7 @@ def test_eval_figures(run, capsys):
     assert abs(f["rcan"]["rcan"]["psnr_db"] - f["rcan"]["bicubic"]["psnr_db"]) < 1.0
 
 
-def test_wrong_weight_files_say_what_is_wrong(run, tmp_path):
+def test_wrong_weight_files_say_what_is_wrong(run, tmp_path, capsys):
     (tmp_path / "rcan.safetensors").write_bytes((run / "w" / "deth.safetensors").read_bytes())
     with pytest.raises(ValueError, match="holds deth weights, not rcan"):
         weights.load("rcan", tmp_path)
@@ -74,6 +75,8 @@ def test_wrong_weight_files_say_what_is_wrong(run, tmp_path):
         weights.load("aureg", tmp_path)
     with pytest.raises(SystemExit, match="no synth_\\*.npz shards"):
         main(["train", "deth", "--data", str(tmp_path), "--out", str(tmp_path / "x")])
+    assert main(["eval", "--data", str(run / "d"), "--weights", str(tmp_path)]) == 1
+    assert "no deth weights at" in capsys.readouterr().err
 
 
 def test_tiled_upscale_matches_the_whole_map():
