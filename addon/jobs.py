@@ -44,8 +44,12 @@ def discard(job_dir: Path) -> None:
 
 def describe(exc: BaseException) -> str:
     if isinstance(exc, BackendError):
+        if not hasattr(exc, "message"):
+            return str(exc)
         hint = getattr(exc, "hint", "")
-        return f"{exc.message} {hint}".strip() if hasattr(exc, "message") else str(exc)
+        # backend messages are clauses without a full stop ("... are not installed in DIR")
+        sep = " " if exc.message.rstrip().endswith((".", "!", "?", ":")) else ". "
+        return f"{exc.message.rstrip()}{sep}{hint}" if hint else exc.message
     return str(exc)
 
 

@@ -447,13 +447,8 @@ def _learned_status() -> dict:
     try:
         from .learned import weights
 
-        names = {}
-        for kind in ("deth", "rcan"):
-            if weights.available(kind):
-                from safetensors import safe_open
-
-                with safe_open(str(weights.path_for(kind)), "pt") as f:
-                    names[kind] = json.loads((f.metadata() or {}).get("info", "{}")).get("name", kind)
+        names = {kind: weights.metadata(kind)["info"].get("name", kind)
+                 for kind in ("deth", "rcan") if weights.available(kind)}
         return {"physical": True, "deth": len(names) == 2, "names": names, "weights_dir": str(weights.weights_dir())}
     except Exception as exc:  # noqa: BLE001 - health reports, never fails
         return {"physical": True, "deth": False, "error": f"{type(exc).__name__}: {exc}"}

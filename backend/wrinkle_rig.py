@@ -82,10 +82,10 @@ class _Source:
         self.name = self._nets.name if self._nets else "physical"
 
     def __call__(self, values: dict[str, float]) -> np.ndarray:
-        weights = emotions.weights_from_controls(self.rig, self.model.expression_names, values)
         if self._nets is None:
             from .wrinkles import wrinkle_map
 
+            weights = emotions.weights_from_controls(self.rig, self.model.expression_names, values)
             if self._person is None:
                 self._person = resample(photo_detail(self.jd, self.rec, self.model, self.job), self.size)
             return wrinkle_map(self.model, np.asarray(self.rec.fit.identity), weights, size=self.size,
@@ -96,8 +96,7 @@ class _Source:
         if self._inp is None:
             self._inp = serve.face_inputs(self.jd, self.rec, self.model, self.job)
             self._zero = self._map(np.zeros(len(self.rig), np.float32))
-        y = serve.controls_vector(self.rig, self.model.expression_names, weights)
-        return self._map(y) - self._zero
+        return self._map(serve.values_vector(self.rig, values)) - self._zero
 
     def _map(self, y: np.ndarray) -> np.ndarray:
         return self._nets.to_size(self._nets.map_for(self._inp, y[None], self.years)[0], self.size)

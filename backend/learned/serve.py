@@ -97,17 +97,22 @@ def face_inputs(job_dir: Path, rec, model, job) -> dict:
     from ..strain import face_mesh, texel_grid
 
     rig = emotions.au_rig(model)
-    x = emotions.controls_from_weights(rig, model.expression_names, rec.fit.expression)
     return {"dx": resample(photo_detail(job_dir, rec, model, job), IN_SIZE),
             "uv": texel_grid(face_mesh(model, np.asarray(rec.fit.identity)), IN_SIZE).mask.astype(np.float32),
-            "x": np.array([x[c["key"]] for c in rig], np.float32),
+            "x": controls_vector(rig, model.expression_names, rec.fit.expression),
             "identity": np.asarray(rec.fit.identity, np.float32),
             "age": float((rec.age or {}).get("years", 35.0)), "rig": rig}
 
 
+def values_vector(rig: list[dict], values: dict[str, float]) -> np.ndarray:
+    """Control values (``{"AU12L": 0.8}``) as DetH's AU vector (rig order, clipped to 0..1)."""
+    return np.array([np.clip(float(values.get(c["key"], 0.0)), 0.0, 1.0) for c in rig], np.float32)
+
+
 def controls_vector(rig: list[dict], names: list[str], weights_: np.ndarray) -> np.ndarray:
+    """Shape weights as DetH's AU vector: what the rig's controls read from them."""
     c = emotions.controls_from_weights(rig, names, weights_)
     return np.array([c[r["key"]] for r in rig], np.float32)
 
 
-__all__ = ["LearnedDetails", "get", "available", "face_inputs", "controls_vector", "SCALE"]
+__all__ = ["LearnedDetails", "get", "available", "face_inputs", "controls_vector", "values_vector", "SCALE"]

@@ -49,11 +49,10 @@ def export(net: torch.nn.Module, kind: str, path: str | os.PathLike, info: dict)
     return path
 
 
-def load(kind: str, folder=None, device: str = "cpu") -> tuple[torch.nn.Module, dict]:
-    """The net and its metadata ``{"kind", "config", "info"}``; clear errors for a missing,
-    foreign or mismatched file."""
+def metadata(kind: str, folder=None) -> dict:
+    """``{"kind", "config", "info"}`` of a weights file, without loading its tensors; clear
+    errors for a missing or foreign file."""
     from safetensors import safe_open
-    from safetensors.torch import load_file
 
     path = path_for(kind, folder)
     if not path.is_file():
@@ -62,9 +61,17 @@ def load(kind: str, folder=None, device: str = "cpu") -> tuple[torch.nn.Module, 
         meta = f.metadata() or {}
     if meta.get("kind") != kind:
         raise ValueError(f"{path} holds {meta.get('kind') or 'no FaceDet3D'} weights, not {kind}")
+    return {"kind": kind, "config": json.loads(meta["config"]), "info": json.loads(meta.get("info", "{}"))}
+
+
+def load(kind: str, folder=None, device: str = "cpu") -> tuple[torch.nn.Module, dict]:
+    """The net and its metadata ``{"kind", "config", "info"}``; clear errors for a missing,
+    foreign or mismatched file."""
+    from safetensors.torch import load_file
+
+    meta = metadata(kind, folder)
     cls, cfg_cls = NETS[kind]
-    cfg = cfg_cls(**json.loads(meta["config"]))
-    net = cls(cfg)
-    net.load_state_dict(load_file(str(path)))
+    net = cls(cfg_cls(**meta["config"]))
+    net.load_state_dict(load_file(str(path_for(kind, folder))))
     net.eval().to(device)
-    return net, {"kind": kind, "config": json.loads(meta["config"]), "info": json.loads(meta.get("info", "{}"))}
+    return net, meta
