@@ -145,9 +145,14 @@ def bench_learned(repeat: int) -> list[tuple]:
         train.d_step(G, D, od, bt, cfg, next(step))
         train.g_step(G, D, og, bt, cfg)
 
+    def warm():
+        train.g_step(G, D, og, batches.get(cfg.batch), cfg, full=False)
+
     one()  # first step allocates
     t, _ = _median(one, repeat)
     rows.append((f"DetH training step (batch {cfg.batch}, 256^2, {torch.get_num_threads()} threads)", t))
+    t, _ = _median(warm, repeat)
+    rows.append((f"DetH warm-up step (paired losses only, batch {cfg.batch})", t))
     from .learned import weights
 
     if not weights.available("rcan"):

@@ -93,7 +93,9 @@ def _run(args) -> int:
         else:
             from .aureg import AURegTrainConfig, train_aureg
 
-            last = train_aureg(d, args.out, AURegTrainConfig(**over), device=dev)
+            if over:
+                raise SystemExit("error: the AU regressor is fitted in closed form: no --steps or --batch")
+            last = train_aureg(d, args.out, AURegTrainConfig(), device=dev)
         print(json.dumps(last))
         return 0
     if args.command == "export":

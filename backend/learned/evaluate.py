@@ -12,7 +12,9 @@ the baseline DetH learns from) and "none" (D(I_x) unchanged). Figures:
 - ``outside``: mean |output − D(I_x)| where the physical model changes nothing (|D(I_y) − D(I_x)|
   < 0.02 mm, 3 texels from any change) and where it does, and DetH's mean mask M in both;
 - ``l1``, ``l1_moving``: mean |output − D(I_y)| on the face, and where the physical model
-  changes the map;
+  changes the map; ``phase_free``, ``phase_free_moving``: the same for the phase-free distance
+  DetH trains on (``nets.wrinkle_features``: low-pass, wrinkle magnitude and direction — where a
+  hallucinated crest lies does not count);
 - ``rcan``: PSNR / SSIM on the face of RCAN and of bicubic against held-out 1024² maps from
   their 256² reductions.
 """
@@ -26,7 +28,9 @@ import torch
 from scipy import ndimage
 
 from . import data, weights
+from .nets import wrinkle_features
 from .sr import downsample, hr_maps, masked_psnr_ssim, upscale
+from .train import TrainConfig
 
 # the region each AU wrinkles, from face_regions' docs (their anatomy)
 REGION_AUS = {"forehead": (1, 2), "glabella": (4,), "crows_feet": (6,), "nose": (9,), "nasolabial": (12,)}
@@ -44,6 +48,26 @@ def _pearson(a: np.ndarray, b: np.ndarray) -> float:
     if a.std() < 1e-12 or b.std() < 1e-12:
         return 0.0
     return float(np.corrcoef(a, b)[0, 1])
+
+
+@torch.no_grad()
+def _phase_free(maps: np.ndarray, target: np.ndarray, uv: np.ndarray, moving: np.ndarray,
+                batch: int = 16) -> tuple[float, float]:
+    """Mean phase-free distance (``wrinkle_features``, 4 channels) on the face and on ``moving``."""
+    m = torch.from_numpy(uv.astype(np.float32))[None, None]
+    sigma = TrainConfig.feature_sigma * uv.shape[0] / 256
+    face, mov, n_face, n_mov = 0.0, 0.0, 0.0, 0.0
+    for s in range(0, len(maps), batch):
+        a = torch.from_numpy(np.asarray(maps[s:s + batch], np.float32))[:, None]
+        b = torch.from_numpy(np.asarray(target[s:s + batch], np.float32))[:, None]
+        mm = m.expand(len(a), -1, -1, -1)
+        diff = (wrinkle_features(a, mm, sigma) - wrinkle_features(b, mm, sigma)).abs().mean(1)
+        mv = torch.from_numpy(moving[s:s + batch])
+        face += float((diff * mm[:, 0]).sum())
+        n_face += float(mm[:, 0].sum())
+        mov += float(diff[mv].sum())
+        n_mov += float(mv.sum())
+    return round(face / max(n_face, 1.0), 5), round(mov / max(n_mov, 1.0), 5)
 
 
 @torch.no_grad()
@@ -123,6 +147,9 @@ def evaluate(data_dir: str, hr_dir: str | None = None, weights_folder=None, log=
                                        "moving": round(float(mmask[moving].mean()), 4)}
     figures["l1"] = {name: round(float(np.abs(m - dy)[:, on].mean()), 5) for name, m in methods.items()}
     figures["l1_moving"] = {name: round(float(np.abs(m - dy)[moving].mean()), 5) for name, m in methods.items()}
+    pf = {name: _phase_free(m, dy, uv, moving) for name, m in methods.items()}
+    figures["phase_free"] = {name: v[0] for name, v in pf.items()}
+    figures["phase_free_moving"] = {name: v[1] for name, v in pf.items()}
 
     if hr_dir:
         figures["rcan"] = evaluate_rcan(hr_dir, weights_folder, log)

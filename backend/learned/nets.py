@@ -35,6 +35,11 @@ class DetHConfig:
     levels: int = 3          # 256 -> 32 at the bottleneck
     vec_channels: int = 16   # feature maps per conditioning vector
     res_blocks: int = 3
+    coords: bool = True      # UV coordinate channels (where on the face a texel is)
+    mask_bias: float = 0.0   # the mask head's initial logit (M = 0.5: H's gradient is not damped
+    #                          by a small M while it learns; -2 learned about half as fast)
+    stripes: int = 3         # wavelengths of fixed stripe channels (see stripe_channels); 0: none
+    au_maps: int = 64        # size of the per-control AU maps (learned/au_maps.py); 0: none
 
 
 class AdaIN(nn.Module):
@@ -75,29 +80,55 @@ class DetH(nn.Module):
         self.cfg = cfg
         w, L = cfg.width, cfg.levels
         chans = [w * 2 ** i for i in range(L + 1)]
-        self.stem = nn.Conv2d(2, w, 3, padding=1)  # detail map + UV coverage mask
+        nc = 2 if cfg.coords else 0
+        ns = 8 * cfg.stripes
+        # detail map + UV coverage mask (+ u, v): each AU wrinkles fixed places of the UV tile, and
+        # convolutions alone only know where they are from the coverage's edges (the first run,
+        # without coordinates, learned where expressions act but not which AU acts where);
+        # (+ stripes): wrinkles the source does not show must be drawn from nothing, and a small
+        # conv net makes 6-16-texel periodic patterns out of smooth inputs only slowly; with fixed
+        # plane waves it gates and bends them (a 400-step test at 128²: forehead r -0.09 -> +0.35)
+        self.stem = nn.Conv2d(2 + nc + ns, w, 3, padding=1)
         self.down = nn.ModuleList(nn.Conv2d(chans[i], chans[i + 1], 4, stride=2, padding=1) for i in range(L))
         v = cfg.vec_channels
         self.enc_x = _mlp(cfg.n_aus, v)
         self.enc_id = _mlp(cfg.n_identity, v)
         self.enc_fid = _mlp(cfg.faceid_dim + 1, v)  # + presence flag
         self.enc_age = _mlp(1, v)
-        bott = chans[L] + 4 * v
-        self.fuse = nn.Conv2d(bott, chans[L], 1)
         cond = 64
         self.enc_y = _mlp(cfg.n_aus, cond)
+        # y also enters the bottleneck as feature maps beside x (besides the decoder's AdaIN): the
+        # fuse layer can then gate position features by the target AUs directly
+        bott = chans[L] + 4 * v + cond + nc + (2 * cfg.n_aus if cfg.au_maps else 0)
+        self.model_dir: str | None = None  # whose AU maps (learned/au_maps.py); None: the default model
+        self._maps: torch.Tensor | None = None
+        self.fuse = nn.Conv2d(bott, chans[L], 1)
         self.blocks = nn.ModuleList(AdaBlock(chans[L], cond) for _ in range(cfg.res_blocks))
         self.up = nn.ModuleList(nn.Conv2d(chans[i + 1] + chans[i], chans[i], 3, padding=1)
                                 for i in reversed(range(L)))
         self.up_norm = nn.ModuleList(AdaIN(chans[i], cond) for i in reversed(range(L)))
         self.head_h = nn.Conv2d(w, 1, 3, padding=1)
         self.head_m = nn.Conv2d(w, 1, 3, padding=1)
-        nn.init.constant_(self.head_m.bias, -2.0)  # start by keeping the input (M ≈ 0.12)
+        nn.init.constant_(self.head_m.bias, cfg.mask_bias)
+
+    def use_model(self, model_dir: str | None) -> None:
+        """Take the AU maps from the face model in ``model_dir`` (None: the default model)."""
+        if model_dir != self.model_dir:
+            self.model_dir, self._maps = model_dir, None
+
+    def au_maps(self, size: int, like: torch.Tensor) -> torch.Tensor:
+        """(1, n_aus, size, size): where each AU control compresses the skin (cached)."""
+        return _au_maps_for(self, size, like)
 
     def forward(self, dx, uv_mask, x, y, identity, faceid, has_faceid, age):
         """dx, uv_mask (B,1,S,S) in mm / 0-1; x, y (B, n_aus); identity (B, n_identity); faceid
         (B, 128); has_faceid (B, 1); age (B, 1) years. Returns (D̃, H, M), maps in mm."""
-        h = F.leaky_relu(self.stem(torch.cat([dx / MM_SCALE, uv_mask], 1)), 0.2)
+        inp = [dx / MM_SCALE, uv_mask]
+        if self.cfg.coords:
+            inp.append(uv_coords(dx.shape[-1], dx).expand(dx.shape[0], -1, -1, -1))
+        if self.cfg.stripes:
+            inp.append(stripe_channels(dx.shape[-1], self.cfg.stripes, dx).expand(dx.shape[0], -1, -1, -1))
+        h = F.leaky_relu(self.stem(torch.cat(inp, 1)), 0.2)
         skips = [h]
         for d in self.down:
             h = F.leaky_relu(d(h), 0.2)
@@ -105,9 +136,14 @@ class DetH(nn.Module):
         s = h.shape[-1]
         vecs = [self.enc_x(x), self.enc_id(identity), self.enc_fid(torch.cat([faceid * has_faceid, has_faceid], 1)),
                 self.enc_age((age - 50.0) / 20.0)]
-        h = torch.cat([h] + [v[..., None, None].expand(-1, -1, s, s) for v in vecs], 1)
-        h = F.leaky_relu(self.fuse(h), 0.2)
         c = self.enc_y(y)
+        maps = [h] + [v[..., None, None].expand(-1, -1, s, s) for v in vecs + [c]]
+        if self.cfg.coords:
+            maps.append(uv_coords(s, h).expand(h.shape[0], -1, -1, -1))
+        if self.cfg.au_maps:
+            a = self.au_maps(s, h)
+            maps += [x[..., None, None] * a, y[..., None, None] * a]
+        h = F.leaky_relu(self.fuse(torch.cat(maps, 1)), 0.2)
         for b in self.blocks:
             h = b(h, c)
         for conv, norm, skip in zip(self.up, self.up_norm, reversed(skips[:-1])):
@@ -116,6 +152,62 @@ class DetH(nn.Module):
         hall = self.head_h(h) * MM_SCALE
         mask = torch.sigmoid(self.head_m(h))
         return blend(mask, hall, dx), hall, mask
+
+
+def _blur(t, sigma: float):
+    r = max(int(3 * sigma + 0.5), 1)
+    k = torch.exp(-0.5 * (torch.arange(-r, r + 1, device=t.device, dtype=t.dtype) / sigma) ** 2)
+    k = (k / k.sum()).repeat(t.shape[1], 1)
+    t = F.conv2d(t, k[:, None, None, :], padding=(0, r), groups=t.shape[1])
+    return F.conv2d(t, k[:, None, :, None], padding=(r, 0), groups=t.shape[1])
+
+
+def wrinkle_features(d, m, sigma: float):
+    """Phase-free description of a map (B,1,S,S, mm) on the face ``m``: (B,4,S,S) = a
+    normalised-convolution low-pass (window 2σ: it must pass folds but not forehead lines of
+    ~15 texels' wavelength at 256², which a σ window still passes at 45 %), and the
+    Gaussian-windowed (σ) structure tensor of the gradient as magnitude √(Jxx+Jyy) and orientation
+    (Jxx−Jyy, 2Jxy)/√(Jxx+Jyy) — all linear in the wrinkle amplitude, none dependent on where a
+    crest lies within the window."""
+    s = d / MM_SCALE
+    low = _blur(s * m, 2 * sigma) / _blur(m, 2 * sigma).clamp_min(1e-3)
+    gx = F.pad(s[..., :, 2:] - s[..., :, :-2], (1, 1, 0, 0)) * 0.5
+    gy = F.pad(s[..., 2:, :] - s[..., :-2, :], (0, 0, 1, 1)) * 0.5
+    j = _blur(torch.cat([gx * gx, gy * gy, gx * gy], 1) * m, sigma) / _blur(m, sigma).clamp_min(1e-3)
+    mag = torch.sqrt(j[:, :1] + j[:, 1:2] + 1e-6)
+    return torch.cat([low, mag, (j[:, :1] - j[:, 1:2]) / mag, 2 * j[:, 2:] / mag], 1)
+
+
+def uv_coords(size: int, like: torch.Tensor) -> torch.Tensor:
+    """(1, 2, size, size): u and v of each texel's centre mapped to -1..1 (row 0 = v = 1)."""
+    t = (torch.arange(size, device=like.device, dtype=like.dtype) + 0.5) / size * 2 - 1
+    v, u = torch.meshgrid(-t, t, indexing="ij")
+    return torch.stack([u, v])[None]
+
+
+def stripe_channels(size: int, n: int, like: torch.Tensor) -> torch.Tensor:
+    """(1, 8n, size, size): sin and cos of plane waves in 4 directions (0, 45, 90, 135°) at n
+    wavelengths from 6 to 16 texels at 256² (scaled with ``size``)."""
+    c = uv_coords(size, like) * (size / 2)  # texels from the centre
+    out = []
+    for lam in torch.linspace(6.0, 16.0, n).tolist() if n > 1 else [10.0]:
+        k = 2 * torch.pi / (lam * size / 256)
+        for a in (0.0, 0.25, 0.5, 0.75):
+            ph = k * (c[:, 0] * torch.cos(torch.tensor(a * torch.pi)) + c[:, 1] * torch.sin(torch.tensor(a * torch.pi)))
+            out += [torch.sin(ph), torch.cos(ph)]
+    return torch.stack(out, 1)
+
+
+def _au_maps_for(net: "DetH", size: int, like: torch.Tensor) -> torch.Tensor:
+    from .au_maps import for_model_dir
+
+    if net._maps is None or net._maps.device != like.device:
+        a = torch.from_numpy(for_model_dir(net.model_dir, net.cfg.au_maps))
+        if a.shape[0] != net.cfg.n_aus:
+            raise ValueError(f"the face model has {a.shape[0]} AU controls, DetH was made for {net.cfg.n_aus}")
+        net._maps = a.to(like.device)[None]
+    # compression 0..~0.7 -> O(1) features, at the bottleneck's size
+    return F.adaptive_avg_pool2d(net._maps, size).to(like.dtype) * 4.0
 
 
 def blend(mask, hallucination, dx):

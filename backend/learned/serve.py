@@ -62,6 +62,7 @@ class LearnedDetails:
     def map_for(self, inp: dict, ys: np.ndarray, age: float) -> np.ndarray:
         """D̃ for targets ``ys`` (n, n_controls) from ``face_inputs``; outside the face's UV coverage
         the map stays D(I_x) (the nets never learned anything there)."""
+        self.deth.use_model(inp.get("model_dir"))
         out, _ = self.hallucinate(inp["dx"], inp["uv"], inp["x"], ys, inp["identity"], age)
         return np.where(inp["uv"][None] > 0.5, out, inp["dx"][None]).astype(np.float32)
 
@@ -101,7 +102,7 @@ def face_inputs(job_dir: Path, rec, model, job) -> dict:
             "uv": texel_grid(face_mesh(model, np.asarray(rec.fit.identity)), IN_SIZE).mask.astype(np.float32),
             "x": controls_vector(rig, model.expression_names, rec.fit.expression),
             "identity": np.asarray(rec.fit.identity, np.float32),
-            "age": float((rec.age or {}).get("years", 35.0)), "rig": rig}
+            "age": float((rec.age or {}).get("years", 35.0)), "rig": rig, "model_dir": rec.model_dir}
 
 
 def values_vector(rig: list[dict], values: dict[str, float]) -> np.ndarray:

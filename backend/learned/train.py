@@ -5,12 +5,19 @@ Losses, per step (weights in :class:`TrainConfig`):
   data, fake: DetH's), the lazy R1 penalty on real maps (Mescheder et al. 2018), and the AU
   regression loss on real maps (Eq. 6).
 - DetH: non-saturating adversarial loss, the AU loss through D_Exp's head (Eq. 7), cycle
-  consistency x→y→x (L1 to D(I_x)), L1 to the paired target where a pair exists (every
-  synthetic sample is one: the paper's weak supervision) — over the whole face and again over
-  the texels the expression change moves (|D(I_y) − D(I_x)| > ``move_mm``): averaged over the
-  face alone, the few moving texels weigh so little that copying the input is a strong minimum
-  (seen in a first run: the mask shrank and L1 stalled at the copy's) —, and an L1 penalty on the
-  mask so detail the expression does not touch is kept (Eq. 4).
+  consistency x→y→x, the paired target where a pair exists (every synthetic sample is one: the
+  paper's weak supervision), and an L1 penalty on the mask so detail the expression does not
+  touch is kept (Eq. 4).
+
+Paired and cycle terms compare maps **phase-free** (:func:`wrinkle_features`): a low-pass of the
+map (folds, bulges) and its local structure tensor (wrinkle depth and direction, not where each
+crest lies), plus a light exact L1. Why: where the source shows no wrinkles the crest positions
+of the target's are not in the inputs (the physical model seeds them per person), and an exact
+L1 is then minimised by the average of all possible stripes — flat. The first runs (exact L1
+only) learned exactly that: they erased the source's wrinkles and drew none of the target's
+(docs/deth.md). Each term is averaged over the face and again over the texels the expression
+change moves (|D(I_y) − D(I_x)| > ``move_mm``): over the face alone the few moving texels weigh
+so little that copying the input is a strong minimum.
 All losses are averaged over the texels the face mesh covers (``mask`` of the data).
 
 Resumable: ``<out>/checkpoint.pt`` (nets, optimisers, step, RNG states) every
@@ -31,14 +38,18 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .nets import DetH, DetHConfig, DExp
+from .nets import DetH, DetHConfig, DExp, wrinkle_features
 
 
 @dataclass
 class TrainConfig:
-    steps: int = 2000
+    steps: int = 1950
     batch: int = 4
     lr_g: float = 3e-4
+    warmup: int = 1800         # first steps: paired losses only (no D_Exp, no cycle), at lr_g_warmup:
+    #                            a third of a full step's cost, and the adversarial terms start from a
+    #                            net that already draws the right wrinkles in the right places
+    lr_g_warmup: float = 1e-3
     lr_d: float = 2e-4
     betas: tuple = (0.5, 0.99)
     r1_gamma: float = 1.0
@@ -46,9 +57,11 @@ class TrainConfig:
     w_adv: float = 1.0
     w_au: float = 5.0
     w_cyc: float = 5.0
-    w_l1: float = 10.0
-    w_l1_move: float = 10.0
+    w_l1: float = 1.0          # exact L1 (keeps the person's detail where nothing moves)
+    w_pf: float = 10.0         # phase-free distance on the face
+    w_pf_move: float = 10.0    # ... and on the moving texels
     move_mm: float = 0.02
+    feature_sigma: float = 3.0  # texels at 256² (scaled with the map size): the structure tensor's window
     w_mask: float = 0.02
     seed: int = 0
     ckpt_every: int = 100
@@ -67,6 +80,13 @@ def _dist():
 
 def masked_mean(t, m):
     return (t * m).sum() / (m.sum() * t.shape[1] / m.shape[1]).clamp_min(1.0)
+
+
+def phase_free(a, b, m, sigma: float, moving=None):
+    """Mean |features(a) − features(b)| over the face, and over ``moving`` when given."""
+    fa, fb = wrinkle_features(a, m, sigma), wrinkle_features(b, m, sigma)
+    diff = (fa - fb).abs()
+    return masked_mean(diff, m), (masked_mean(diff, moving) if moving is not None else None)
 
 
 class Batches:
@@ -122,25 +142,33 @@ def d_step(G, D, opt_d, bt, cfg: TrainConfig, step: int) -> dict:
     return {"d_adv": adv.item(), "d_au": au.item(), "d_r1": r1.item()}
 
 
-def g_step(G, D, opt_g, bt, cfg: TrainConfig) -> dict:
+def g_step(G, D, opt_g, bt, cfg: TrainConfig, full: bool = True) -> dict:
+    """One DetH step; ``full`` False (warm-up): the paired and mask terms only."""
     m = bt["uv_mask"]
     fake, _, mask = G(**_deth_inputs(bt, bt["dx"], bt["x"], bt["y"]))
-    r, p, au = D(fake, m)
-    adv = F.softplus(-r).mean() + masked_mean(F.softplus(-p), m)
-    au_loss = F.mse_loss(au, bt["y"])
-    back = G(**_deth_inputs(bt, fake, bt["y"], bt["x"]))[0]
-    cyc = masked_mean((back - bt["dx"]).abs(), m)
+    sigma = max(cfg.feature_sigma * m.shape[-1] / 256, 1.0)
+    adv = au_loss = cyc = torch.zeros((), device=fake.device)
+    if full:
+        r, p, au = D(fake, m)
+        adv = F.softplus(-r).mean() + masked_mean(F.softplus(-p), m)
+        au_loss = F.mse_loss(au, bt["y"])
+        back = G(**_deth_inputs(bt, fake, bt["y"], bt["x"]))[0]
+        cyc = phase_free(back, bt["dx"], m, sigma)[0]
     l1 = masked_mean((fake - bt["dy"]).abs(), m)
     moving = ((bt["dy"] - bt["dx"]).abs() > cfg.move_mm).float() * m
-    l1_move = masked_mean((fake - bt["dy"]).abs(), moving)
+    pf, pf_move = phase_free(fake, bt["dy"], m, sigma, moving)
     mreg = masked_mean(mask, m)
-    loss = (cfg.w_adv * adv + cfg.w_au * au_loss + cfg.w_cyc * cyc + cfg.w_l1 * l1 + cfg.w_l1_move * l1_move
-            + cfg.w_mask * mreg)
+    loss = (cfg.w_adv * adv + cfg.w_au * au_loss + cfg.w_cyc * cyc + cfg.w_l1 * l1 + cfg.w_pf * pf
+            + cfg.w_pf_move * pf_move + cfg.w_mask * mreg)
     opt_g.zero_grad(set_to_none=True)
     loss.backward()
     opt_g.step()
-    copy_move = masked_mean((bt["dx"] - bt["dy"]).abs(), moving)  # what copying the input would score
+    with torch.no_grad():  # what copying the input would score, for the log
+        l1_move = masked_mean((fake - bt["dy"]).abs(), moving)
+        copy_move = masked_mean((bt["dx"] - bt["dy"]).abs(), moving)
+        copy_pf_move = phase_free(bt["dx"], bt["dy"], m, sigma, moving)[1]
     return {"g_adv": adv.item(), "g_au": au_loss.item(), "cyc": cyc.item(), "l1": l1.item(),
+            "pf": pf.item(), "pf_move": pf_move.item(), "copy_pf_move": copy_pf_move.item(),
             "l1_move": l1_move.item(), "copy_move": copy_move.item(), "mask": mreg.item()}
 
 
@@ -182,7 +210,10 @@ def train(data: dict, out_dir: str | os.PathLike, cfg: TrainConfig = TrainConfig
     with open(out / "losses.jsonl", "a", encoding="utf-8") as lf:
         for step in range(start, cfg.steps):
             bt = batches.get(cfg.batch)
-            last = {**d_step(G, D, opt_d, bt, cfg, step), **g_step(G, D, opt_g, bt, cfg)}
+            full = step >= cfg.warmup
+            for g in opt_g.param_groups:
+                g["lr"] = cfg.lr_g if full else cfg.lr_g_warmup
+            last = {**(d_step(G, D, opt_d, bt, cfg, step) if full else {}), **g_step(G, D, opt_g, bt, cfg, full)}
             if rank == 0 and (step % cfg.log_every == 0 or step == cfg.steps - 1):
                 lf.write(json.dumps({"step": step, **{k: round(v, 5) for k, v in last.items()},
                                      "s": round(time.perf_counter() - t0, 1)}) + "\n")

@@ -128,7 +128,7 @@ def test_learned_wrinkle_rig_is_exact_at_keys(job, use_learned):
     np.testing.assert_allclose(shown, direct, atol=3e-3)
 
 
-@pytest.mark.skipif(not SHIPPED_DETH, reason="no DetH weights shipped yet (docs/deth.md: the first run's figures)")
+@pytest.mark.skipif(not SHIPPED_DETH, reason="no DetH weights in backend/learned/weights")
 def test_shipped_deth_changes_the_map_where_the_target_aus_act(job):
     model = load_model(FaceReconstruction.load(job).model_dir)
     maps = {}
