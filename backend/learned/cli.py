@@ -74,6 +74,8 @@ def _run(args) -> int:
         data.generate(args.out, args.n, args.start, args.model_dir or None, size=args.size, n_expr=args.expressions)
         return 0
     if args.command == "train":
+        if args.net == "aureg" and (args.steps or args.batch):
+            raise SystemExit("error: the AU regressor is fitted in closed form: no --steps or --batch")
         d = data.load_shards(_shards(args.data))
         print(f"{len(d['seed'])} samples at {d['dx'].shape[-1]}² from {args.data}", flush=True)
         over = {k: v for k, v in (("steps", args.steps), ("batch", args.batch)) if v}
@@ -93,8 +95,6 @@ def _run(args) -> int:
         else:
             from .aureg import AURegTrainConfig, train_aureg
 
-            if over:
-                raise SystemExit("error: the AU regressor is fitted in closed form: no --steps or --batch")
             last = train_aureg(d, args.out, AURegTrainConfig(), device=dev)
         print(json.dumps(last))
         return 0

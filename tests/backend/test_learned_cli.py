@@ -76,6 +76,8 @@ def test_wrong_weight_files_say_what_is_wrong(run, tmp_path, capsys):
         weights.load("aureg", tmp_path)
     with pytest.raises(SystemExit, match="no synth_\\*.npz shards"):
         main(["train", "deth", "--data", str(tmp_path), "--out", str(tmp_path / "x")])
+    with pytest.raises(SystemExit, match="closed form"):
+        main(["train", "aureg", "--data", str(run / "d"), "--out", str(tmp_path / "x"), "--steps", "4"])
     assert main(["eval", "--data", str(run / "d"), "--weights", str(tmp_path)]) == 1
     assert "no deth weights at" in capsys.readouterr().err
 
