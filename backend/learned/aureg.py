@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .nets import wrinkle_features
+from .nets import feature_sigma, wrinkle_features
 
 
 @dataclass(frozen=True)
@@ -48,8 +48,7 @@ class AURegressor(nn.Module):
 
     def features(self, d, uv_mask):
         """(B, 5·grid²): the wrinkle features and the UV coverage, cell means."""
-        sigma = max(self.cfg.feature_sigma * d.shape[-1] / 256, 1.0)
-        f = torch.cat([wrinkle_features(d, uv_mask, sigma), uv_mask], 1)
+        f = torch.cat([wrinkle_features(d, uv_mask, feature_sigma(d.shape[-1], self.cfg.feature_sigma)), uv_mask], 1)
         return F.adaptive_avg_pool2d(f, self.cfg.grid).flatten(1)
 
     def forward(self, d, uv_mask):

@@ -28,7 +28,7 @@ import torch
 from scipy import ndimage
 
 from . import data, weights
-from .nets import wrinkle_features
+from .nets import feature_sigma, wrinkle_features
 from .sr import downsample, hr_maps, masked_psnr_ssim, upscale
 from .train import TrainConfig
 
@@ -55,7 +55,7 @@ def _phase_free(maps: np.ndarray, target: np.ndarray, uv: np.ndarray, moving: np
                 batch: int = 16) -> tuple[float, float]:
     """Mean phase-free distance (``wrinkle_features``, 4 channels) on the face and on ``moving``."""
     m = torch.from_numpy(uv.astype(np.float32))[None, None]
-    sigma = TrainConfig.feature_sigma * uv.shape[0] / 256
+    sigma = feature_sigma(uv.shape[0], TrainConfig.feature_sigma)
     face, mov, n_face, n_mov = 0.0, 0.0, 0.0, 0.0
     for s in range(0, len(maps), batch):
         a = torch.from_numpy(np.asarray(maps[s:s + batch], np.float32))[:, None]

@@ -118,7 +118,15 @@ class DetH(nn.Module):
 
     def au_maps(self, size: int, like: torch.Tensor) -> torch.Tensor:
         """(1, n_aus, size, size): where each AU control compresses the skin (cached)."""
-        return _au_maps_for(self, size, like)
+        from .au_maps import for_model_dir
+
+        if self._maps is None or self._maps.device != like.device:
+            a = torch.from_numpy(for_model_dir(self.model_dir, self.cfg.au_maps))
+            if a.shape[0] != self.cfg.n_aus:
+                raise ValueError(f"the face model has {a.shape[0]} AU controls, DetH was made for {self.cfg.n_aus}")
+            self._maps = a.to(like.device)[None]
+        # compression 0..~0.7 -> O(1) features, at the bottleneck's size
+        return F.adaptive_avg_pool2d(self._maps, size).to(like.dtype) * 4.0
 
     def forward(self, dx, uv_mask, x, y, identity, faceid, has_faceid, age):
         """dx, uv_mask (B,1,S,S) in mm / 0-1; x, y (B, n_aus); identity (B, n_identity); faceid
@@ -162,6 +170,11 @@ def _blur(t, sigma: float):
     return F.conv2d(t, k[:, None, :, None], padding=(r, 0), groups=t.shape[1])
 
 
+def feature_sigma(size: int, at_256: float = 3.0) -> float:
+    """The features' window σ in texels for a size² map (``at_256`` at 256², at least 1)."""
+    return max(at_256 * size / 256, 1.0)
+
+
 def wrinkle_features(d, m, sigma: float):
     """Phase-free description of a map (B,1,S,S, mm) on the face ``m``: (B,4,S,S) = a
     normalised-convolution low-pass (window 2σ: it must pass folds but not forehead lines of
@@ -196,18 +209,6 @@ def stripe_channels(size: int, n: int, like: torch.Tensor) -> torch.Tensor:
             ph = k * (c[:, 0] * torch.cos(torch.tensor(a * torch.pi)) + c[:, 1] * torch.sin(torch.tensor(a * torch.pi)))
             out += [torch.sin(ph), torch.cos(ph)]
     return torch.stack(out, 1)
-
-
-def _au_maps_for(net: "DetH", size: int, like: torch.Tensor) -> torch.Tensor:
-    from .au_maps import for_model_dir
-
-    if net._maps is None or net._maps.device != like.device:
-        a = torch.from_numpy(for_model_dir(net.model_dir, net.cfg.au_maps))
-        if a.shape[0] != net.cfg.n_aus:
-            raise ValueError(f"the face model has {a.shape[0]} AU controls, DetH was made for {net.cfg.n_aus}")
-        net._maps = a.to(like.device)[None]
-    # compression 0..~0.7 -> O(1) features, at the bottleneck's size
-    return F.adaptive_avg_pool2d(net._maps, size).to(like.dtype) * 4.0
 
 
 def blend(mask, hallucination, dx):

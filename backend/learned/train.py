@@ -38,7 +38,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .nets import DetH, DetHConfig, DExp, wrinkle_features
+from .nets import DetH, DetHConfig, DExp, feature_sigma, wrinkle_features
 
 
 @dataclass
@@ -146,7 +146,7 @@ def g_step(G, D, opt_g, bt, cfg: TrainConfig, full: bool = True) -> dict:
     """One DetH step; ``full`` False (warm-up): the paired and mask terms only."""
     m = bt["uv_mask"]
     fake, _, mask = G(**_deth_inputs(bt, bt["dx"], bt["x"], bt["y"]))
-    sigma = max(cfg.feature_sigma * m.shape[-1] / 256, 1.0)
+    sigma = feature_sigma(m.shape[-1], cfg.feature_sigma)
     adv = au_loss = cyc = torch.zeros((), device=fake.device)
     if full:
         r, p, au = D(fake, m)

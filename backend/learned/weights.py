@@ -57,8 +57,12 @@ def metadata(kind: str, folder=None) -> dict:
     path = path_for(kind, folder)
     if not path.is_file():
         raise FileNotFoundError(f"no {kind} weights at {path}")
-    with safe_open(str(path), "pt") as f:
-        meta = f.metadata() or {}
+    try:
+        with safe_open(str(path), "pt") as f:
+            meta = f.metadata() or {}
+    except Exception as e:  # safetensors raises its own error type for a truncated or foreign file
+        raise ValueError(f"{path} is not a readable safetensors file ({e}); copy it again or "
+                         f"re-export it (`python -m backend export {kind} ...`)") from e
     if meta.get("kind") != kind:
         raise ValueError(f"{path} holds {meta.get('kind') or 'no FaceDet3D'} weights, not {kind}")
     return {"kind": kind, "config": json.loads(meta["config"]), "info": json.loads(meta.get("info", "{}"))}

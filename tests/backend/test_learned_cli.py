@@ -74,6 +74,10 @@ def test_wrong_weight_files_say_what_is_wrong(run, tmp_path, capsys):
         weights.load("rcan", tmp_path)
     with pytest.raises(FileNotFoundError, match="no aureg weights"):
         weights.load("aureg", tmp_path)
+    (tmp_path / "deth.safetensors").write_bytes((run / "w" / "deth.safetensors").read_bytes()[:1000])
+    with pytest.raises(ValueError, match="not a readable safetensors file.*re-export"):
+        weights.load("deth", tmp_path)
+    (tmp_path / "deth.safetensors").unlink()
     with pytest.raises(SystemExit, match="no synth_\\*.npz shards"):
         main(["train", "deth", "--data", str(tmp_path), "--out", str(tmp_path / "x")])
     with pytest.raises(SystemExit, match="closed form"):
