@@ -48,7 +48,8 @@ def _parser() -> argparse.ArgumentParser:
 def _job_args(r) -> None:
     r.add_argument("--image", required=True, help="the photo")
     r.add_argument("--out", required=True, help="output folder (job files, .blend, render)")
-    r.add_argument("--model-dir", default="", help="face model folder (default: preferences/env/checkout)")
+    r.add_argument("--model-dir", default="", help="face model folder (default: preferences/env/checkout), or a Basel Face Model "
+                        "file (.mat / .h5), converted on first use with the default model as reference")
     r.add_argument("--backend-python", default="", help="backend interpreter (default: env/.venv-backend)")
     r.add_argument("--render", action="store_true", help="render a PNG with Cycles (CPU)")
     r.add_argument("--samples", type=int, default=64, help="Cycles samples (default 64)")
@@ -122,7 +123,7 @@ def _scene(args):
     out = Path(args.out).expanduser().resolve()
     model_dir = settings.model_dir(args.model_dir)
     try:
-        jobs.check_inputs(args.image, model_dir)
+        jobs.check_inputs(args.image, model_dir, settings.model_dir(""))
     except jobs.InputError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

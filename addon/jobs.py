@@ -15,7 +15,9 @@ class InputError(Exception):
     """Bad input found before the backend is asked: message says what to do."""
 
 
-def check_inputs(image: str, model_dir: str) -> None:
+def check_inputs(image: str, model_dir: str, reference_dir: str = "") -> None:
+    """``model_dir``: the default model's folder, or a Basel Face Model file; a BFM also needs
+    ``reference_dir``, the default model's folder it is registered to."""
     p = Path(image)
     if not image or not p.is_file():
         raise InputError(f"No photo at '{image}'. Choose an existing image file.")
@@ -25,7 +27,17 @@ def check_inputs(image: str, model_dir: str) -> None:
     if not model_dir:
         raise InputError("No face model folder is set. Set 'Model folder' in Preferences > Add-ons > "
                          "FaceDet3D (headless: --model-dir or FACEDET3D_MODEL_DIR) to the folder holding "
-                         "ict_facekit_light.npz.")
+                         "ict_facekit_light.npz, or, with 'Face model' on a Basel Face Model, set its file.")
+    if Path(model_dir).is_file():
+        if Path(model_dir).suffix.lower() not in (".mat", ".h5", ".hdf5"):
+            raise InputError(f"'{Path(model_dir).name}' is not a Basel Face Model file. Choose 01_MorphableModel.mat "
+                             "(BFM 2009) or model2017-1_*.h5 (BFM 2017) in Preferences > Add-ons > FaceDet3D, or "
+                             "switch 'Face model' back to Default.")
+        if not reference_dir or not Path(reference_dir).is_dir():
+            raise InputError("A Basel Face Model is registered to the default model, whose folder is not set. Set "
+                             "'Model folder' in Preferences > Add-ons > FaceDet3D to the folder holding "
+                             "ict_facekit_light.npz.")
+        return
     if not Path(model_dir).is_dir():
         raise InputError(f"The model folder '{model_dir}' does not exist. Fix 'Model folder' in "
                          "Preferences > Add-ons > FaceDet3D (headless: --model-dir or FACEDET3D_MODEL_DIR).")

@@ -6,6 +6,8 @@ import json
 
 import bpy
 
+from .preferences import prefs
+
 
 class _Sidebar:
     """Where every FaceDet3D panel lives: the 3D view's sidebar, in the "FaceDet3D" tab."""
@@ -21,6 +23,11 @@ class FACEDET3D_PT_main(_Sidebar, bpy.types.Panel):
 
     def draw(self, context):
         layout = self.layout
+        p = prefs(context)
+        if p is not None:  # the model Import Photo builds on (the file paths live in the preferences)
+            layout.prop(p, "face_model", text="Model")
+            if p.face_model != "DEFAULT" and not (p.bfm2009_file if p.face_model == "BFM2009" else p.bfm2017_file):
+                layout.label(text="Set the BFM file in the preferences", icon="ERROR")
         layout.operator("facedet3d.import_photo", icon="IMAGE_DATA")
         obj = context.active_object
         fd = getattr(obj, "facedet3d", None) if obj else None

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import bpy
-from bpy.props import StringProperty
+from bpy.props import EnumProperty, StringProperty
 
 from . import settings
 
@@ -22,9 +22,29 @@ class FACEDET3D_AP_preferences(bpy.types.AddonPreferences):
     )
     model_dir: StringProperty(
         name="Model folder",
-        description="Folder of the face model (ICT-FaceKit Light: holds ict_facekit_light.npz). "
+        description="Folder of the default face model (ICT-FaceKit Light: holds ict_facekit_light.npz); "
+                    "a Basel Face Model is registered to it. "
                     "Empty: $FACEDET3D_MODEL_DIR, else shared/models/ict-facekit of a checkout",
         subtype="DIR_PATH",
+        default="",
+    )
+    face_model: EnumProperty(
+        name="Face model",
+        description="The morphable model Import Photo builds the face on",
+        items=settings.MODEL_CHOICES,
+        default="DEFAULT",
+    )
+    bfm2009_file: StringProperty(
+        name="BFM 2009 file",
+        description="01_MorphableModel.mat of the Basel Face Model 2009 (optional beside it: Exp_Pca.bin, "
+                    "std_exp.txt, BFM_exp_idx.mat for the FaceWarehouse expressions; <name>_uv.obj for your UVs)",
+        subtype="FILE_PATH",
+        default="",
+    )
+    bfm2017_file: StringProperty(
+        name="BFM 2017 file",
+        description="model2017-1_bfm_nomouth.h5 or model2017-1_face12_nomouth.h5 of the Basel Face Model 2017",
+        subtype="FILE_PATH",
         default="",
     )
     cache_dir: StringProperty(
@@ -42,8 +62,24 @@ class FACEDET3D_AP_preferences(bpy.types.AddonPreferences):
         col.prop(self, "model_dir")
         col.label(text="Using: " + (settings.model_dir(self.model_dir) or "(none found: set a folder)"),
                   icon="MESH_MONKEY")
+        col.prop(self, "face_model")
+        if self.face_model == "BFM2009":
+            col.prop(self, "bfm2009_file")
+        elif self.face_model == "BFM2017":
+            col.prop(self, "bfm2017_file")
+        if self.face_model != "DEFAULT":
+            col.label(text="Converted on first use (about a minute), then cached in the extension's user folder",
+                      icon="INFO")
         col.prop(self, "cache_dir")
         col.operator("facedet3d.backend_check", icon="CHECKMARK")
+
+
+def chosen_model(p=None) -> tuple[str, str]:
+    """(what the backend loads, the default model's folder) from the preferences."""
+    default = settings.model_dir(p.model_dir if p else "")
+    if p is None:
+        return default, default
+    return settings.face_model(p.face_model, default, p.bfm2009_file, p.bfm2017_file), default
 
 
 def prefs(context=None) -> FACEDET3D_AP_preferences | None:

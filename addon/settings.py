@@ -33,6 +33,24 @@ def model_dir(pref: str = "") -> str:
     return "" if (found == str(cand) and not cand.is_dir()) else found
 
 
+MODEL_CHOICES = (
+    ("DEFAULT", "Default (ICT-FaceKit Light)", "The open default model, from the model folder"),
+    ("BFM2009", "Basel Face Model 2009", "Your 01_MorphableModel.mat (converted once, then cached)"),
+    ("BFM2017", "Basel Face Model 2017", "Your model2017-1_*.h5 (converted once, then cached)"),
+)
+BFM_SUFFIXES = {"BFM2009": (".mat",), "BFM2017": (".h5", ".hdf5")}
+
+
+def face_model(choice: str, default_dir: str, bfm2009_file: str = "", bfm2017_file: str = "") -> str:
+    """What the backend loads: the default model's folder, or the chosen BFM file ('' if unset).
+    The default model's folder stays the reference a BFM is registered to (see model_dir)."""
+    if choice == "BFM2009":
+        return os.path.abspath(os.path.expanduser(bfm2009_file)) if bfm2009_file else ""
+    if choice == "BFM2017":
+        return os.path.abspath(os.path.expanduser(bfm2017_file)) if bfm2017_file else ""
+    return default_dir
+
+
 def slug(name: str) -> str:
     """A folder name from a photo name: keeps letters (any script), digits, - and _."""
     keep = "".join(c if (c.isalnum() or c in "-_") else "_" for c in name).strip("_")

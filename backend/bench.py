@@ -46,11 +46,13 @@ def cold_start(repeat: int) -> float:
     return statistics.median(times)
 
 
-def run_bench(repeat: int = 3, model_dir: str | None = None) -> int:
+def run_bench(repeat: int = 3, model_dir: str | None = None, only: str = "") -> int:
     from . import fitting, landmarks, texture
     from .face_model import load_model
     from .image_io import load_rgb
 
+    if only == "bfm":
+        return _print(bench_bfm(repeat), repeat)
     rows = []
     rows.append(("backend cold start (process -> health)", cold_start(repeat)))
     t, model = _median(lambda: load_model(model_dir), 1)
@@ -73,7 +75,12 @@ def run_bench(repeat: int = 3, model_dir: str | None = None) -> int:
     rows.append(("whole reconstruct (in process, incl. writes)", t))
     rows += bench_details(model, fit, img, det, repeat)
     rows += bench_learned(repeat)
-    print(f"backend bench: median of {repeat} (whole reconstruct: 1 run)")
+    rows += bench_bfm(repeat)
+    return _print(rows, repeat, "(whole reconstruct: 1 run)")
+
+
+def _print(rows: list[tuple], repeat: int, note: str = "") -> int:
+    print(f"backend bench: median of {repeat} {note}".rstrip())
     for name, value, *unit in rows:  # seconds, or a value in the unit given
         print(f"  {name:48s} {value * 1000 if not unit else value:9.1f} {unit[0] if unit else 'ms'}")
     print(f"  {'peak memory of this process (max RSS)':48s} {peak_rss_mb():9.1f} MB")
@@ -84,6 +91,38 @@ def peak_rss_mb() -> float:
     import resource
 
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # Linux reports KiB
+
+
+def bench_bfm(repeat: int) -> list[tuple]:
+    """Converting a BFM-sized model: a BFM 2009 layout file of 53.6k vertices and 199 components
+    (bfm_synthetic, subdivided, with the inner mouth), read, registered, transferred, UV-mapped."""
+    from . import bfm_files, bfm_model
+    from .bfm_synthetic import make_truth, write_bfm2009
+    from .face_model import default_model_dir, load_model
+
+    truth = make_truth(load_model(), seed=0, n_components=199, subdivide=True, with_mouth=True)
+    rows = []
+    with tempfile.TemporaryDirectory() as d:
+        path = write_bfm2009(os.path.join(d, "01_MorphableModel.mat"), truth)
+        t, data = _median(lambda: bfm_files.read_bfm(path), repeat)
+        rows.append((f"BFM 2009 .mat read ({data.n_vertices} vertices, {data.identity.shape[0]} components)", t))
+        reports = []
+
+        def convert():
+            model, rep = bfm_model.convert(str(path), str(default_model_dir()))
+            reports.append(rep)
+            return model
+
+        t, model = _median(convert, repeat)
+        rows.append(("BFM conversion, whole (read + all below)", t))
+        for key, name in (("registration_s", "  registration (render, landmarks, NICP)"),
+                          ("transfer_s", "  transfer (landmarks, regions, 57 shapes)"), ("uv_s", "  UV maps")):
+            rows.append((name, statistics.median(r["timings"][key] for r in reports)))
+        target = Path(d) / "cache.npz"
+        bfm_model.save_cache(model, reports[-1], target)
+        t, _ = _median(lambda: bfm_model._from_npz(target, str(path)), repeat)
+        rows.append(("converted model load from the cache", t))
+    return rows
 
 
 def bench_details(model, fit, img, det, repeat: int) -> list[tuple[str, float]]:

@@ -16,6 +16,7 @@ import os
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
+from typing import Optional
 
 import numpy as np
 
@@ -109,6 +110,9 @@ class MorphableModel:
     jaw_rows: tuple[list[int], list[int]]  # (right, left) contour candidates, ear -> chin
     regions: dict[str, tuple[tuple[int, int], tuple[int, int]]]  # name -> (vertex range, polygon range)
     facs: dict[int, FacsUnit] = field(default_factory=dict)
+    # For a model converted from a file (the BFM): the file's own index of each vertex (the
+    # conversion orders vertices by region). None for the default model.
+    source_vertex_ids: Optional[np.ndarray] = None
 
     @property
     def n_vertices(self) -> int:
@@ -130,6 +134,8 @@ class MorphableModel:
         sizes = self.polygon_sizes
         starts = self.polygon_starts()
         lo, hi = polygon_range if polygon_range is not None else (0, len(sizes))
+        if hi <= lo:  # an empty region (a face-only BFM has no head and neck)
+            return np.zeros((0, 3), np.int32), np.zeros((0, 3), np.int32)
         tv, tu = [], []
         for n in np.unique(sizes[lo:hi]):
             idx = np.nonzero(sizes[lo:hi] == n)[0] + lo
@@ -138,6 +144,18 @@ class MorphableModel:
                 tv.append(self.corner_vertices[c])
                 tu.append(self.corner_uvs[c])
         return np.concatenate(tv).astype(np.int32), np.concatenate(tu).astype(np.int32)
+
+    def skin_submesh(self) -> tuple[np.ndarray, np.ndarray, int]:
+        """The face and head-and-neck skin as its own mesh: (model vertex ids used, triangles
+        indexing them, how many of the triangles are the face's: they come first)."""
+        face = self.triangles(tuple(self.regions["face"][1]))[0]
+        head = (self.triangles(tuple(self.regions["head_neck"][1]))[0] if "head_neck" in self.regions
+                else np.zeros((0, 3), np.int32))
+        tris = np.concatenate([face, head])
+        used = np.unique(tris)
+        remap = np.full(self.n_vertices, -1, np.int64)
+        remap[used] = np.arange(len(used))
+        return used, remap[tris], len(face)
 
     def polygon_region_ids(self) -> tuple[list[str], np.ndarray]:
         """Region names and, for every polygon, the index of its region."""
@@ -162,6 +180,12 @@ class MorphableModel:
 
     def expression_index(self, name: str) -> int:
         return self.expression_names.index(name)
+
+
+def facs_table(expression_names: list[str]) -> dict[int, FacsUnit]:
+    """The FACS units whose shapes a model has (converted models carry the default model's rig)."""
+    return {n: FacsUnit(n, name, tuple(s)) for n, (name, s) in ICT_FACS.items()
+            if all(x in expression_names for x in s)}
 
 
 def _check_archive(path: Path) -> None:
@@ -215,8 +239,7 @@ def _load_ict_cached(folder: str) -> MorphableModel:
             f"{path} is not a readable ICT-FaceKit Light archive ({exc}).",
             "Restore the file from the model release, or point the model folder elsewhere.",
         ) from exc
-    model.facs = {n: FacsUnit(n, name, tuple(s)) for n, (name, s) in ICT_FACS.items()
-                  if all(x in model.expression_names for x in s)}
+    model.facs = facs_table(model.expression_names)
     if len(model.landmark_vertices) != 68:
         raise ModelNotFoundError(f"{path}: expected 68 landmark vertices, found {len(model.landmark_vertices)}.",
                                  "The archive is damaged; restore it from the model release.")
@@ -234,7 +257,11 @@ def default_model_dir() -> Path | None:
     return cand if cand.is_dir() else None
 
 
-def load_model(folder: str | os.PathLike | None = None) -> MorphableModel:
+def load_model(folder: str | os.PathLike | None = None, reference: str | os.PathLike | None = None,
+               job=None) -> MorphableModel:
+    """The model at ``folder``: a default-model folder, or a Basel Face Model file (.mat / .h5),
+    converted on first use with the default model in ``reference`` (None: the default folder)
+    and cached (see :mod:`backend.bfm_model`)."""
     if not folder:
         folder = default_model_dir()
         if folder is None:
@@ -242,4 +269,8 @@ def load_model(folder: str | os.PathLike | None = None) -> MorphableModel:
                 "No model folder is configured.",
                 "Set the model folder in the add-on preferences (or --model-dir / FACEDET3D_MODEL_DIR).",
             )
+    if Path(folder).expanduser().is_file():
+        from .bfm_model import load_bfm_model
+
+        return load_bfm_model(folder, reference, job)
     return load_ict_facekit(folder)

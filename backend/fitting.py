@@ -74,7 +74,6 @@ EXCLUDED_PREFIXES = ("PupilDilate", "eyeLook", "mouthClose", "cheekPuff")
 CONTOUR_RIGHT = list(range(0, 8))  # subject's right (image left for a frontal photo)
 CONTOUR_LEFT = list(range(9, 17))
 CONTOUR = CONTOUR_RIGHT + CONTOUR_LEFT
-FACE_VERTICES = 9409  # ICT "face" region: vertices [0, 9409)
 SLAB_HALF_MM = 2.5  # half height of a contour landmark's candidate slab
 EAR_MARGIN_MM = 3.0  # candidates may lie this far behind the jaw row (towards the ear)
 INNER_FRACTION = 0.3  # ...and no closer to the midline than this fraction of the landmark's |x|
@@ -128,7 +127,7 @@ def contour_candidates(model: MorphableModel) -> ContourCandidates:
     hit = _candidate_cache.get(id(model))
     if hit is not None and hit[0]() is model:
         return hit[1]
-    nv = min(FACE_VERTICES, model.n_vertices)
+    nv = min(model.regions["face"][0][1], model.n_vertices)
     V = model.neutral[:nv].astype(np.float64)
     lm = model.neutral[model.landmark_vertices].astype(np.float64)
     rows = {-1: model.neutral[list(model.jaw_rows[0])].astype(np.float64),

@@ -34,6 +34,7 @@ def write_mesh(model: MorphableModel, vertices: np.ndarray, path: Path, iris_rgb
     identity and transfer additively); they become shape keys.
     """
     region_names, _ = model.polygon_region_ids()
+    extra = {} if model.source_vertex_ids is None else {"source_vertex_ids": model.source_vertex_ids}
     atomic_npz(
         path,
         vertices=vertices.astype(np.float32),
@@ -47,4 +48,5 @@ def write_mesh(model: MorphableModel, vertices: np.ndarray, path: Path, iris_rgb
         landmark_vertices=model.landmark_vertices,
         region_names=np.asarray(region_names),
         eye_color=scene_export.eye_colors(model, vertices, iris_rgb),
+        **extra,  # a converted model (the BFM): each vertex's index in the model's own file
     )

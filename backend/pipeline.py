@@ -68,7 +68,7 @@ def reconstruct(image: str, out_dir: str, model_dir: str | None = None, job: Job
         return r
 
     job.stage(0.0, 0.05).report(0.0, "Loading model and photo")
-    model = timed("model", load_model, model_dir)
+    model = timed("model", load_model, model_dir, None, job)  # a BFM file converts on first use
     photo = timed("image", load_rgb, image)
     h, w = photo.shape[:2]
     try:

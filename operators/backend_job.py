@@ -30,7 +30,7 @@ class BackendJobMixin:
 
     def client(self, context):
         p = prefs(context)
-        return session.get_client(p.backend_python if p else "")
+        return session.get_client(p.backend_python if p else "", p.model_dir if p else "")
 
     def execute(self, context):
         try:

@@ -17,7 +17,7 @@ class FACEDET3D_OT_backend_check(bpy.types.Operator):
     def execute(self, context):
         p = prefs(context)
         try:
-            h = session.get_client(p.backend_python if p else "").health(timeout=60)
+            h = session.get_client(p.backend_python if p else "", p.model_dir if p else "").health(timeout=60)
         except Exception as exc:
             self.report({"ERROR"}, jobs.describe(exc))
             return {"CANCELLED"}

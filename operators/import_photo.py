@@ -8,8 +8,8 @@ import bpy
 from bpy.props import BoolProperty, StringProperty
 from bpy_extras.io_utils import ImportHelper
 
-from ..addon import jobs, scene_builder, settings, storage
-from ..addon.preferences import prefs
+from ..addon import jobs, scene_builder, storage
+from ..addon.preferences import chosen_model, prefs
 from .backend_job import BackendJobMixin
 
 
@@ -29,8 +29,11 @@ class FACEDET3D_OT_import_photo(BackendJobMixin, bpy.types.Operator, ImportHelpe
 
     def start(self, context):
         p = prefs(context)
-        model_dir = settings.model_dir(p.model_dir if p else "")
-        jobs.check_inputs(self.filepath, model_dir)
+        model_dir, reference = chosen_model(p)
+        if p is not None and p.face_model != "DEFAULT" and not model_dir:
+            raise jobs.InputError(f"'Face model' is {p.face_model[:3]} {p.face_model[3:]} but no file is set: set it in "
+                                  "Preferences > Add-ons > FaceDet3D, or switch 'Face model' back to Default.")
+        jobs.check_inputs(self.filepath, model_dir, reference)
         self._job_dir = storage.new_job_dir(self.filepath, context)
         return "reconstruct", jobs.reconstruct_params(self.filepath, self._job_dir, model_dir)
 
