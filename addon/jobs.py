@@ -38,6 +38,9 @@ def check_inputs(image: str, model_dir: str, reference_dir: str = "") -> None:
                              "'Model folder' in Preferences > Add-ons > FaceDet3D to the folder holding "
                              "ict_facekit_light.npz.")
         return
+    if Path(model_dir).suffix.lower() in (".mat", ".h5", ".hdf5"):
+        raise InputError(f"The Basel Face Model file '{model_dir}' does not exist. Fix the BFM file in "
+                         "Preferences > Add-ons > FaceDet3D (headless: --model-dir).")
     if not Path(model_dir).is_dir():
         raise InputError(f"The model folder '{model_dir}' does not exist. Fix 'Model folder' in "
                          "Preferences > Add-ons > FaceDet3D (headless: --model-dir or FACEDET3D_MODEL_DIR).")

@@ -92,3 +92,12 @@ def test_headless_renders_a_face_on_the_bfm(tmp_path, bfm_file, ext):
     face = rgb[30:70, 50:80]  # the face's box at 128 px
     assert face.std() > 0.03 and face.mean() > 0.1, "the face is rendered, lit and textured"
     assert np.abs(face.mean((0, 1)) - rgb[100:, :].mean((0, 1))).max() > 0.02, "the face differs from below it"
+
+
+def test_headless_names_a_missing_bfm_file(tmp_path):
+    r = subprocess.run([sys.executable, "-m", "facedet3d", "reconstruct", "--image", str(PHOTO), "--out",
+                        str(tmp_path / "o"), "--model-dir", str(tmp_path / "model2017-1_bfm_nomouth.h5")],
+                       cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert r.returncode != 0
+    assert "Basel Face Model file" in r.stderr and "does not exist" in r.stderr, r.stderr[-1000:]
+    assert not (tmp_path / "o").exists() or not any((tmp_path / "o").iterdir())
