@@ -100,8 +100,7 @@ class DetH(nn.Module):
         # y also enters the bottleneck as feature maps beside x (besides the decoder's AdaIN): the
         # fuse layer can then gate position features by the target AUs directly
         bott = chans[L] + 4 * v + cond + nc + (2 * cfg.n_aus if cfg.au_maps else 0)
-        self.model_dir: str | None = None  # whose AU maps (learned/au_maps.py); None: the default model
-        self._maps: torch.Tensor | None = None
+        self._maps: dict[tuple, torch.Tensor] = {}  # (model_dir, device) -> AU maps (learned/au_maps.py)
         self.fuse = nn.Conv2d(bott, chans[L], 1)
         self.blocks = nn.ModuleList(AdaBlock(chans[L], cond) for _ in range(cfg.res_blocks))
         self.up = nn.ModuleList(nn.Conv2d(chans[i + 1] + chans[i], chans[i], 3, padding=1)
@@ -111,26 +110,26 @@ class DetH(nn.Module):
         self.head_m = nn.Conv2d(w, 1, 3, padding=1)
         nn.init.constant_(self.head_m.bias, cfg.mask_bias)
 
-    def use_model(self, model_dir: str | None) -> None:
-        """Take the AU maps from the face model in ``model_dir`` (None: the default model)."""
-        if model_dir != self.model_dir:
-            self.model_dir, self._maps = model_dir, None
-
-    def au_maps(self, size: int, like: torch.Tensor) -> torch.Tensor:
-        """(1, n_aus, size, size): where each AU control compresses the skin (cached)."""
+    def au_maps(self, size: int, like: torch.Tensor, model_dir: str | None = None) -> torch.Tensor:
+        """(1, n_aus, size, size): where each AU control compresses the skin on the face model in
+        ``model_dir`` (None: the default model). Cached per model and device; a per-call argument,
+        not state, so jobs on different models can share one net from several threads."""
         from .au_maps import for_model_dir
 
-        if self._maps is None or self._maps.device != like.device:
-            a = torch.from_numpy(for_model_dir(self.model_dir, self.cfg.au_maps))
+        key = (model_dir, str(like.device))
+        maps = self._maps.get(key)
+        if maps is None:
+            a = torch.from_numpy(for_model_dir(model_dir, self.cfg.au_maps))
             if a.shape[0] != self.cfg.n_aus:
                 raise ValueError(f"the face model has {a.shape[0]} AU controls, DetH was made for {self.cfg.n_aus}")
-            self._maps = a.to(like.device)[None]
+            maps = self._maps[key] = a.to(like.device)[None]
         # compression 0..~0.7 -> O(1) features, at the bottleneck's size
-        return F.adaptive_avg_pool2d(self._maps, size).to(like.dtype) * 4.0
+        return F.adaptive_avg_pool2d(maps, size).to(like.dtype) * 4.0
 
-    def forward(self, dx, uv_mask, x, y, identity, faceid, has_faceid, age):
+    def forward(self, dx, uv_mask, x, y, identity, faceid, has_faceid, age, model_dir: str | None = None):
         """dx, uv_mask (B,1,S,S) in mm / 0-1; x, y (B, n_aus); identity (B, n_identity); faceid
-        (B, 128); has_faceid (B, 1); age (B, 1) years. Returns (D̃, H, M), maps in mm."""
+        (B, 128); has_faceid (B, 1); age (B, 1) years; ``model_dir``: the face model whose UV
+        layout the maps are in (None: the default model). Returns (D̃, H, M), maps in mm."""
         inp = [dx / MM_SCALE, uv_mask]
         if self.cfg.coords:
             inp.append(uv_coords(dx.shape[-1], dx).expand(dx.shape[0], -1, -1, -1))
@@ -149,7 +148,7 @@ class DetH(nn.Module):
         if self.cfg.coords:
             maps.append(uv_coords(s, h).expand(h.shape[0], -1, -1, -1))
         if self.cfg.au_maps:
-            a = self.au_maps(s, h)
+            a = self.au_maps(s, h, model_dir)
             maps += [x[..., None, None] * a, y[..., None, None] * a]
         h = F.leaky_relu(self.fuse(torch.cat(maps, 1)), 0.2)
         for b in self.blocks:

@@ -43,8 +43,10 @@ class LearnedDetails:
 
     @torch.no_grad()
     def hallucinate(self, dx: np.ndarray, uv: np.ndarray, x: np.ndarray, ys: np.ndarray, identity: np.ndarray,
-                    age: float, faceid: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-        """D̃ and M (each (len(ys), 256, 256)) for one source map and several targets ``ys``."""
+                    age: float, faceid: np.ndarray | None = None,
+                    model_dir: str | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """D̃ and M (each (len(ys), 256, 256)) for one source map and several targets ``ys``, in the
+        UV layout of the face model in ``model_dir`` (None: the default model)."""
         n = len(ys)
         t = lambda a: torch.as_tensor(np.asarray(a, np.float32), device=self.device)  # noqa: E731
         k = self.deth.cfg.n_identity
@@ -56,14 +58,14 @@ class LearnedDetails:
         out, _, mask = self.deth(dx=rows(dx)[:, None], uv_mask=rows(uv)[:, None], x=rows(x), y=t(ys),
                                  identity=rows(ident), faceid=rows(fid),
                                  has_faceid=torch.full((n, 1), has, device=self.device),
-                                 age=torch.full((n, 1), float(age), device=self.device))
+                                 age=torch.full((n, 1), float(age), device=self.device), model_dir=model_dir)
         return out[:, 0].cpu().numpy(), mask[:, 0].cpu().numpy()
 
     def map_for(self, inp: dict, ys: np.ndarray, age: float) -> np.ndarray:
         """D̃ for targets ``ys`` (n, n_controls) from ``face_inputs``; outside the face's UV coverage
         the map stays D(I_x) (the nets never learned anything there)."""
-        self.deth.use_model(inp.get("model_dir"))
-        out, _ = self.hallucinate(inp["dx"], inp["uv"], inp["x"], ys, inp["identity"], age)
+        out, _ = self.hallucinate(inp["dx"], inp["uv"], inp["x"], ys, inp["identity"], age,
+                                  model_dir=inp.get("model_dir"))
         return np.where(inp["uv"][None] > 0.5, out, inp["dx"][None]).astype(np.float32)
 
     def to_size(self, m: np.ndarray, size: int, job=None) -> np.ndarray:

@@ -359,3 +359,27 @@ def test_exp_pca_layout_and_its_errors(tmp_path):
     (tmp_path / "Exp_Pca.bin").write_bytes(raw[:-7])
     with pytest.raises(ModelNotFoundError, match="layout"):
         bfm_files.read_exp_pca(tmp_path / "Exp_Pca.bin", n)
+
+
+def test_deth_takes_each_models_au_maps_per_call(files):
+    """Two jobs on different models share one DetH (serving keeps one net per process, two job
+    workers): the AU maps are an argument of the call, cached per model, not state a second job
+    could swap under the first."""
+    import torch
+
+    from backend.learned.nets import DetH
+
+    _, p09, _ = files
+    torch.manual_seed(0)
+    net = DetH().eval()
+    g = torch.Generator().manual_seed(0)
+    s = 64
+    inp = dict(dx=torch.randn(1, 1, s, s, generator=g) * 0.2, uv_mask=torch.ones(1, 1, s, s),
+               x=torch.zeros(1, 47), y=torch.ones(1, 47), identity=torch.zeros(1, 50), faceid=torch.zeros(1, 128),
+               has_faceid=torch.zeros(1, 1), age=torch.full((1, 1), 40.0))
+    with torch.no_grad():
+        default = net(**inp)[0]
+        bfm = net(**inp, model_dir=str(p09))[0]
+        again = net(**inp)[0]
+    assert not torch.allclose(default, bfm), "the BFM's own AU maps (its UV layout) reach the net"
+    torch.testing.assert_close(default, again)
