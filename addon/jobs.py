@@ -29,7 +29,7 @@ def check_inputs(image: str, model_dir: str, reference_dir: str = "") -> None:
                          "FaceDet3D (headless: --model-dir or FACEDET3D_MODEL_DIR) to the folder holding "
                          "ict_facekit_light.npz, or, with 'Face model' on a Basel Face Model, set its file.")
     if Path(model_dir).is_file():
-        if Path(model_dir).suffix.lower() not in (".mat", ".h5", ".hdf5"):
+        if Path(model_dir).suffix.lower() not in settings.BFM_SUFFIXES:
             raise InputError(f"'{Path(model_dir).name}' is not a Basel Face Model file. Choose 01_MorphableModel.mat "
                              "(BFM 2009) or model2017-1_*.h5 (BFM 2017) in Preferences > Add-ons > FaceDet3D, or "
                              "switch 'Face model' back to Default.")
@@ -38,7 +38,7 @@ def check_inputs(image: str, model_dir: str, reference_dir: str = "") -> None:
                              "'Model folder' in Preferences > Add-ons > FaceDet3D to the folder holding "
                              "ict_facekit_light.npz.")
         return
-    if Path(model_dir).suffix.lower() in (".mat", ".h5", ".hdf5"):
+    if Path(model_dir).suffix.lower() in settings.BFM_SUFFIXES:
         raise InputError(f"The Basel Face Model file '{model_dir}' does not exist. Fix the BFM file in "
                          "Preferences > Add-ons > FaceDet3D (headless: --model-dir).")
     if not Path(model_dir).is_dir():

@@ -6,7 +6,7 @@ import json
 
 import bpy
 
-from .preferences import prefs
+from .preferences import chosen_model, prefs
 
 
 class _Sidebar:
@@ -26,7 +26,7 @@ class FACEDET3D_PT_main(_Sidebar, bpy.types.Panel):
         p = prefs(context)
         if p is not None:  # the model Import Photo builds on (the file paths live in the preferences)
             layout.prop(p, "face_model", text="Model")
-            if p.face_model != "DEFAULT" and not (p.bfm2009_file if p.face_model == "BFM2009" else p.bfm2017_file):
+            if p.face_model != "DEFAULT" and not chosen_model(p)[0]:
                 layout.label(text="Set the BFM file in the preferences", icon="ERROR")
         layout.operator("facedet3d.import_photo", icon="IMAGE_DATA")
         obj = context.active_object

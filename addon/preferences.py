@@ -68,7 +68,8 @@ class FACEDET3D_AP_preferences(bpy.types.AddonPreferences):
         elif self.face_model == "BFM2017":
             col.prop(self, "bfm2017_file")
         if self.face_model != "DEFAULT":
-            col.label(text="Converted on first use (about a minute), then cached in the extension's user folder",
+            col.label(text="Converted on first use (~25 s at the BFM's size), then cached in the extension's "
+                           "user folder",
                       icon="INFO")
         col.prop(self, "cache_dir")
         col.operator("facedet3d.backend_check", icon="CHECKMARK")

@@ -38,7 +38,7 @@ MODEL_CHOICES = (
     ("BFM2009", "Basel Face Model 2009", "Your 01_MorphableModel.mat (converted once, then cached)"),
     ("BFM2017", "Basel Face Model 2017", "Your model2017-1_*.h5 (converted once, then cached)"),
 )
-BFM_SUFFIXES = {"BFM2009": (".mat",), "BFM2017": (".h5", ".hdf5")}
+BFM_SUFFIXES = (".mat", ".h5", ".hdf5")  # what a Basel Face Model file is named
 
 
 def face_model(choice: str, default_dir: str, bfm2009_file: str = "", bfm2017_file: str = "") -> str:

@@ -120,7 +120,7 @@ def bench_bfm(repeat: int) -> list[tuple]:
             rows.append((name, statistics.median(r["timings"][key] for r in reports)))
         target = Path(d) / "cache.npz"
         bfm_model.save_cache(model, reports[-1], target)
-        t, _ = _median(lambda: bfm_model._from_npz(target, str(path)), repeat)
+        t, _ = _median(lambda: bfm_model.load_cache(target, str(path)), repeat)
         rows.append(("converted model load from the cache", t))
     return rows
 

@@ -23,7 +23,7 @@ Anything else gets a :class:`ModelNotFoundError` that names what it found and wh
 from __future__ import annotations
 
 import os
-import pickle
+import pickletools
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -65,7 +65,7 @@ def _bad(path: Path, what: str, hint: str = FETCH_HINT) -> ModelNotFoundError:
 
 def sniff(path: Path) -> str:
     """What kind of file this is, from its first bytes: 'mat5', 'mat73', 'hdf5', 'pickle',
-    'zip', 'expbin' or 'unknown'."""
+    'zip' or 'unknown'."""
     with open(path, "rb") as f:
         head = f.read(MAT_V73_OFFSET + len(HDF5_SIGNATURE))
     if head.startswith(HDF5_SIGNATURE):
@@ -78,24 +78,34 @@ def sniff(path: Path) -> str:
         return "pickle"
     if head.startswith(b"PK"):
         return "zip"
-    if path.suffix.lower() == ".bin":
-        return "expbin"
     return "unknown"
+
+
+FLAME_KEYS = {"v_template", "shapedirs", "posedirs", "J_regressor", "weights", "kintree_table", "f"}
+
+
+def _pickle_strings(path: Path, limit: int = 1 << 20) -> set[str]:
+    """The short strings a pickle holds (its dict keys, class names), read from its opcodes
+    without unpickling it: unpickling runs code a file can carry, and FLAME's needs chumpy."""
+    out: set[str] = set()
+    with open(path, "rb") as f:
+        raw = f.read(limit)
+    try:
+        for op, arg, _ in pickletools.genops(raw):
+            if isinstance(arg, str) and len(arg) < 64:
+                out.add(arg)
+    except Exception:  # noqa: BLE001 - a pickle cut at ``limit``, or not one: what was read will do
+        pass
+    return out
 
 
 def _foreign_message(path: Path, kind: str) -> ModelNotFoundError:
     """A clear message for files that are face models, just not a BFM."""
     if kind == "pickle":
-        keys = ""
-        try:
-            with open(path, "rb") as f:
-                obj = pickle.load(f, encoding="latin1")  # noqa: S301 - only to name the keys
-            if isinstance(obj, dict):
-                keys = ", ".join(sorted(map(str, obj))[:8])
-        except Exception:  # chumpy objects in FLAME pickles fail to unpickle: name it anyway
-            keys = "(objects need chumpy to unpickle)"
-        flame = "v_template" in keys or "chumpy" in keys
-        return _bad(path, ("is a Python pickle" + (" with a FLAME layout (" + keys + ")" if flame else f" ({keys})")
+        names = _pickle_strings(path)
+        flame = "v_template" in names or "chumpy" in " ".join(names)
+        keys = ", ".join(sorted(n for n in names if n in FLAME_KEYS))
+        return _bad(path, ("is a Python pickle" + (f" with a FLAME layout ({keys})" if flame else "")
                            + "; FLAME and other pickled models are not supported."),
                     "Use a Basel Face Model file: 01_MorphableModel.mat (BFM 2009) or "
                     "model2017-1_bfm_nomouth.h5 / model2017-1_face12_nomouth.h5 (BFM 2017), or the "
@@ -152,13 +162,20 @@ def _load_mat5(path: Path) -> dict:
                          "it is truncated or damaged.") from exc
 
 
+def _mat73_arrays(f) -> dict:
+    """The BFM 2009 variables of an open MATLAB v7.3 (HDF5) file, and the names it has."""
+    # v7.3 stores column-major arrays: h5py sees them transposed.
+    m = {k: np.asarray(f[k]).T for k in BFM2009_KEYS + ("texMU",) if k in f}
+    m["__names__"] = sorted(f.keys())
+    return m
+
+
 def _load_mat73(path: Path) -> dict:
     import h5py
 
     try:
         with h5py.File(path, "r") as f:
-            # v7.3 stores column-major arrays: h5py sees them transposed.
-            return {k: np.asarray(f[k]).T for k in BFM2009_KEYS + ("texMU",) if k in f}
+            return _mat73_arrays(f)
     except OSError as exc:
         raise _bad(path, f"could not be read as a MATLAB v7.3 file ({exc}); it is truncated or damaged.") from exc
 
@@ -198,7 +215,8 @@ def _h5(f, key: str, path: Path) -> np.ndarray:
         raise _bad(path, f"is {kind} without '{key}' (top-level groups: {', '.join(groups)}), so it is not "
                          "a BFM 2017 statismo model in the layout this version reads.",
                    "Choose model2017-1_bfm_nomouth.h5 or model2017-1_face12_nomouth.h5 from the BFM 2017 "
-                   "release; BFM 2019 and other layouts are not supported yet.")
+                   "release (BFM 2019 files as released share that layout and load; files re-saved in "
+                   "another layout do not).")
     try:
         return np.asarray(f[key])
     except OSError as exc:
@@ -229,7 +247,7 @@ def read_bfm2017(path: Path) -> BfmData:
         raise _bad(path, f"could not be opened as HDF5 ({exc}); it is truncated or damaged.") from exc
     with f:
         if "shape" not in f and ("shapeMU" in f or "shapePC" in f):
-            return read_bfm2009(path, {k: np.asarray(f[k]).T for k in BFM2009_KEYS + ("texMU",) if k in f})
+            return read_bfm2009(path, _mat73_arrays(f))
         pts = _h5(f, "shape/representer/points", path).astype(np.float64)
         cells = _h5(f, "shape/representer/cells", path).astype(np.int64)
         if pts.ndim != 2 or 3 not in pts.shape or cells.ndim != 2 or 3 not in cells.shape:

@@ -100,7 +100,7 @@ def load_bfm_model(path: str | os.PathLike, reference: str | os.PathLike | None 
     model = None
     if target.is_file():
         try:
-            model = _from_npz(target, str(path))
+            model = load_cache(target, str(path))
         except (OSError, ValueError, KeyError):
             model = None  # a damaged cache entry converts again
     if model is None:
@@ -323,7 +323,7 @@ def save_cache(model: MorphableModel, report: dict, target: Path) -> None:
     os.replace(rep_tmp, rep)
 
 
-def _from_npz(target: Path, source: str) -> MorphableModel:
+def load_cache(target: Path, source: str) -> MorphableModel:
     with np.load(target) as d:
         meta = json.loads(str(d["meta"]))
         arrays = {k: d[k] for k in ARRAYS}

@@ -126,3 +126,17 @@ def write_bfm2017(path: str | os.PathLike, truth: SyntheticTruth, expression_mea
         emean = truth.expression_mm[jaw] / max(np.abs(truth.expression_mm[jaw]).max(), 1e-9) * expression_mean_mm
         _group(f, "expression", emean, truth.expression_mm)
     return Path(path)
+
+
+def shape_errors(shapes: np.ndarray, true: np.ndarray, face: np.ndarray, names: list[str]) -> dict[str, float]:
+    """Relative RMS error per shape on the face vertices it moves (> 10 % of its peak); shapes
+    that move the skin less than 1 mm are left out (eye look, pupils)."""
+    out = {}
+    for j, name in enumerate(names):
+        mag = np.linalg.norm(true[j], axis=1)
+        if mag.max() < 1.0:
+            continue
+        act = face & (mag > 0.1 * mag.max())
+        err = np.linalg.norm(shapes[j] - true[j], axis=1)[act]
+        out[name] = float(np.sqrt((err ** 2).mean() / (mag[act] ** 2).mean()))
+    return out

@@ -22,7 +22,7 @@ import scipy.sparse as sp
 from scipy.sparse.linalg import splu
 
 from .errors import ModelNotFoundError
-from .surface import Surface, boundary_edges, graph_laplacian, triangle_normals
+from .surface import Surface, boundary_edges, graph_laplacian, similarity, triangle_normals
 from .texture import _ray_caster as ray_caster, vertex_normals
 
 INNER_LANDMARKS = np.arange(17, 68)  # brows, nose, eyes, mouth: not the silhouette-bound jaw line
@@ -112,19 +112,6 @@ def detect_landmarks_3d(vertices: np.ndarray, triangles: np.ndarray, colors: np.
     return surface_point(det.points[INNER_LANDMARKS])
 
 
-def umeyama(src: np.ndarray, dst: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
-    """Least-squares similarity ``dst ≈ s R src + t`` (Umeyama 1991)."""
-    ms, md = src.mean(0), dst.mean(0)
-    a, b = src - ms, dst - md
-    u, d, vt = np.linalg.svd(b.T @ a / len(src))
-    e = np.eye(3)
-    if np.linalg.det(u) * np.linalg.det(vt) < 0:
-        e[2, 2] = -1
-    r = u @ e @ vt
-    s = float(np.trace(np.diag(d) @ e) / (a ** 2).sum(1).mean())
-    return s, r, md - s * r @ ms
-
-
 def nicp(template: np.ndarray, template_tris: np.ndarray, target: Surface, target_boundary: np.ndarray,
          lm_rows: sp.csr_matrix, lm_target: np.ndarray, schedule=SCHEDULE, check=None) -> tuple[np.ndarray, dict]:
     """Non-rigid ICP of ``template`` (already aligned) onto ``target``; ``lm_rows @ x`` are the
@@ -192,12 +179,12 @@ def register(template: np.ndarray, template_tris: np.ndarray, target: np.ndarray
     if found.sum() < 20:
         raise ModelNotFoundError("Too few landmarks of the rendered mean face lie on its surface to register it.",
                                  "Check that the file is a Basel Face Model seen from +z, y up.")
-    s, r, t = umeyama(lm_s[found], lm_t[found])
+    s, r, t = similarity(lm_s[found], lm_t[found])
     # One refit without the landmarks the similarity explains worst (a detector slip).
     res = np.full(len(lm_t), np.inf)
     res[found] = np.linalg.norm((s * (r @ lm_s[found].T)).T + t - lm_t[found], axis=1)
     found &= res <= 3 * np.median(res[found]) + 1.0
-    s, r, t = umeyama(lm_s[found], lm_t[found])
+    s, r, t = similarity(lm_s[found], lm_t[found])
     aligned = (s * (r @ template.T)).T + t
     t_detect = time.perf_counter() - t0
     surf = Surface(target, target_tris)

@@ -91,6 +91,20 @@ class Surface:
         return np.einsum("qc,qc...->q...", hits.bary, vals)
 
 
+def similarity(src: np.ndarray, dst: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
+    """Least-squares similarity ``dst ≈ s R src + t`` without reflection (Umeyama 1991), for
+    points in any dimension (3D landmarks, 2D UVs)."""
+    ms, md = src.mean(0), dst.mean(0)
+    a, b = src - ms, dst - md
+    u, d, vt = np.linalg.svd(b.T @ a / len(src))
+    e = np.eye(src.shape[1])
+    if np.linalg.det(u) * np.linalg.det(vt) < 0:
+        e[-1, -1] = -1
+    r = u @ e @ vt
+    s = float(np.trace(np.diag(d) @ e) / (a ** 2).sum(1).mean())
+    return s, r, md - s * r @ ms
+
+
 def boundary_edges(triangles: np.ndarray) -> np.ndarray:
     """Directed edges (a, b) used by exactly one triangle, in the triangles' winding."""
     f = np.asarray(triangles, np.int64)

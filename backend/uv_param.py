@@ -26,7 +26,7 @@ import scipy.sparse as sp
 from scipy.sparse.linalg import splu
 
 from .errors import ModelNotFoundError
-from .surface import boundary_loops
+from .surface import boundary_loops, similarity
 
 TILE_MARGIN = 0.01
 
@@ -104,9 +104,9 @@ def disk_map(vertices: np.ndarray, triangles: np.ndarray, balance: bool = True) 
     a dome-shaped face squeezes its middle (on our test face the 5 % most squeezed triangles got
     under 1/20 of the mean texel density). Each round divides every weight w_ij by sqrt(stretch
     at j) and solves again; the weights stay positive, so the map stays an embedding, and the
-    rounds stop once the L2 stretch improves by less than 2 %. On that face two rounds took the
-    L2 stretch from 4.08 to 3.19 and the squeezed 5 % from 0.05 to 0.27 of the mean density, for
-    more anisotropy (conformal distortion 95th percentile 1.85 -> 2.99)."""
+    rounds stop once the L2 stretch improves by less than 2 %. On the test faces
+    (scripts/bfm_diag.py) the squeezed 5 % went from 0.04-0.05 to 0.23-0.39 of the mean density,
+    for more anisotropy (conformal distortion 95th percentile ~1.9 -> 3.1-3.6)."""
     f0 = np.asarray(triangles, np.int64)
     used = np.unique(f0)
     if len(used) < len(vertices):
@@ -184,22 +184,11 @@ def _signed_areas(uv: np.ndarray, f: np.ndarray) -> np.ndarray:
     return 0.5 * ((b[:, 0] - a[:, 0]) * (c[:, 1] - a[:, 1]) - (b[:, 1] - a[:, 1]) * (c[:, 0] - a[:, 0]))
 
 
-def similarity_2d(src: np.ndarray, dst: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
-    """``dst ≈ s R src + t`` without reflection (2D Umeyama)."""
-    ms, md = src.mean(0), dst.mean(0)
-    a, b = src - ms, dst - md
-    u, d, vt = np.linalg.svd(b.T @ a / len(src))
-    e = np.diag([1.0, np.sign(np.linalg.det(u @ vt))])
-    r = u @ e @ vt
-    s = float(np.trace(np.diag(d) @ e) / (a ** 2).sum(1).mean())
-    return s, r, md - s * r @ ms
-
-
 def place_in_tile(uv: np.ndarray, landmarks: np.ndarray, landmark_targets: np.ndarray,
                   margin: float = TILE_MARGIN) -> np.ndarray:
     """Move a disk map so that its ``landmarks`` (vertex ids) fall near ``landmark_targets``
     (UVs in the default layout), then shrink about the box centre if it leaves [0, 1]²."""
-    s, r, t = similarity_2d(uv[landmarks], landmark_targets)
+    s, r, t = similarity(uv[landmarks], landmark_targets)
     out = (s * (r @ uv.T)).T + t
     lo, hi = out.min(0), out.max(0)
     k = min(1.0, (1 - 2 * margin) / float((hi - lo).max()))
