@@ -1,24 +1,31 @@
-"""Blender side of FaceDet3D: preferences, properties, panels, scene building, backend client."""
+"""Blender side of FaceDet3D, thin: it never computes what the backend computes.
+
+    link/       the backend: where things are (settings), the JSON-RPC client and the session's
+                process, input checks shared by the operators and the headless CLI (no bpy here)
+    scene/      building the face from a job folder and editing it: AU rig, detail displacement,
+                animated wrinkles, storage beside the .blend, glTF export
+    ui/         preferences, properties saved in the .blend, sidebar panels
+    operators/  what the buttons run: validate, call the backend, edit the scene, leave it as it
+                was on failure
+    headless    the command line (``python -m facedet3d`` / ``blender -b --python facedet3d.py``)
+The job folder and the wire are read through the shared ``protocol`` package.
+"""
 
 from __future__ import annotations
 
-import bpy
-
-from . import panels, preferences, properties, session, storage
-
-CLASSES = preferences.CLASSES + properties.CLASSES + panels.CLASSES
+from . import operators, ui
+from .link import session
+from .scene import storage
 
 
 def register():
-    for cls in CLASSES:
-        bpy.utils.register_class(cls)
-    properties.register_props()
+    ui.register()
+    operators.register()
     storage.register_handlers()
 
 
 def unregister():
     storage.unregister_handlers()
     session.shutdown()
-    properties.unregister_props()
-    for cls in reversed(CLASSES):
-        bpy.utils.unregister_class(cls)
+    operators.unregister()
+    ui.unregister()

@@ -8,14 +8,17 @@ Blender (``blender -b --python facedet3d.py -- reconstruct --image … --out DIR
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
 
 import bpy
 
-from . import au_rig, displacement, gltf_export, jobs, scene_builder, session, settings, wrinkle_mix
+from ..protocol import methods
+from ..protocol.details import AUTO_MODEL, DetailInfo, WrinkleRig, detail_sizes
+from ..protocol.methods import DetailsParams
+from .link import jobs, session, settings
+from .scene import au_rig, builder, displacement, gltf_export, wrinkle_mix
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -48,8 +51,9 @@ def _parser() -> argparse.ArgumentParser:
 def _job_args(r) -> None:
     r.add_argument("--image", required=True, help="the photo")
     r.add_argument("--out", required=True, help="output folder (job files, .blend, render)")
-    r.add_argument("--model-dir", default="", help="face model folder (default: preferences/env/checkout), or a Basel Face Model "
-                        "file (.mat / .h5), converted on first use with the default model as reference")
+    r.add_argument("--model-dir", default="",
+                   help="face model folder (default: preferences/env/checkout), or a Basel Face Model file "
+                        "(.mat / .h5), converted on first use with the default model as reference")
     r.add_argument("--backend-python", default="", help="backend interpreter (default: env/.venv-backend)")
     r.add_argument("--render", action="store_true", help="render a PNG with Cycles (CPU)")
     r.add_argument("--samples", type=int, default=64, help="Cycles samples (default 64)")
@@ -60,9 +64,9 @@ def _job_args(r) -> None:
                    help="add detail maps (photo detail + wrinkles for the photo's expression) as displacement")
     r.add_argument("--detail-size", type=int, default=4096, help="largest detail map size (default 4096)")
     r.add_argument("--age", type=float, default=0.0, help="age for wrinkle depth (default: from the photo)")
-    r.add_argument("--detail-model", choices=("auto", "physical", "deth"), default="auto",
-                   help="what makes detail and wrinkle maps: the learned DetH + RCAN nets (auto: when "
-                        "installed) or the physical wrinkle model")
+    r.add_argument("--detail-model", default=AUTO_MODEL,
+                   help="what makes detail and wrinkle maps: one of the backend's detail models "
+                        "(`python -m backend models` lists them; auto: the best installed)")
 
 
 def bench(args) -> int:
@@ -73,7 +77,7 @@ def bench(args) -> int:
     for i in range(args.repeat):
         bpy.ops.wm.read_factory_settings(use_empty=True)
         t0 = time.perf_counter()
-        scene_builder.build_face(bpy.context, job, name="bench")
+        builder.build_face(bpy.context, job, name="bench")
         build.append(time.perf_counter() - t0)
         scene = bpy.context.scene
         scene.render.resolution_x = scene.render.resolution_y = 512
@@ -100,8 +104,8 @@ def bench(args) -> int:
           f"{statistics.median(render) * 1000:9.1f} ms")
     maps = sorted(job.glob("detail_*_4096.exr"))
     if maps:
-        side = json.loads(maps[0].with_name(maps[0].name.replace("_4096.exr", ".json")).read_text())
-        displacement.attach(obj, maps[0], vertex_range=side["vertex_range"], material_name=side["material"])
+        side = DetailInfo.load(job, maps[0].name[len("detail_"):-len("_4096.exr")])
+        displacement.attach(obj, maps[0], vertex_range=side.vertex_range, material_name=side.material)
         disp = []
         for i in range(args.repeat):
             scene.render.filepath = str(job / f"bench_disp_{i}.png")
@@ -115,6 +119,14 @@ def bench(args) -> int:
 
 def _progress(fraction: float, message: str) -> None:
     print(f"[{fraction * 100:5.1f}%] {message}", flush=True)
+
+
+def _check_detail_model(client, name: str) -> str:
+    """'' when the backend offers the detail model ``name``, else what to choose instead."""
+    offered = session.remember_health(client.health(timeout=120)).model_names()
+    if name in offered:
+        return ""
+    return f"the backend has no detail model '{name}'; choose one of: {', '.join(offered)} (--detail-model)"
 
 
 def _scene(args):
@@ -135,6 +147,15 @@ def _scene(args):
     bpy.context.preferences.filepaths.save_version = 0  # no .blend1 beside our output
     blend = out / f"{stem}.blend"
     client = session.get_client(args.backend_python)
+    if args.details or getattr(args, "wrinkles", False):
+        try:
+            complaint = _check_detail_model(client, args.detail_model)
+        except Exception as exc:  # the backend cannot start: say why, before any work
+            complaint = jobs.describe(exc)
+        if complaint:
+            session.shutdown()
+            print(f"error: {complaint}", file=sys.stderr)
+            return 2
     t0 = time.perf_counter()
     options = {"texture_size": args.texture_size}
     if args.age > 0:
@@ -143,12 +164,12 @@ def _scene(args):
         options["render_long_side"] = args.resolution
     detail = None
     try:
-        res = client.call("reconstruct", jobs.reconstruct_params(args.image, job_dir, model_dir, options),
+        res = client.call(methods.RECONSTRUCT, jobs.reconstruct_params(args.image, job_dir, model_dir, options),
                           timeout=3600, on_progress=_progress)
         if args.details:
-            sizes = sorted({256, 1024, args.detail_size} if args.detail_size >= 1024 else {args.detail_size})
-            detail = client.call("details", {"job_dir": str(job_dir), "sizes": sizes, "model": args.detail_model},
-                                 timeout=3600, on_progress=_progress)
+            detail = DetailInfo.from_dict(client.call(methods.DETAILS, DetailsParams(
+                job_dir=str(job_dir), sizes=detail_sizes(args.detail_size), model=args.detail_model),
+                timeout=3600, on_progress=_progress))
     except Exception as exc:
         jobs.discard(job_dir)
         if created_out and not any(out.iterdir()):
@@ -160,13 +181,13 @@ def _scene(args):
     print(f"backend done in {time.perf_counter() - t0:.1f} s: fit error {res['stats']['fit_error_iod']:.3f} IOD")
     # Save first so every path the builder stores is relative to the .blend.
     bpy.ops.wm.save_as_mainfile(filepath=str(blend))
-    built = scene_builder.build_face(bpy.context, job_dir, name=stem)
+    built = builder.build_face(bpy.context, job_dir, name=stem)
     if detail is not None:
-        displacement.attach(built.obj, job_dir / detail["files"][max(detail["files"], key=int)],
-                            vertex_range=detail["vertex_range"], material_name=detail["material"])
-        built.obj.facedet3d.detail_tag = detail["tag"]
-        built.obj.facedet3d.detail_model = detail["model"]
-        print(f"details: {detail['model']} model, RMS {detail['stats']['rms_mm']:.3f} mm")
+        displacement.attach(built.obj, job_dir / detail.largest(), vertex_range=detail.vertex_range,
+                            material_name=detail.material)
+        built.obj.facedet3d.detail_tag = detail.tag
+        built.obj.facedet3d.detail_model = detail.model
+        print(f"details: {detail.model} model, RMS {detail.stats['rms_mm']:.3f} mm")
     bpy.context.scene.cycles.samples = args.samples
     bpy.ops.wm.save_as_mainfile(filepath=str(blend))
     return built, out, stem, blend
@@ -250,22 +271,18 @@ def _encode_video(frames: list[Path], path: Path, fps: int, size) -> None:
 
 
 def _animate_wrinkles(args, obj) -> int:
-    params = {"job_dir": bpy.path.abspath(obj.facedet3d.job_dir), "size": args.wrinkle_size,
-              "base_size": args.detail_size, "keys": wrinkle_mix.animation_keys(obj), "model": args.detail_model}
-    if args.wrinkle_aus == "animated":
-        params["controls"] = wrinkle_mix.animated_controls(obj, params["keys"])
-    if args.age > 0:
-        params["age"] = args.age
+    params = wrinkle_mix.request(obj, args.wrinkle_size, args.detail_size, model=args.detail_model, age=args.age,
+                                 animated_only=args.wrinkle_aus == "animated")
     try:
-        res = session.get_client(args.backend_python).call(
-            "wrinkles", params, timeout=7200, on_progress=_progress)
+        res = WrinkleRig.from_dict(session.get_client(args.backend_python).call(
+            methods.WRINKLES, params, timeout=7200, on_progress=_progress))
     except Exception as exc:
         print(f"error: {jobs.describe(exc)}", file=sys.stderr)
         return 1
     finally:
         session.shutdown()
     wrinkle_mix.attach(obj, res)
-    print(f"wrinkles: {sum(len(p['controls']) for p in res['packs'])} AU maps, {len(res['keys'])} exact keys")
+    print(f"wrinkles: {sum(len(p.controls) for p in res.packs)} AU maps, {len(res.keys)} exact keys")
     return 0
 
 

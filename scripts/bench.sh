@@ -9,5 +9,5 @@ export FACEDET3D_BACKEND_PYTHON="$PWD/.venv-backend/bin/python"
 job=out/bench/job
 rm -rf "$job"
 .venv-backend/bin/python -m backend reconstruct --image assets/astronaut.jpg --out "$job" >/dev/null 2>&1
-.venv-backend/bin/python -c "import sys; from backend.details import build_details; build_details(sys.argv[1])" "$job" >/dev/null
+.venv-backend/bin/python -c "import sys; from backend.detail.maps import build_details; build_details(sys.argv[1])" "$job" >/dev/null
 .venv-blender/bin/python -m facedet3d bench --job "$job"

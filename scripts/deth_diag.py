@@ -20,12 +20,14 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 torch.set_num_threads(2)
-from backend.learned import data, train as T  # noqa: E402
 from backend.learned.nets import DetH, DetHConfig, feature_sigma  # noqa: E402
-from backend.learned.evaluate import _energy, _pearson, REGION_AUS  # noqa: E402
-from backend.face_model import load_model  # noqa: E402
-from backend.face_regions import region_masks  # noqa: E402
-from backend.emotions import au_rig  # noqa: E402
+from backend.learned.train import data  # noqa: E402
+from backend.learned.train import deth as T
+from backend.learned.train.evaluate import REGION_AUS, _energy, _pearson  # noqa: E402
+from backend.models.emotions import au_rig  # noqa: E402
+from backend.models.loader import load_model  # noqa: E402
+from backend.models.regions import region_masks  # noqa: E402
+
 variant = sys.argv[1]; steps = int(sys.argv[2]); S = int(sys.argv[3]) if len(sys.argv) > 3 else 128
 lr = float(sys.argv[4]) if len(sys.argv) > 4 else 3e-4
 d = data.load_shards(sorted(Path("out/deth_synth").glob("synth_*.npz")))

@@ -15,10 +15,11 @@ from PIL import Image, ImageDraw
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from backend.emotions import au_rig  # noqa: E402
-from backend.face_model import load_model  # noqa: E402
-from backend.learned import data, weights  # noqa: E402
-from backend.learned.evaluate import HELD_OUT_EVERY, REGION_AUS, deth_outputs  # noqa: E402
+from backend.learned import weights  # noqa: E402
+from backend.learned.train import data  # noqa: E402
+from backend.learned.train.evaluate import HELD_OUT_EVERY, REGION_AUS, deth_outputs  # noqa: E402
+from backend.models.emotions import au_rig  # noqa: E402
+from backend.models.loader import load_model  # noqa: E402
 
 
 def main(data_dir: str, weights_dir: str, out: str) -> int:

@@ -24,7 +24,8 @@ boot = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(boot)
 boot.load_package().register()
 from docs_figures import look_from  # noqa: E402  (scripts/ is on sys.path when run as a script)
-from facedet3d_ext.addon import displacement, session  # noqa: E402
+from facedet3d_ext.addon.link import session  # noqa: E402
+from facedet3d_ext.addon.scene import displacement  # noqa: E402
 
 # (label, AUs). EMFACS prototypes restricted to the AUs the default model has (no AU23/AU26:
 # AU24 and AU27 stand in).

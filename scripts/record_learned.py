@@ -15,8 +15,9 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "tests" / "backend"))
 
-from backend.learned import data  # noqa: E402
 from test_learned_serve import RECORDED, recorded_outputs  # noqa: E402
+
+from backend.learned.train import data  # noqa: E402
 
 SEED = 1_000_000  # a multiple of 10: an identity the nets never trained on
 

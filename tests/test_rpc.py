@@ -1,7 +1,9 @@
-"""The process boundary: addon/client.py (this interpreter) <-> backend/server.py (the backend venv).
+"""The process boundary: addon/link/client.py (Blender's interpreter) <-> backend.service.server (the
+backend venv), both speaking protocol/.
 
-Runs under either interpreter (``.venv-blender/bin/python -m pytest tests/test_rpc.py`` or the
-backend's); the child is always the backend interpreter. Every blocking step has a timeout.
+Runs in the Blender-side environment (``.venv-blender/bin/python -m pytest tests/test_rpc.py``),
+where the client lives; the child is always the backend interpreter. Every blocking step has a
+timeout.
 """
 
 from __future__ import annotations
@@ -28,18 +30,18 @@ if not BACKEND_PY.is_file():
                 "FACEDET3D_BACKEND_PYTHON)", allow_module_level=True)
 
 
-def _load(name: str, path: Path):
-    """A module by file path: addon/client.py must load without bpy or its package."""
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, path)
-        mod = importlib.util.module_from_spec(spec)
-        sys.modules[name] = mod
-        spec.loader.exec_module(mod)
-    return sys.modules[name]
+def _extension_package():
+    """The checkout as the package ``facedet3d_ext`` (facedet3d.py's loader; not registered)."""
+    spec = importlib.util.spec_from_file_location("facedet3d_bootstrap", REPO / "facedet3d.py")
+    boot = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(boot)
+    return boot.load_package()
 
 
-client_mod = _load("facedet3d_rpc_client", REPO / "addon" / "client.py")
-rpc_mod = _load("facedet3d_rpc_protocol", REPO / "backend" / "rpc.py")
+_extension_package()
+from facedet3d_ext.addon.link import client as client_mod  # noqa: E402 - after the package is loaded
+from facedet3d_ext.protocol import rpc as rpc_mod  # noqa: E402
+
 BackendClient = client_mod.BackendClient
 BackendError = client_mod.BackendError
 
@@ -105,11 +107,15 @@ def test_health_round_trip(client):
     assert h["uptime_s"] >= 0 and h["jobs_running"] == 0 and h["jobs_queued"] == 0
 
 
-def test_client_codes_match_the_protocol():
-    for name in ("INTERNAL_ERROR", "REQUEST_CANCELLED", "BACKEND_UNAVAILABLE", "BACKEND_CRASHED", "BACKEND_TIMEOUT"):
-        assert getattr(client_mod, name) == getattr(rpc_mod, name), name
-    from_errors = _load("facedet3d_rpc_errors", REPO / "backend" / "errors.py")
-    assert from_errors.CancelledError.code == rpc_mod.REQUEST_CANCELLED
+def test_client_errors_carry_the_protocol_codes():
+    assert client_mod.BackendUnavailable("x").code == rpc_mod.BACKEND_UNAVAILABLE
+    assert client_mod.BackendTimeout("x").code == rpc_mod.BACKEND_TIMEOUT
+    assert client_mod.BackendCrashed("x").code == rpc_mod.BACKEND_CRASHED
+    err = client_mod.error_from_response({"code": rpc_mod.REQUEST_CANCELLED, "message": "m", "data": {"hint": "h"}})
+    assert isinstance(err, client_mod.BackendCancelled) and err.hint == "h" and err.code == rpc_mod.REQUEST_CANCELLED
+    err = client_mod.error_from_response({"code": rpc_mod.NO_FACE, "message": "m", "data": {"kind": "NoFaceError"}})
+    assert type(err) is client_mod.BackendError and err.kind == "NoFaceError"
+    assert client_mod.error_from_response("junk").code == rpc_mod.INTERNAL_ERROR
 
 
 def test_unknown_method(client):
@@ -157,7 +163,7 @@ def test_handler_errors_keep_the_server_alive(client):
 
 
 def test_reconstruct_reaches_the_pipeline(client, tmp_path):
-    """The real handler, lazily importing backend.pipeline; a bad input answers its FaceDetError."""
+    """The real handler (backend.reconstruct.pipeline); a bad input answers its FaceDetError."""
     with pytest.raises(BackendError) as ei:
         client.call("reconstruct", {"image": str(tmp_path / "missing.jpg"), "out_dir": str(tmp_path / "job"),
                                     "model_dir": str(tmp_path / "no_model")}, timeout=60)
@@ -322,7 +328,7 @@ class RawServer:
 
     def __init__(self, log: Path):
         self._err = open(log, "wb")  # noqa: SIM115
-        self.p = subprocess.Popen([str(BACKEND_PY), "-m", "backend.server"], cwd=REPO, stdin=subprocess.PIPE,
+        self.p = subprocess.Popen([str(BACKEND_PY), "-m", rpc_mod.SERVER_MODULE], cwd=REPO, stdin=subprocess.PIPE,
                                   stdout=subprocess.PIPE, stderr=self._err)
         self.q: queue.Queue = queue.Queue()
         threading.Thread(target=self._read, daemon=True).start()

@@ -1,5 +1,5 @@
 """Where each AU control acts on the face: one UV map per rig control, the skin compression its
-blendshapes cause on the model's mean face (``strain.face_strain``), for DetH's conditioning.
+blendshapes cause on the model's mean face (``backend.detail.strain``), for DetH's conditioning.
 
 Why: DetH's first runs had to learn from data alone which texels of the UV tile each of 47 AU
 controls wrinkles; after 1000-1600 steps on the 2-core CPU they had not (regional wrinkle energy
@@ -19,8 +19,10 @@ from functools import lru_cache
 
 import numpy as np
 
-from .. import emotions
-from ..face_model import MorphableModel
+from ..detail.strain import face_mesh, strain_field, texel_grid
+from ..models import emotions
+from ..models.loader import load_model
+from ..models.morphable import MorphableModel
 
 SIZE = 64  # the maps are smooth (strain of a ~1 cm mesh); DetH's bottleneck is 32²
 
@@ -28,8 +30,6 @@ SIZE = 64  # the maps are smooth (strain of a ~1 cm mesh); DetH's bottleneck is 
 def compute(model: MorphableModel, size: int = SIZE) -> np.ndarray:
     """(n_controls, size, size) float32, rig order (``emotions.au_rig``), row 0 = v = 1:
     principal compressive strain (0..1) of each control at value 1 on the mean face."""
-    from ..strain import face_mesh, strain_field, texel_grid
-
     rig = emotions.au_rig(model)
     mesh = face_mesh(model, None)
     grid = texel_grid(mesh, size)
@@ -42,6 +42,4 @@ def compute(model: MorphableModel, size: int = SIZE) -> np.ndarray:
 
 @lru_cache(maxsize=4)
 def for_model_dir(model_dir: str | None, size: int = SIZE) -> np.ndarray:
-    from ..face_model import load_model
-
     return compute(load_model(model_dir or None), size)

@@ -23,6 +23,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .au_maps import for_model_dir
+
 MM_SCALE = 0.5  # maps are mm; the nets see mm / MM_SCALE so typical wrinkles are O(1)
 
 
@@ -114,8 +116,6 @@ class DetH(nn.Module):
         """(1, n_aus, size, size): where each AU control compresses the skin on the face model in
         ``model_dir`` (None: the default model). Cached per model and device; a per-call argument,
         not state, so jobs on different models can share one net from several threads."""
-        from .au_maps import for_model_dir
-
         key = (model_dir, str(like.device))
         maps = self._maps.get(key)
         if maps is None:

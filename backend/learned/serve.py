@@ -3,7 +3,7 @@
     D̃(I_y) = DetH(D(I_x), x, y, identity, face embedding, age)      256²
     4096²  = RCAN(RCAN(D̃(I_y)))                                      tiled
 
-D(I_x) is the person's detail extracted from the photo (``details.photo_detail``, area-reduced to
+D(I_x) is the person's detail extracted from the photo (``ReconstructedFace.photo_detail``, area-reduced to
 256²): the map of the photo's own expression x, as in the paper. x is the fitted expression read as
 rig controls, identity the fitted shape coefficients, age the estimated one. The face embedding
 goes in with its presence flag only when the weights were trained with embeddings (the shipped
@@ -13,13 +13,15 @@ ones were not: MODEL_CARD.md).
 from __future__ import annotations
 
 import threading
-from pathlib import Path
 
 import numpy as np
 import torch
 
-from .. import emotions
-from ..details import resample
+from ..core.imaging import resample
+from ..core.progress import Job
+from ..detail.face import ReconstructedFace
+from ..detail.strain import face_mesh, texel_grid
+from ..models import emotions
 from . import weights
 from .sr import SCALE, upscale
 
@@ -93,18 +95,15 @@ def available(folder=None) -> bool:
     return weights.available("deth", folder) and weights.available("rcan", folder)
 
 
-def face_inputs(job_dir: Path, rec, model, job) -> dict:
+def face_inputs(face: ReconstructedFace, job: Job) -> dict:
     """What DetH reads from a reconstructed face: D(I_x) at 256², its UV coverage, the source
     controls x, identity coefficients and age."""
-    from ..details import photo_detail
-    from ..strain import face_mesh, texel_grid
-
-    rig = emotions.au_rig(model)
-    return {"dx": resample(photo_detail(job_dir, rec, model, job), IN_SIZE),
-            "uv": texel_grid(face_mesh(model, np.asarray(rec.fit.identity)), IN_SIZE).mask.astype(np.float32),
-            "x": controls_vector(rig, model.expression_names, rec.fit.expression),
+    rec, model = face.rec, face.model
+    return {"dx": resample(face.photo_detail(job), IN_SIZE),
+            "uv": texel_grid(face_mesh(model, face.identity), IN_SIZE).mask.astype(np.float32),
+            "x": controls_vector(face.rig, model.expression_names, rec.fit.expression),
             "identity": np.asarray(rec.fit.identity, np.float32),
-            "age": float((rec.age or {}).get("years", 35.0)), "rig": rig, "model_dir": rec.model_dir}
+            "age": rec.age_years, "rig": face.rig, "model_dir": rec.model_dir}
 
 
 def values_vector(rig: list[dict], values: dict[str, float]) -> np.ndarray:

@@ -1,124 +1,20 @@
-"""RCAN ×4 on detail maps: training on patches, tiled inference, PSNR/SSIM.
-
-Training pairs: high-resolution detail maps from the synthetic generator at 1024² (``data.generate``
-with ``size=1024``: creases, pores and micro relief, expression wrinkles), the low-resolution
-input their 4× area average — exactly how the project reduces its maps (``details.resample``) —,
-random 192² patches (48² in) on the face. Applied twice (256² → 1024² → 4096²) with tiles, so
-memory is bounded by the tile, not by the map.
-"""
+"""RCAN ×4 on detail maps, at inference: tiled, so memory is bounded by a tile, not by the map.
+Training and its metrics live in ``train/rcan.py``."""
 
 from __future__ import annotations
 
-import json
-import os
-import time
-from dataclasses import asdict, dataclass
-from pathlib import Path
-
 import numpy as np
 import torch
-import torch.nn.functional as F
 
-from .nets import RCAN, RCANConfig
+from .nets import RCAN
 
 SCALE = 4
-
-
-@dataclass
-class SRConfig:
-    steps: int = 3000
-    batch: int = 8
-    patch: int = 192  # HR patch side (multiple of 4)
-    lr: float = 2e-4
-    seed: int = 0
-    ckpt_every: int = 250
-    log_every: int = 25
-    holdout_every: int = 10
-    net: RCANConfig = RCANConfig()
 
 
 def downsample(hr: np.ndarray) -> np.ndarray:
     """4× area average (the project's map reduction)."""
     n = hr.shape[-1] // SCALE
     return hr.reshape(*hr.shape[:-2], n, SCALE, n, SCALE).mean(axis=(-3, -1))
-
-
-def hr_maps(data: dict) -> tuple[np.ndarray, np.ndarray]:
-    """Every map of loaded 1024² shards (both expressions of each sample) and their seeds."""
-    maps = np.concatenate([data["dx"], data["dy"]]).astype(np.float32)
-    return maps, np.concatenate([data["seed"], data["seed"]])
-
-
-class Patches:
-    def __init__(self, maps: np.ndarray, uv: np.ndarray, patch: int, rng: np.random.Generator):
-        self.maps, self.patch, self.rng = maps, patch, rng
-        n = maps.shape[-1]
-        # patch corners whose patch is at least half on the face (summed-area table)
-        c = np.pad(uv.astype(np.float64), ((1, 0), (1, 0))).cumsum(0).cumsum(1)
-        cover = (c[patch:, patch:] - c[:-patch, patch:] - c[patch:, :-patch] + c[:-patch, :-patch]) / patch ** 2
-        ys, xs = np.nonzero(cover[: n - patch + 1: 4, : n - patch + 1: 4] > 0.5)
-        self.corners = np.stack([ys * 4, xs * 4], 1)
-        if not len(self.corners):
-            raise ValueError(f"no {patch}² patch of these {n}² maps is half on the face: use a smaller patch")
-
-    def get(self, b: int) -> np.ndarray:
-        i = self.rng.integers(len(self.maps), size=b)
-        c = self.corners[self.rng.integers(len(self.corners), size=b)]
-        p = self.patch
-        out = np.stack([self.maps[k, y:y + p, x:x + p] for k, (y, x) in zip(i, c)])
-        flip = self.rng.random(b) < 0.5  # left/right faces mirror; up/down do not
-        out[flip] = out[flip, :, ::-1]
-        return np.ascontiguousarray(out)
-
-
-def train_rcan(data: dict, out_dir: str | os.PathLike, cfg: SRConfig = SRConfig(), device: str | None = None,
-               log=print) -> dict:
-    """Train (or resume) RCAN on loaded 1024² shards; ``<out>/checkpoint.pt``, ``losses.jsonl``."""
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    torch.manual_seed(cfg.seed)
-    net = RCAN(cfg.net).to(dev)
-    opt = torch.optim.Adam(net.parameters(), cfg.lr)
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, cfg.steps, eta_min=cfg.lr * 0.05)
-    rng = np.random.default_rng(cfg.seed)
-    start = 0
-    ckpt = out / "checkpoint.pt"
-    if ckpt.is_file():
-        st = torch.load(ckpt, map_location=dev, weights_only=False)
-        net.load_state_dict(st["net"]), opt.load_state_dict(st["opt"]), sched.load_state_dict(st["sched"])
-        start = st["step"]
-        rng.bit_generator.state = st["np_rng"]
-        torch.set_rng_state(st["torch_rng"])
-        log(f"resumed at step {start}")
-    maps, seeds = hr_maps(data)
-    train_maps = maps[seeds % cfg.holdout_every != 0]
-    patches = Patches(train_maps, data["mask"], cfg.patch, rng)
-    t0 = time.perf_counter()
-    last = {}
-    with open(out / "losses.jsonl", "a", encoding="utf-8") as lf:
-        for step in range(start, cfg.steps):
-            hr = torch.from_numpy(patches.get(cfg.batch))[:, None].to(dev)
-            lr_ = F.avg_pool2d(hr, SCALE)
-            pred = net(lr_)
-            loss = (pred - hr).abs().mean()
-            bic = (F.interpolate(lr_, scale_factor=SCALE, mode="bicubic", align_corners=False) - hr).abs().mean()
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            sched.step()
-            last = {"l1": loss.item(), "l1_bicubic": bic.item()}
-            if step % cfg.log_every == 0 or step == cfg.steps - 1:
-                lf.write(json.dumps({"step": step, **{k: round(v, 6) for k, v in last.items()},
-                                     "s": round(time.perf_counter() - t0, 1)}) + "\n")
-                lf.flush()
-            if (step + 1) % cfg.ckpt_every == 0 or step == cfg.steps - 1:
-                tmp = ckpt.with_name("checkpoint.pt.tmp")
-                torch.save({"net": net.state_dict(), "opt": opt.state_dict(), "sched": sched.state_dict(),
-                            "step": step + 1, "np_rng": rng.bit_generator.state,
-                            "torch_rng": torch.get_rng_state(), "config": asdict(cfg)}, tmp)
-                os.replace(tmp, ckpt)
-    return last
 
 
 @torch.no_grad()
@@ -148,16 +44,3 @@ def upscale(net: RCAN, m: np.ndarray, tile: int = 256, overlap: int = 32, job=No
             if job is not None:
                 job.report((a * len(starts) + b + 1) / total, f"Super-resolving {n}² → {n * SCALE}²")
     return out
-
-
-def masked_psnr_ssim(pred: np.ndarray, ref: np.ndarray, mask: np.ndarray) -> tuple[float, float]:
-    """PSNR and SSIM over the face texels (the empty UV area would flatter both); the peak is the
-    reference's range on the face."""
-    from skimage.metrics import structural_similarity
-
-    on = mask > 0.5
-    rng = float(ref[on].max() - ref[on].min()) or 1.0
-    mse = float(np.mean((pred[on] - ref[on]) ** 2))
-    psnr = 10.0 * np.log10(rng ** 2 / max(mse, 1e-20))
-    _, smap = structural_similarity(ref, pred, data_range=rng, full=True)
-    return psnr, float(smap[on].mean())

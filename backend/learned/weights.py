@@ -12,12 +12,14 @@ from dataclasses import asdict
 from pathlib import Path
 
 import torch
+from safetensors import safe_open
+from safetensors.torch import load_file, save_file
 
-from .aureg import AURegConfig, AURegressor
 from .nets import RCAN, DetH, DetHConfig, RCANConfig
 
 SHIPPED = Path(__file__).resolve().parent / "weights"
-NETS = {"deth": (DetH, DetHConfig), "rcan": (RCAN, RCANConfig), "aureg": (AURegressor, AURegConfig)}
+# The nets serving needs; training passes its own table (with the evaluation-only AU regressor).
+NETS = {"deth": (DetH, DetHConfig), "rcan": (RCAN, RCANConfig)}
 
 
 def weights_dir() -> Path:
@@ -32,12 +34,11 @@ def available(kind: str, folder=None) -> bool:
     return path_for(kind, folder).is_file()
 
 
-def export(net: torch.nn.Module, kind: str, path: str | os.PathLike, info: dict) -> Path:
-    """Write ``net``'s weights (float32) with its config and ``info`` (name, data, steps)."""
-    from safetensors.torch import save_file
-
-    if kind not in NETS:
-        raise ValueError(f"unknown net kind {kind!r}; one of {', '.join(NETS)}")
+def export(net: torch.nn.Module, kind: str, path: str | os.PathLike, info: dict, nets: dict = NETS) -> Path:
+    """Write ``net``'s weights (float32) with its config and ``info`` (name, data, steps);
+    ``nets``: the kinds that may be written (kind -> (class, config class))."""
+    if kind not in nets:
+        raise ValueError(f"unknown net kind {kind!r}; one of {', '.join(nets)}")
     cfg = json.dumps(asdict(net.cfg))
     state = {k: v.detach().float().contiguous().cpu() for k, v in net.state_dict().items()}
     path = Path(path)
@@ -52,8 +53,6 @@ def export(net: torch.nn.Module, kind: str, path: str | os.PathLike, info: dict)
 def metadata(kind: str, folder=None) -> dict:
     """``{"kind", "config", "info"}`` of a weights file, without loading its tensors; clear
     errors for a missing or foreign file."""
-    from safetensors import safe_open
-
     path = path_for(kind, folder)
     if not path.is_file():
         raise FileNotFoundError(f"no {kind} weights at {path}")
@@ -68,13 +67,11 @@ def metadata(kind: str, folder=None) -> dict:
     return {"kind": kind, "config": json.loads(meta["config"]), "info": json.loads(meta.get("info", "{}"))}
 
 
-def load(kind: str, folder=None, device: str = "cpu") -> tuple[torch.nn.Module, dict]:
+def load(kind: str, folder=None, device: str = "cpu", nets: dict = NETS) -> tuple[torch.nn.Module, dict]:
     """The net and its metadata ``{"kind", "config", "info"}``; clear errors for a missing,
-    foreign or mismatched file."""
-    from safetensors.torch import load_file
-
+    foreign or mismatched file. ``nets``: kind -> (class, config class)."""
     meta = metadata(kind, folder)
-    cls, cfg_cls = NETS[kind]
+    cls, cfg_cls = nets[kind]
     net = cls(cfg_cls(**meta["config"]))
     net.load_state_dict(load_file(str(path_for(kind, folder))))
     net.eval().to(device)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from backend.pipeline import reconstruct
+from backend.reconstruct.pipeline import reconstruct
 
 PHOTO = Path(__file__).resolve().parents[2] / "assets" / "astronaut.jpg"
 

@@ -14,11 +14,13 @@ import numpy as np
 import pytest
 from scipy.io import savemat
 
-from backend import bfm_files, bfm_model, uv_param
-from backend.bfm_synthetic import make_truth, shape_errors, write_bfm2009, write_bfm2017
-from backend.errors import ModelNotFoundError
-from backend.face_model import load_model
-from backend.pipeline import reconstruct
+from backend.core.errors import ModelNotFoundError
+from backend.models.bfm import convert as bfm_model
+from backend.models.bfm import files as bfm_files
+from backend.models.bfm import uv_param
+from backend.models.bfm.synthetic import make_truth, shape_errors, write_bfm2009, write_bfm2017
+from backend.models.loader import load_model
+from backend.reconstruct.pipeline import reconstruct
 
 from conftest import PHOTO
 

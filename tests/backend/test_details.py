@@ -3,17 +3,21 @@
 from __future__ import annotations
 
 import json
-from functools import partial
+from dataclasses import asdict
 
 import numpy as np
 import pytest
 
-from backend import details, exr_io
-from backend.face_model import load_model
-from backend.face_regions import region_masks
+from backend.core import exr_io
+from backend.detail import maps as details
+from backend.models.loader import load_model
+from backend.models.regions import region_masks
+from protocol.details import PHOTO_DETAIL_FILE
+
 
 # these tests are about the physical model (the learned one: test_learned_serve.py)
-build_details = partial(details.build_details, detail_model="physical")
+def build_details(*args, **kw) -> dict:
+    return asdict(details.build_details(*args, detail_model="physical", **kw))
 
 
 @pytest.fixture(scope="module")
@@ -36,7 +40,7 @@ def test_files_follow_the_convention(job, maps):
         assert m.shape == (256, 256) and m.dtype == np.float32 and np.isfinite(m).all()
         side = json.loads((job / f"detail_{res['tag']}.json").read_text())
         assert side["unit"] == "mm" and side["model"] == "physical"
-    assert (job / details.DETAIL_FILE).is_file(), "D(I_x) is cached per face"
+    assert (job / PHOTO_DETAIL_FILE).is_file(), "D(I_x) is cached per face"
     assert neutral["tag"] != brows["tag"]
     assert brows["aus"]["AU1"] == 1.0 and brows["aus"]["AU2"] == 1.0 and "AU12" not in brows["aus"]
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from backend.emotions import EMFACS, au_rig, controls_from_weights, preset_controls
-from backend.face_model import load_model
+from backend.models.emotions import EMFACS, au_rig, controls_from_weights, preset_controls
+from backend.models.loader import load_model
 
 
 @pytest.fixture(scope="module")

@@ -2,18 +2,19 @@
 
 from __future__ import annotations
 
-
 import numpy as np
 import pytest
 import skimage.data
 from PIL import Image
 from scipy.spatial.transform import Rotation
 
-from backend import facs, fitting, landmarks
-from backend.errors import CancelledError, FitError, NoFaceError
-from backend.face_data import Camera, Detection
-from backend.face_model import load_model
-from backend.progress import Job
+from backend.core.errors import CancelledError, FitError, NoFaceError
+from backend.core.progress import Job
+from backend.models import facs
+from backend.models.loader import load_model
+from backend.reconstruct import fitting
+from backend.vision import landmarks
+from protocol.job import Camera, Detection
 
 # Eye centres of skimage's astronaut photo, read off a 12x zoom of the pixels (the midpoint
 # of each eye's corners, which is also where the iris sits): subject's right eye (image

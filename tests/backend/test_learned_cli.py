@@ -9,9 +9,10 @@ import numpy as np
 import pytest
 import torch
 
-from backend.cli import main
-from backend.learned import data, sr, weights
+from backend.learned import sr, weights
 from backend.learned.nets import RCAN
+from backend.learned.train import data
+from backend.service.cli import main
 
 
 @pytest.fixture(scope="module")

@@ -7,8 +7,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from backend.learned import data
 from backend.learned.nets import RCAN, DetH, DetHConfig, DExp, blend, n_params, wrinkle_features
+from backend.learned.train import data
 
 
 def _inputs(b=2, s=256, seed=0):
@@ -122,10 +122,10 @@ def test_random_controls_cover_presets_sparse_and_neutral():
 def test_au_maps_put_each_au_where_its_wrinkles_form():
     """DetH's AU maps (skin compression per control on the mean face) are strongest in the
     region each AU wrinkles, on the right side for sided controls."""
-    from backend.emotions import au_rig
-    from backend.face_model import load_model
-    from backend.face_regions import region_masks
     from backend.learned import au_maps
+    from backend.models.emotions import au_rig
+    from backend.models.loader import load_model
+    from backend.models.regions import region_masks
 
     model = load_model()
     maps = au_maps.for_model_dir(None)

@@ -5,21 +5,36 @@ and not elsewhere."""
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
-from backend import emotions, exr_io, wrinkle_rig
-from backend.details import build_details, resample
-from backend.errors import BadRequestError
-from backend.face_data import FaceReconstruction
-from backend.face_model import load_model
-from backend.face_regions import region_masks
+from backend.core import exr_io
+from backend.core.errors import BadRequestError
+from backend.core.imaging import resample
+from backend.core.progress import Job
+from backend.detail import maps
+from backend.detail import rig as wrinkle_rig
+from backend.detail.face import ReconstructedFace
 from backend.learned import serve, sr, weights
 from backend.learned.nets import DetH, DetHConfig
-from backend.progress import Job
+from backend.models import emotions
+from backend.models.loader import load_model
+from backend.models.regions import region_masks
+from protocol.details import WrinkleRig
+from protocol.job import FaceReconstruction
+
+
+def build_details(*args, **kw) -> dict:
+    return asdict(maps.build_details(*args, **kw))
+
+
+def build_animation(*args, **kw) -> dict:
+    return asdict(wrinkle_rig.build_animation(*args, **kw))
+
 
 RECORDED = Path(__file__).resolve().parents[1] / "data" / "learned_recorded.npz"
 BROWS = {"AU1L": 1.0, "AU1R": 1.0, "AU2L": 1.0, "AU2R": 1.0}
@@ -92,7 +107,7 @@ def test_served_map_names_the_nets_and_keeps_the_input_off_the_face(job, use_lea
     m256, m1024 = (exr_io.read_map(job / info["files"][k]) for k in ("256", "1024"))
     np.testing.assert_allclose(resample(m1024, 256), m256, atol=2e-3)  # one map, two sizes
 
-    inp = serve.face_inputs(job, FaceReconstruction.load(job), model, Job())
+    inp = serve.face_inputs(ReconstructedFace.open(job), Job())
     rig = emotions.au_rig(model)
     out = use_learned.map_for(inp, serve.controls_vector(rig, model.expression_names, _weights(model, BROWS))[None],
                               inp["age"])[0]
@@ -113,16 +128,16 @@ def test_deth_without_weights_says_so_and_auto_falls_back(job, tmp_path, monkeyp
 
 def test_learned_wrinkle_rig_is_exact_at_keys(job, use_learned):
     """B + Σ v W_c + C_k at a key is DetH's own map for the key's expression (half floats)."""
-    res = wrinkle_rig.build_animation(str(job), size=256, base_size=256, controls=list(BROWS),
+    res = build_animation(str(job), size=256, base_size=256, controls=list(BROWS),
                                       keys=[{"frame": 1, "values": BROWS}], detail_model="deth")
     assert res["model"] == use_learned.name and res["detail_model"] == "deth"
     packed = [c for p in res["packs"] for c in p["controls"]]
     assert packed and sorted(packed + res["skipped"]) == sorted(BROWS), "the randomised DetH moves the map"
     base = exr_io.read_map(job / res["base"]["file"])
     key = exr_io.read_map(job / res["keys"][0]["file"])
-    shown = base + wrinkle_rig.mix(job, res, BROWS) + key
+    shown = base + wrinkle_rig.mix(job, WrinkleRig.from_dict(res), BROWS) + key
     model = load_model(FaceReconstruction.load(job).model_dir)
-    inp = serve.face_inputs(job, FaceReconstruction.load(job), model, Job())
+    inp = serve.face_inputs(ReconstructedFace.open(job), Job())
     y = serve.controls_vector(inp["rig"], model.expression_names, _weights(model, BROWS))
     direct = use_learned.to_size(use_learned.map_for(inp, y[None], res["age_years"])[0], 256)
     np.testing.assert_allclose(shown, direct, atol=3e-3)

@@ -9,8 +9,9 @@ import numpy as np
 import pytest
 import torch
 
-from backend.learned import data, train
 from backend.learned.nets import DetHConfig
+from backend.learned.train import data
+from backend.learned.train import deth as train
 
 
 @pytest.fixture(scope="module")

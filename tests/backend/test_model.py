@@ -5,8 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from backend.errors import ModelNotFoundError
-from backend.face_model import load_ict_facekit, load_model
+from backend.core.errors import ModelNotFoundError
+from backend.models.ict import load_ict_facekit
+from backend.models.loader import load_model
 
 
 @pytest.fixture(scope="module")

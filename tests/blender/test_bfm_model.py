@@ -20,7 +20,7 @@ def bfm_file(tmp_path_factory):
     if not BACKEND_PY.exists():
         pytest.skip(f"backend environment missing ({BACKEND_PY}); run scripts/setup.sh")
     path = tmp_path_factory.mktemp("bfm") / "01_MorphableModel.mat"
-    code = ("import sys; from backend.face_model import load_model; from backend import bfm_synthetic as b; "
+    code = ("import sys; from backend.models.loader import load_model; from backend.models.bfm import synthetic as b; "
             "b.write_bfm2009(sys.argv[1], b.make_truth(load_model(), seed=3))")
     r = subprocess.run([str(BACKEND_PY), "-c", code, str(path)], cwd=REPO, capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr[-2000:]
@@ -32,7 +32,7 @@ def bfm_prefs(ext, tmp_path, monkeypatch):
     """The add-on's preferences, as when it is enabled in Blender (the test harness registers the
     package without a preferences entry: one is added for the test and removed after)."""
     monkeypatch.setenv("FACEDET3D_CACHE_DIR", str(tmp_path / "cache"))
-    mod = sys.modules[ext.__name__ + ".addon.preferences"]
+    mod = sys.modules[ext.__name__ + ".addon.prefs"]
     entry = None
     if mod.prefs() is None:
         entry = bpy.context.preferences.addons.new()

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import numpy as np
-import pytest
 
 from conftest import backend_run, bpy
 
 PATTERN = """
 import sys, numpy as np
-from backend.exr_io import write_map
+from backend.core.exr_io import write_map
 n = int(sys.argv[2])
 i, j = np.mgrid[0:n, 0:n]
 # Distinct, exactly representable half values; row 0 is v = 1 (the top of the UV tile).
@@ -57,10 +56,10 @@ def _evaluated(obj) -> np.ndarray:
 def test_attached_map_displaces_the_skin_along_normals_in_mm(empty_scene, job_dir, ext, tmp_path):
     path = tmp_path / "pattern.exr"
     backend_run(PATTERN, str(path), "512")
-    built = ext.addon.scene_builder.build_face(bpy.context, job_dir, name="Detail")
+    built = ext.addon.scene.builder.build_face(bpy.context, job_dir, name="Detail")
     obj = built.obj
     base = _evaluated(obj)
-    image = ext.addon.displacement.attach(obj, path, vertex_range=(0, 9409), material_name="skin_face",
+    image = ext.addon.scene.displacement.attach(obj, path, vertex_range=(0, 9409), material_name="skin_face",
                                           viewport_levels=0)
     names = [m.name for m in obj.modifiers]
     assert names.index("FaceDet3D Subdivision") < names.index("FaceDet3D Detail")
@@ -81,7 +80,7 @@ def test_attached_map_displaces_the_skin_along_normals_in_mm(empty_scene, job_di
     assert np.median(d[:9409]) > 0.0002
 
     # Re-attaching replaces the map rather than stacking modifiers.
-    ext.addon.displacement.attach(obj, path, vertex_range=(0, 9409), material_name="skin_face")
+    ext.addon.scene.displacement.attach(obj, path, vertex_range=(0, 9409), material_name="skin_face")
     assert [m.name for m in obj.modifiers].count("FaceDet3D Detail") == 1
-    ext.addon.displacement.detach(obj)
+    ext.addon.scene.details.remove(obj)
     assert np.abs(_evaluated(obj) - base).max() < 1e-7

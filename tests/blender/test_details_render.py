@@ -16,7 +16,7 @@ BROWS = ("AU1L", "AU1R", "AU2L", "AU2R")  # inner and outer brow raisers
 
 @pytest.fixture()
 def face(empty_scene, job_dir, ext):
-    built = ext.addon.scene_builder.build_face(bpy.context, job_dir, name="Wrinkles")
+    built = ext.addon.scene.builder.build_face(bpy.context, job_dir, name="Wrinkles")
     obj = built.obj
     for k in obj.data.shape_keys.key_blocks[1:]:
         k.value = 0.0  # shapes outside the AU rig (the rig's drivers override the rest)
@@ -66,7 +66,7 @@ def test_add_details_operator_attaches_maps_for_the_current_expression(face, job
 def test_render_with_details_differs_in_the_wrinkle_region_only(face, job_dir, ext, tmp_path, model):
     bpy.ops.facedet3d.add_details(size=1024, detail_model=model)
     with_d, origin, scale = _render_face_box(job_dir, tmp_path, "with")
-    ext.addon.displacement.detach(face)
+    ext.addon.scene.details.remove(face)
     without, _, _ = _render_face_box(job_dir, tmp_path, "without")
     diff = np.abs(with_d - without)
 

@@ -37,9 +37,10 @@ def test_zip_holds_the_extension_and_not_the_dev_files(built_zip):
     import zipfile
 
     names = set(zipfile.ZipFile(built_zip).namelist())
-    assert {"blender_manifest.toml", "__init__.py", "addon/client.py", "backend/server.py",
-            "operators/import_photo.py"} <= names
-    assert not any(n.startswith((".venv", "tests/", "out/", ".git/")) for n in names)
+    assert {"blender_manifest.toml", "__init__.py", "addon/link/client.py", "backend/service/server.py",
+            "protocol/rpc.py", "addon/operators/import_photo.py", "backend/learned/weights/deth.safetensors"} <= names
+    assert not any(n.startswith((".venv", "tests/", "out/", ".git/", "docs/", "scripts/")) for n in names)
+    assert not any(n.startswith("backend/learned/train/") for n in names), "training stays in the checkout"
 
 
 def test_zip_installs_enables_and_registers(built_zip, tmp_path):

@@ -15,7 +15,7 @@ N_EXPRESSIONS = 57
 
 @pytest.fixture()
 def built(empty_scene, job_dir, ext):
-    return ext.addon.scene_builder.build_face(bpy.context, job_dir, name="Astronaut")
+    return ext.addon.scene.builder.build_face(bpy.context, job_dir, name="Astronaut")
 
 
 def test_mesh_has_model_topology_uvs_and_all_shape_keys(built, job_dir):
@@ -92,7 +92,7 @@ def test_build_failure_leaves_scene_unchanged(empty_scene, job_dir, ext, tmp_pat
     before = datablock_counts()
     cam_before = bpy.context.scene.camera
     with pytest.raises(Exception):
-        ext.addon.scene_builder.build_face(bpy.context, broken)
+        ext.addon.scene.builder.build_face(bpy.context, broken)
     assert datablock_counts() == before
     assert bpy.context.scene.camera == cam_before
 

@@ -19,10 +19,11 @@ BROWS = {"AU1L": 1.0, "AU1R": 1.0, "AU2L": 1.0, "AU2R": 1.0}
 SMILE = {"AU12L": 1.0, "AU12R": 1.0}
 BUILD = """
 import json, sys
-from backend.wrinkle_rig import build_animation
+from dataclasses import asdict
+from backend.detail.rig import build_animation
 a = json.loads(sys.argv[1])
-print(json.dumps(build_animation(a["job_dir"], size=512, controls=a["controls"], keys=a["keys"], base_size=1024,
-                                 detail_model="physical")))
+print(json.dumps(asdict(build_animation(a["job_dir"], size=512, controls=a["controls"], keys=a["keys"],
+                                        base_size=1024, detail_model="physical"))))
 """
 
 
@@ -36,11 +37,11 @@ def shared_job(job_dir, tmp_path_factory):
 
 @pytest.fixture()
 def face(empty_scene, shared_job, ext):
-    obj = ext.addon.scene_builder.build_face(bpy.context, shared_job, name="Anim").obj
+    obj = ext.addon.scene.builder.build_face(bpy.context, shared_job, name="Anim").obj
     for k in obj.data.shape_keys.key_blocks[1:]:
         k.value = 0.0  # shapes outside the rig stay neutral
     bpy.context.view_layer.objects.active = obj
-    rig = ext.addon.au_rig
+    rig = ext.addon.scene.au_rig
     rig.apply_values(obj, BROWS)
     rig.keyframe(obj, 1)
     rig.apply_values(obj, SMILE)
@@ -49,10 +50,10 @@ def face(empty_scene, shared_job, ext):
 
 
 def wire(ext, obj, job):
-    keys = ext.addon.wrinkle_mix.animation_keys(obj)
+    keys = ext.addon.scene.wrinkle_mix.animation_keys(obj)
     out = backend_run(BUILD, json.dumps({"job_dir": str(job), "controls": CONTROLS, "keys": keys}))
     res = json.loads(out.strip().splitlines()[-1])
-    ext.addon.wrinkle_mix.attach(obj, res)
+    ext.addon.scene.wrinkle_mix.attach(obj, ext.protocol.details.WrinkleRig.from_dict(res))
     return res
 
 
@@ -121,7 +122,7 @@ def test_viewport_sum_is_the_formula_at_keys_and_between(face, shared_job, ext):
     assert [m.name for m in face.modifiers] == ["FaceDet3D Subdivision", "FaceDet3D Wrinkles", "FaceDet3D Detail"]
     assert not face.modifiers["FaceDet3D Wrinkles"].show_render, "renders use the material"
     assert [k.frame for k in face.facedet3d.wrinkle_keys] == [1, 11]
-    assert not ext.addon.wrinkle_mix.stale_keys(face)
+    assert not ext.addon.scene.wrinkle_mix.stale_keys(face)
     for frame, betas in ((1, (1.0, 0.0)), (6, None), (11, (0.0, 1.0))):
         bpy.context.scene.frame_set(frame)
         got_b = [k.weight for k in face.facedet3d.wrinkle_keys]
@@ -160,7 +161,7 @@ def test_frames_render_wrinkles_only_where_aus_are_active(face, shared_job, ext,
     for frame in (1, 11):
         bpy.context.scene.frame_set(frame)
         shots[frame], origin, scale = _render_face_box(shared_job, tmp_path, f"with_{frame}")
-    ext.addon.wrinkle_mix.detach(face)
+    ext.addon.scene.wrinkle_mix.detach(face)
     for frame in (1, 11):
         bpy.context.scene.frame_set(frame)
         plain, _, _ = _render_face_box(shared_job, tmp_path, f"without_{frame}")
@@ -205,7 +206,7 @@ def test_moved_blend_renders_the_same_frame(face, shared_job, ext, tmp_path):
 def test_gltf_export_carries_morph_targets_and_maps(face, shared_job, ext, tmp_path):
     wire(ext, face, shared_job)
     face.select_set(False)
-    info = ext.addon.gltf_export.export(face, tmp_path / "out" / "anim.glb")
+    info = ext.addon.scene.gltf_export.export(face, tmp_path / "out" / "anim.glb")
     assert not face.select_get() and bpy.context.view_layer.objects.active == face, "selection restored"
     data = (tmp_path / "out" / "anim.glb").read_bytes()
     length = struct.unpack_from("<I", data, 12)[0]
@@ -229,14 +230,14 @@ def test_operator_builds_the_rig_and_flags_changed_keys(face, shared_job, ext):
     fd = face.facedet3d
     side = json.loads((shared_job / f"wrinkles_{fd.wrinkle_rig}.json").read_text())
     assert sorted(c for p in side["packs"] for c in p["controls"]) == sorted(CONTROLS)
-    assert not ext.addon.wrinkle_mix.stale_keys(face)
+    assert not ext.addon.scene.wrinkle_mix.stale_keys(face)
     bpy.context.scene.frame_set(11)
     face.facedet3d.aus["AU1L"].value = 0.5
-    ext.addon.au_rig.keyframe(face, 11)
-    assert ext.addon.wrinkle_mix.stale_keys(face), "a changed key is flagged"
+    ext.addon.scene.au_rig.keyframe(face, 11)
+    assert ext.addon.scene.wrinkle_mix.stale_keys(face), "a changed key is flagged"
     ok = bpy.ops.facedet3d.animate_wrinkles(which="ANIMATED", size="512", base_size="1024", detail_model="physical")
     assert ok == {"FINISHED"}
-    assert not ext.addon.wrinkle_mix.stale_keys(face)
+    assert not ext.addon.scene.wrinkle_mix.stale_keys(face)
     assert json.loads(fd.wrinkle_keys[1].values_json)["AU1L"] == 0.5
     bpy.ops.facedet3d.remove_wrinkles()
     assert face.modifiers.get("FaceDet3D Wrinkles") is None and not fd.wrinkle_rig and not len(fd.wrinkle_keys)
@@ -262,7 +263,7 @@ def test_an_unreadable_map_leaves_the_face_as_it_was(face, shared_job, ext):
     bad = {**res, "tag": "broken", "keys": [], "packs": res["packs"] + [{"file": "wrinkles_broken_pack0.exr",
                                                                           "controls": ["AU4L"]}]}
     with pytest.raises(RuntimeError, match="wrinkles_broken_pack0.exr is not a readable EXR"):
-        ext.addon.wrinkle_mix.attach(face, bad)
+        ext.addon.scene.wrinkle_mix.attach(face, ext.protocol.details.WrinkleRig.from_dict(bad))
     after = (face.facedet3d.wrinkle_rig, [k.name for k in face.facedet3d.wrinkle_keys], len(bpy.data.images),
              [m.name for m in face.modifiers], sorted(n.name for n in skin.node_tree.nodes))
     assert after == before

@@ -1,0 +1,85 @@
+"""Add Details: detail maps for the face's current expression, wired as displacement."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import bpy
+from bpy.props import EnumProperty, FloatProperty, IntProperty
+
+from ...protocol.details import DetailInfo, detail_sizes
+from ...protocol.job import FACE_JSON
+from ...protocol.methods import DetailsParams
+from ..link import jobs
+from ..scene import displacement, wrinkle_mix
+from .backend_job import BackendJobMixin, detail_model_items
+
+
+def face_object(context):
+    obj = context.active_object
+    fd = getattr(obj, "facedet3d", None) if obj else None
+    return obj if fd is not None and fd.job_dir else None
+
+
+def face_job_dir(obj) -> Path:
+    """The face's job folder, or an InputError saying how to get it back."""
+    job_dir = Path(bpy.path.abspath(obj.facedet3d.job_dir))
+    if not (job_dir / FACE_JSON).is_file():
+        raise jobs.InputError(f"The face's files are missing ({job_dir}). Re-import the photo, or "
+                              "move the *_facedet3d folder back beside the .blend.")
+    return job_dir
+
+
+def current_expression(context, obj) -> list[float]:
+    """The expression as shown: evaluated shape-key values (after AU drivers and animation),
+    in the model's order (the shape keys' own order)."""
+    ev = obj.evaluated_get(context.evaluated_depsgraph_get())
+    keys = ev.data.shape_keys.key_blocks if ev.data.shape_keys else []
+    return [float(k.value) for k in keys[1:]]
+
+
+class FACEDET3D_OT_add_details(BackendJobMixin, bpy.types.Operator):
+    """Build detail maps (the person's own detail and expression wrinkles) for the face's
+    current expression and attach them as displacement"""
+
+    bl_idname = "facedet3d.add_details"
+    bl_label = "Add Details"
+    bl_options = {"REGISTER", "UNDO"}
+    label_running = "FaceDet3D details"
+
+    age: FloatProperty(name="Age", description="Age for wrinkle depth (0: estimate from the photo)",
+                       default=0.0, min=0.0, max=110.0)
+    seed: IntProperty(name="Seed", default=0, min=0)
+    size: IntProperty(name="Map size", description="Largest map size (4096 for final renders)",
+                      default=4096, min=256, max=8192)
+    detail_model: EnumProperty(name="Model", items=detail_model_items,
+                               description="What makes the maps (the backend's detail models)")
+
+    @classmethod
+    def poll(cls, context):
+        return face_object(context) is not None
+
+    def start(self, context):
+        obj = face_object(context)
+        if obj is None:
+            raise jobs.InputError("Select a face made by FaceDet3D's Import Photo first.")
+        job_dir = face_job_dir(obj)
+        self._obj_name = obj.name
+        return "details", DetailsParams(job_dir=str(job_dir), expression=current_expression(context, obj),
+                                        seed=self.seed, sizes=detail_sizes(self.size), model=self.detail_model,
+                                        age=self.age if self.age > 0 else None)
+
+    def finish(self, context, result):
+        obj = bpy.data.objects[self._obj_name]
+        info = DetailInfo.from_dict(result)
+        wrinkle_mix.detach(obj)  # this map already holds the wrinkles of the current expression
+        displacement.attach(obj, Path(info.job_dir) / info.largest(), vertex_range=info.vertex_range,
+                            material_name=info.material)
+        obj.facedet3d.detail_tag = info.tag
+        obj.facedet3d.detail_model = info.model
+        self.report({"INFO"}, f"Details for {obj.name}: {info.model} model, age {info.age_years:.0f}, "
+                              f"RMS {info.stats['rms_mm']:.3f} mm")
+        return {"FINISHED"}
+
+
+CLASSES = (FACEDET3D_OT_add_details,)

@@ -1,0 +1,1 @@
+"""Mesh and texel geometry: UV rasterising, closest points and surface operators, ray casting."""

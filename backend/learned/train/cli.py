@@ -1,0 +1,138 @@
+"""Command lines for the learned nets (wired into ``python -m backend``):
+
+    synth   --out DIR --n N [--start S] [--size 256|1024]     synthetic shards (resumable; N identities)
+    train   deth|rcan|aureg --data DIR --out DIR [--steps N]  resumable (deth, rcan), fixed seed
+    export  deth|rcan|aureg --run DIR [--to FILE]             checkpoint -> safetensors + metadata
+    eval    --data DIR --hr-data DIR [--out FILE]            held-out figures (docs/deth.md)
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import torch
+
+from .. import weights
+from ..nets import RCAN, DetH, DetHConfig, RCANConfig
+from . import data
+from .aureg import NETS, AURegConfig, AURegressor, AURegTrainConfig, train_aureg
+from .deth import TrainConfig, train
+from .evaluate import evaluate
+from .rcan import SRConfig, train_rcan
+
+
+def add_parsers(sub) -> None:
+    s = sub.add_parser("synth", help="write synthetic DetH training shards from the physical model")
+    s.add_argument("--out", required=True)
+    s.add_argument("--n", type=int, required=True)
+    s.add_argument("--start", type=int, default=0, help="first seed (split ranges across processes)")
+    s.add_argument("--size", type=int, default=256, choices=(64, 256, 1024))
+    s.add_argument("--expressions", type=int, default=4, help="expressions per identity (chained into pairs)")
+    s.add_argument("--model-dir", default="")
+
+    t = sub.add_parser("train", help="train DetH (+ D_Exp), RCAN or the evaluation AU regressor")
+    t.add_argument("net", choices=("deth", "rcan", "aureg"))
+    t.add_argument("--data", required=True, help="folder of synth_*.npz shards (1024² ones for rcan)")
+    t.add_argument("--out", required=True, help="run folder: checkpoint.pt, losses.jsonl")
+    t.add_argument("--steps", type=int, default=0, help="total steps (0: the net's default)")
+    t.add_argument("--batch", type=int, default=0)
+    t.add_argument("--patch", type=int, default=0, help="rcan: high-resolution patch side (default 192)")
+    t.add_argument("--threads", type=int, default=0, help="CPU threads (0: torch's default)")
+    t.add_argument("--device", default="", help="cpu or cuda (default: cuda when present)")
+
+    e = sub.add_parser("export", help="a run's checkpoint -> shipped safetensors weights")
+    e.add_argument("net", choices=("deth", "rcan", "aureg"))
+    e.add_argument("--run", required=True)
+    e.add_argument("--data", default="", help="the shards it trained on (recorded in the metadata)")
+    e.add_argument("--to", default="", help="output file (default: the shipped weights folder)")
+    e.add_argument("--name", default="")
+
+    v = sub.add_parser("eval", help="evaluate the weights on held-out synthetic identities")
+    v.add_argument("--data", required=True, help="256² shards (DetH, AU regressor)")
+    v.add_argument("--hr-data", default="", help="1024² shards (RCAN)")
+    v.add_argument("--weights", default="", help="weights folder (default: shipped)")
+    v.add_argument("--out", default="", help="write the figures as JSON here too")
+
+
+def _shards(folder: str) -> list[Path]:
+    paths = sorted(Path(folder).glob("synth_*.npz"))
+    if not paths:
+        raise SystemExit(f"error: no synth_*.npz shards in {folder}\n  what to do: run "
+                         f"`python -m backend synth --out {folder} --n 2048` first")
+    return paths
+
+
+def run(args) -> int:
+    """Run one command; a missing or wrong input file is a message and exit status 1."""
+    try:
+        return _run(args)
+    except (FileNotFoundError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+
+
+def _run(args) -> int:
+    if getattr(args, "threads", 0):
+        torch.set_num_threads(args.threads)
+    if args.command == "synth":
+        data.generate(args.out, args.n, args.start, args.model_dir or None, size=args.size, n_expr=args.expressions)
+        return 0
+    if args.command == "train":
+        if args.net == "aureg" and (args.steps or args.batch):
+            raise SystemExit("error: the AU regressor is fitted in closed form: no --steps or --batch")
+        d = data.load_shards(_shards(args.data))
+        print(f"{len(d['seed'])} samples at {d['dx'].shape[-1]}² from {args.data}", flush=True)
+        over = {k: v for k, v in (("steps", args.steps), ("batch", args.batch)) if v}
+        dev = args.device or None
+        if args.patch:
+            if args.net != "rcan":
+                raise SystemExit("error: --patch is an RCAN training setting")
+            over["patch"] = args.patch
+        if args.net == "deth":
+            last = train(d, args.out, TrainConfig(**over), device=dev)
+        elif args.net == "rcan":
+            last = train_rcan(d, args.out, SRConfig(**over), device=dev)
+        else:
+            last = train_aureg(d, args.out, AURegTrainConfig(), device=dev)
+        print(json.dumps(last))
+        return 0
+    if args.command == "export":
+        net, info = _from_run(args.net, Path(args.run))
+        if args.data:
+            d = data.load_shards(_shards(args.data))
+            info["data"] = {"samples": int(len(d["seed"])), "size": int(d["dx"].shape[-1]),
+                            "seeds": [int(d["seed"].min()), int(d["seed"].max())], "source": "synthetic"}
+        info["name"] = args.name or f"{args.net}-synth-v1"
+        print(weights.export(net, args.net, args.to or weights.path_for(args.net), info, nets=NETS))
+        return 0
+    figures = evaluate(args.data, args.hr_data or None, args.weights or None, log=print)
+    text = json.dumps(figures, indent=1)
+    if args.out:
+        Path(args.out).write_text(text, encoding="utf-8")
+    print(text)
+    return 0
+
+
+def _from_run(kind: str, run: Path):
+    """The net from a run folder's checkpoint, and what the run was (steps, config, last losses)."""
+    ck = run / ("aureg.pt" if kind == "aureg" else "checkpoint.pt")
+    if not ck.is_file():
+        raise SystemExit(f"error: {ck} is missing\n  what to do: train first (`python -m backend train {kind} ...`)")
+    st = torch.load(ck, map_location="cpu", weights_only=False)
+    cfg = st["config"]
+    if kind == "deth":
+        net = DetH(DetHConfig(**cfg["deth"]))
+        net.load_state_dict(st["G"])
+    elif kind == "rcan":
+        net = RCAN(RCANConfig(**cfg["net"]))
+        net.load_state_dict(st["net"])
+    else:
+        net = AURegressor(AURegConfig(**cfg["net"]))
+        net.load_state_dict(st["net"])
+    losses = run / "losses.jsonl"
+    rows = losses.read_text(encoding="utf-8").splitlines() if losses.is_file() else []
+    info = {"steps": int(st.get("step", cfg.get("steps", 0))), "train_config": cfg,
+            "last_losses": json.loads(rows[-1]) if rows else {}}
+    return net, info

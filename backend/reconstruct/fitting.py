@@ -1,0 +1,420 @@
+"""Fit the morphable model to 68 detected landmarks: pose, identity, expression.
+
+A proxy fit in the manner of landmark-based face fitting (FDS-style): minimise the
+reprojection error of the model's landmark vertices through a perspective pinhole camera,
+
+    E = sum_i |proj(R (N + B_id a + B_ex w)_i + t) - p_i|^2 / sigma_i^2 + |a|^2 + lambda |w|^2
+
+with identity coefficients ``a`` ~ N(0, 1) (the ICT modes are scaled that way), expression
+weights ``w`` in [0, 1] (only the shapes that landmarks can see), solved with
+``scipy.optimize.least_squares`` ('trf', bounds, analytic Jacobian) on the landmark
+vertices only.
+
+The 16 jaw-line landmarks (0-7, 9-16) are not fixed vertices: a detector puts them on the
+face's visible outline, which slides over the surface as the head turns. Each one has a
+set of candidate vertices (a horizontal slab of the face at its height, in front of the
+ears) and after every solve it moves to the candidate that is extreme outward in the
+current projection ("landmark marching", Zhu et al., HPEN / 3DDFA); pose/shape and these
+correspondences alternate until the correspondences stop changing.
+"""
+
+from __future__ import annotations
+
+import math
+import weakref
+from dataclasses import dataclass
+
+import numpy as np
+from scipy.optimize import least_squares
+from scipy.spatial.transform import Rotation
+
+from protocol.job import Camera, Detection, Fit
+
+from ..core.errors import FitError
+from ..core.progress import Job
+from ..models.morphable import MorphableModel
+
+# ---- camera --------------------------------------------------------------------------------
+# Focal length policy. One photo barely constrains the focal length: focal length and
+# distance trade off against each other and only the (weak) perspective foreshortening of a
+# ~15 cm deep face tells them apart, which landmark noise swamps. So we fix the field of view
+# instead of fitting it: 40 degrees across the long side, i.e. a "normal" 50 mm lens on full
+# frame / a phone's main camera with a mild crop -- between a phone selfie (~65-75 deg) and
+# a portrait tele (~20-25 deg). The fitted distance then follows from the face's size in
+# pixels (about 0.5-0.8 m for a head-and-shoulders photo), and a wrong guess mostly moves the
+# camera along its axis; the reprojection stays the same. The principal point is the image
+# centre (no EXIF crop info is trusted).
+DEFAULT_FOV_DEG = 40.0
+
+# ---- noise model and priors ----------------------------------------------------------------
+# Landmark residuals are divided by sigma, in pixels, proportional to the face size (the
+# larger side of the landmarks' bounding box, ~2.2x the inter-ocular distance for a frontal
+# face): 68-point detectors are typically off by 3-5 % of the inter-ocular distance on inner
+# points (~2 % of the face size) and about twice that along the jaw line, whose points are
+# only defined up to a slide along the outline.
+SIGMA_INNER = 0.02
+SIGMA_CONTOUR = 0.045
+# Identity coefficients are N(0, 1): the MAP prior residual is the coefficient itself.
+IDENTITY_PRIOR = 1.0
+IDENTITY_BOUND = 4.0  # |a_k| <= 4 sigma: keeps a bad detection from producing a monster
+# Expression weights: a Gaussian (L2) prior of this strength, and bounds [0, 1]: a shape at
+# full weight costs as much as one landmark 3 sigma off. Chosen on synthetic fits (random
+# identities, 4-5 active shapes, landmark noise 1.5 % of the face size, yaw +-20 deg): the
+# error of the recovered weights is lowest around 3 (rmse 0.20 at 1.0, 0.15 at 2, 0.14 at 3,
+# 0.15 at 5), and the sum of weights on shapes that are not there falls from 4.8 (1.0) to
+# 2.2 (3). On the astronaut photo 1.0 turns on a dozen shapes to fit landmark noise (eyeWide
+# 1.0, mouthLeft and mouthRight together); 3 keeps her smile (mouthSmile ~0.7) and little else.
+# The price is shrinkage: true weights come back at roughly half to two thirds.
+EXPRESSION_PRIOR = 3.0
+# Expression shapes the fit never uses: pupils and gaze do not move any landmark; mouthClose
+# is ARKit's corrective for jawOpen (alone it pulls the lips through the face); cheekPuff
+# only widens the jaw outline, which identity explains better and the jaw points are too
+# noisy to tell apart.
+EXCLUDED_PREFIXES = ("PupilDilate", "eyeLook", "mouthClose", "cheekPuff")
+
+CONTOUR_RIGHT = list(range(0, 8))  # subject's right (image left for a frontal photo)
+CONTOUR_LEFT = list(range(9, 17))
+CONTOUR = CONTOUR_RIGHT + CONTOUR_LEFT
+SLAB_HALF_MM = 2.5  # half height of a contour landmark's candidate slab
+EAR_MARGIN_MM = 3.0  # candidates may lie this far behind the jaw row (towards the ear)
+INNER_FRACTION = 0.3  # ...and no closer to the midline than this fraction of the landmark's |x|
+
+MAX_OUTER = 6
+# Trust-region subproblem solver. "exact" runs an SVD per iteration, and OpenBLAS's
+# threaded SVD/QR of these small (~250 x 110) matrices degrades from ~3 ms to ~1 s when the
+# CPU is shared with another busy process (measured here, 2 cores); LSMR needs only
+# matrix-vector products and gives the same fit (error within 1e-4 IOD) in ~0.2 s regardless.
+TR_SOLVER = "lsmr"
+MAX_ERROR_IOD = 0.25  # beyond this mean error the "fit" does not describe the photo
+
+
+def focal_for(image_size: tuple[int, int], fov_deg: float = DEFAULT_FOV_DEG) -> float:
+    """Focal length in pixels for a field of view of ``fov_deg`` across the long side."""
+    w, h = image_size
+    return 0.5 * max(w, h) / math.tan(math.radians(fov_deg) / 2.0)
+
+
+# R_ref for a frontal view: model +x (subject's left) -> camera +x (image right), model +y
+# (up) -> camera -y (image up), model +z (towards the viewer) -> camera -z.
+FRONTAL = np.diag([1.0, -1.0, -1.0])
+
+
+# ---- contour candidates --------------------------------------------------------------------
+@dataclass
+class ContourCandidates:
+    """Per jaw-line landmark (in CONTOUR order): candidate vertex ids and the outward sign."""
+
+    landmarks: list[int]
+    candidates: list[np.ndarray]
+    side: list[int]  # -1: subject's right (outward = -x), +1: left
+    all_vertices: np.ndarray  # union of the candidates (sorted)
+    positions: list[np.ndarray]  # for each landmark, its candidates' indices into all_vertices
+
+
+# id(model) -> (weak reference to the model, its candidates); MorphableModel is unhashable.
+_candidate_cache: dict[int, tuple[weakref.ref, ContourCandidates]] = {}
+
+
+def contour_candidates(model: MorphableModel) -> ContourCandidates:
+    """Candidate vertices for each sliding jaw-line landmark (cached per model).
+
+    For landmark k on one side: the face-region vertices of the neutral mesh within
+    ``SLAB_HALF_MM`` of its height, on its side, no further back (towards the ear) than the
+    release's extended jaw line at that height, and not in the central part of the face.
+    The jaw row itself is one line; the slab gives each landmark a band that crosses the
+    cheek from the jaw line forwards, along which its silhouette point moves as the head
+    turns.
+    """
+    hit = _candidate_cache.get(id(model))
+    if hit is not None and hit[0]() is model:
+        return hit[1]
+    nv = min(model.regions["face"][0][1], model.n_vertices)
+    V = model.neutral[:nv].astype(np.float64)
+    lm = model.neutral[model.landmark_vertices].astype(np.float64)
+    rows = {-1: model.neutral[list(model.jaw_rows[0])].astype(np.float64),
+            +1: model.neutral[list(model.jaw_rows[1])].astype(np.float64)}
+    cands, sides = [], []
+    for k in CONTOUR:
+        side = -1 if k in CONTOUR_RIGHT else +1
+        x_k, y_k = lm[k, 0], lm[k, 1]
+        row = rows[side]
+        order = np.argsort(row[:, 1])
+        z_jaw = float(np.interp(y_k, row[order, 1], row[order, 2]))
+        half = SLAB_HALF_MM
+        while True:
+            mask = ((np.abs(V[:, 1] - y_k) <= half) & (side * V[:, 0] >= INNER_FRACTION * abs(x_k))
+                    & (V[:, 2] >= z_jaw - EAR_MARGIN_MM))
+            if mask.sum() >= 5 or half > 4 * SLAB_HALF_MM:
+                break
+            half *= 1.5
+        idx = np.nonzero(mask)[0]
+        default = int(model.landmark_vertices[k])
+        if default not in idx:
+            idx = np.append(idx, default)
+        cands.append(np.sort(idx).astype(np.int64))
+        sides.append(side)
+    all_v = np.unique(np.concatenate(cands))
+    pos = [np.searchsorted(all_v, c) for c in cands]
+    res = ContourCandidates(list(CONTOUR), cands, sides, all_v, pos)
+    for key in [k for k, (ref, _) in _candidate_cache.items() if ref() is None]:
+        del _candidate_cache[key]
+    _candidate_cache[id(model)] = (weakref.ref(model), res)
+    return res
+
+
+# ---- small geometry helpers ----------------------------------------------------------------
+def _skew(v: np.ndarray) -> np.ndarray:
+    """(..., 3) -> (..., 3, 3) cross-product matrices."""
+    z = np.zeros(v.shape[:-1])
+    return np.stack([np.stack([z, -v[..., 2], v[..., 1]], -1),
+                     np.stack([v[..., 2], z, -v[..., 0]], -1),
+                     np.stack([-v[..., 1], v[..., 0], z], -1)], -2)
+
+
+def _left_jacobian(r: np.ndarray) -> np.ndarray:
+    """SO(3) left Jacobian: Exp(r + d) ~= Exp(J_l(r) d) Exp(r)."""
+    th = float(np.linalg.norm(r))
+    K = _skew(r)
+    if th < 1e-8:
+        return np.eye(3) + 0.5 * K
+    return (np.eye(3) + (1 - math.cos(th)) / th**2 * K + (th - math.sin(th)) / th**3 * (K @ K))
+
+
+def _project(Xc: np.ndarray, f: float, c: np.ndarray) -> np.ndarray:
+    return f * Xc[:, :2] / Xc[:, 2:3] + c
+
+
+def outward_direction(R: np.ndarray, t: np.ndarray, f: float, c: np.ndarray, centre: np.ndarray) -> np.ndarray:
+    """Unit image direction of the model's +x axis (subject's left) at ``centre``."""
+    pts = np.stack([centre, centre + np.array([10.0, 0.0, 0.0])])
+    uv = _project(pts @ R.T + t, f, c)
+    d = uv[1] - uv[0]
+    n = np.linalg.norm(d)
+    return d / n if n > 1e-9 else np.array([1.0, 0.0])
+
+
+def march_contour(model: MorphableModel, identity: np.ndarray, expression: np.ndarray, R: np.ndarray,
+                  t: np.ndarray, f: float, c: np.ndarray) -> dict[int, int]:
+    """For each jaw-line landmark, the candidate vertex extreme outward in this projection."""
+    cc = contour_candidates(model)
+    P = model.shape(identity, expression, vertices=cc.all_vertices)
+    uv = _project(P @ R.T + t, f, c)
+    centre = model.shape(identity, expression, vertices=model.landmark_vertices).mean(0)
+    d = outward_direction(R, t, f, c, centre)
+    out = {}
+    for k, cand, pos, side in zip(cc.landmarks, cc.candidates, cc.positions, cc.side):
+        s = uv[pos] @ d
+        out[k] = int(cand[np.argmax(s) if side > 0 else np.argmin(s)])
+    return out
+
+
+# ---- the solver ----------------------------------------------------------------------------
+class _Problem:
+    """Residuals and Jacobian for x = [r (3), t (3), a (K), w (E_active)]."""
+
+    def __init__(self, model: MorphableModel, vertices: np.ndarray, obs: np.ndarray, sigma: np.ndarray,
+                 f: float, c: np.ndarray, R_ref: np.ndarray, n_id: int, active: np.ndarray,
+                 fixed_shape: bool = False):
+        sel = np.asarray(vertices, np.int64)
+        self.N = model.neutral[sel].astype(np.float64)
+        self.Bid = model.identity_basis[:n_id, sel].astype(np.float64) if n_id else np.zeros((0, len(sel), 3))
+        self.Bex = model.expression_basis[active][:, sel].astype(np.float64)
+        self.obs, self.sigma, self.f, self.c, self.R_ref = obs, sigma, f, c, R_ref
+        self.K = 0 if fixed_shape else n_id
+        self.E = 0 if fixed_shape else len(active)
+        self.fixed_shape = fixed_shape
+        self.shape0 = None  # (a, w) used when fixed_shape
+
+    def unpack(self, x):
+        r, t = x[:3], x[3:6]
+        a = x[6:6 + self.K]
+        w = x[6 + self.K:6 + self.K + self.E]
+        return r, t, a, w
+
+    def points(self, a, w):
+        if self.fixed_shape:
+            a, w = self.shape0
+        P = self.N
+        if len(a):
+            P = P + np.tensordot(a, self.Bid[:len(a)], 1)
+        if len(w):
+            P = P + np.tensordot(w, self.Bex, 1)
+        return P
+
+    def rotation(self, r):
+        return Rotation.from_rotvec(r).as_matrix() @ self.R_ref
+
+    def camera_points(self, x):
+        r, t, a, w = self.unpack(x)
+        return self.points(a, w) @ self.rotation(r).T + t
+
+    def residuals(self, x):
+        r, t, a, w = self.unpack(x)
+        Xc = self.camera_points(x)
+        uv = _project(Xc, self.f, self.c)
+        res = ((uv - self.obs) / self.sigma[:, None]).ravel()
+        return np.concatenate([res, IDENTITY_PRIOR * a, EXPRESSION_PRIOR * w])
+
+    def jacobian(self, x):
+        r, t, a, w = self.unpack(x)
+        Rr = Rotation.from_rotvec(r).as_matrix()
+        R = Rr @ self.R_ref
+        P = self.points(a, w)
+        Xc = P @ R.T + t
+        n = len(P)
+        iz = 1.0 / Xc[:, 2]
+        Jp = np.zeros((n, 2, 3))
+        Jp[:, 0, 0] = Jp[:, 1, 1] = self.f * iz
+        Jp[:, 0, 2] = -self.f * Xc[:, 0] * iz * iz
+        Jp[:, 1, 2] = -self.f * Xc[:, 1] * iz * iz
+        Jp /= self.sigma[:, None, None]
+        RY = Xc - t  # Rr @ R_ref @ P
+        dR = -_skew(RY) @ _left_jacobian(r)  # (n, 3, 3)
+        cols = [np.einsum("nij,njk->nik", Jp, dR), Jp]
+        if self.K:
+            RB = np.einsum("ab,knb->kna", R, self.Bid[:self.K])
+            cols.append(np.einsum("nij,knj->nik", Jp, RB))
+        if self.E:
+            RB = np.einsum("ab,knb->kna", R, self.Bex)
+            cols.append(np.einsum("nij,knj->nik", Jp, RB))
+        J_lm = np.concatenate(cols, axis=2).reshape(2 * n, -1)
+        nprior = self.K + self.E
+        J_pr = np.zeros((nprior, 6 + nprior))
+        J_pr[:self.K, 6:6 + self.K] = IDENTITY_PRIOR * np.eye(self.K)
+        J_pr[self.K:, 6 + self.K:] = EXPRESSION_PRIOR * np.eye(self.E)
+        return np.vstack([J_lm, J_pr])
+
+
+def _bounds(K: int, E: int, fixed_shape: bool):
+    if fixed_shape:
+        K = E = 0
+    lo = np.concatenate([[-np.inf] * 3, [-np.inf, -np.inf, 1.0], [-IDENTITY_BOUND] * K, [0.0] * E])
+    hi = np.concatenate([[np.inf] * 6, [IDENTITY_BOUND] * K, [1.0] * E])
+    return lo, hi
+
+
+def active_expressions(model: MorphableModel) -> np.ndarray:
+    """Indices of the expression shapes the fit estimates (see EXCLUDED_PREFIXES)."""
+    return np.array([i for i, n in enumerate(model.expression_names)
+                     if not n.startswith(EXCLUDED_PREFIXES)], np.int64)
+
+
+def _initial_pose(model, obs, sigma, f, c, vertices) -> tuple[np.ndarray, np.ndarray]:
+    """Rigid pose of the mean face: weak-perspective guess of the distance, then a 6-dof
+    least-squares PnP from three yaw guesses (-35, 0, +35 degrees); the best one wins."""
+    P = model.neutral[vertices].astype(np.float64)
+    inner = np.arange(17, 68)
+    spread3 = np.sqrt(((P[inner, :2] - P[inner, :2].mean(0)) ** 2).sum(1).mean())
+    spread2 = np.sqrt(((obs[inner] - obs[inner].mean(0)) ** 2).sum(1).mean())
+    tz = f * spread3 / max(spread2, 1e-6)
+    best = None
+    for yaw in (0.0, -35.0, 35.0):
+        R_ref = FRONTAL @ Rotation.from_euler("y", yaw, degrees=True).as_matrix()
+        mc = (P[inner] @ R_ref.T).mean(0)
+        xy = (obs[inner].mean(0) - c) * (tz + mc[2]) / f - mc[:2]
+        x0 = np.concatenate([np.zeros(3), [xy[0], xy[1], tz]])
+        prob = _Problem(model, vertices, obs, sigma, f, c, R_ref, 0, np.zeros(0, np.int64), fixed_shape=True)
+        prob.shape0 = (np.zeros(0), np.zeros(0))
+        lo, hi = _bounds(0, 0, True)
+        sol = least_squares(prob.residuals, x0, jac=prob.jacobian, bounds=(lo, hi), method="trf",
+                            x_scale="jac", max_nfev=60, tr_solver=TR_SOLVER)
+        if best is None or sol.cost < best[0]:
+            best = (sol.cost, prob.rotation(sol.x[:3]), sol.x[3:6].copy())
+    return best[1], best[2]
+
+
+def fit_model(model: MorphableModel, detection: Detection, image_size: tuple[int, int], job: Job | None = None,
+              n_identity: int = 50, *, fov_deg: float = DEFAULT_FOV_DEG, focal: float | None = None,
+              fit_expression: bool = True, march: bool = True, max_outer: int = MAX_OUTER) -> Fit:
+    """Fit pose, identity and expression of ``model`` to the detection's 68 landmarks.
+
+    ``image_size`` is (width, height) of the photo the landmarks are in. The camera is a
+    pinhole with its principal point at the image centre and a focal length from ``focal``
+    (pixels) or else ``fov_deg`` across the long side (see DEFAULT_FOV_DEG). With
+    ``march=False`` the jaw-line landmarks keep their fixed (frontal) vertices.
+    Raises :class:`FitError` when the result does not describe the landmarks.
+    """
+    w_img, h_img = int(image_size[0]), int(image_size[1])
+    obs = np.asarray(detection.landmarks, np.float64)
+    if obs.shape != (68, 2) or not np.isfinite(obs).all():
+        raise FitError(f"Expected 68 finite landmarks, got an array of shape {obs.shape}.",
+                       "Run face detection again; the landmark file may be damaged.")
+    iod = float(np.linalg.norm(obs[42:48].mean(0) - obs[36:42].mean(0)))
+    face_px = float(max(np.ptp(obs[:, 0]), np.ptp(obs[:, 1])))
+    if iod < 2.0 or face_px < 10.0:
+        raise FitError(f"The landmarks are degenerate (eyes {iod:.1f} px apart).",
+                       "Use a photo in which the face is at least ~100 px wide.")
+    f = float(focal) if focal else focal_for((w_img, h_img), fov_deg)
+    c = np.array([w_img / 2.0, h_img / 2.0])
+    K = int(max(0, min(n_identity, model.n_identity)))
+    active = active_expressions(model) if fit_expression else np.zeros(0, np.int64)
+    E = len(active)
+    sigma = np.full(68, SIGMA_INNER * face_px)
+    sigma[CONTOUR] = SIGMA_CONTOUR * face_px
+
+    def step(frac, msg):
+        if job is not None:
+            job.check()
+            job.report(frac, msg)
+
+    step(0.0, "Estimating head pose")
+    vertices = np.asarray(model.landmark_vertices, np.int64).copy()
+    R, t = _initial_pose(model, obs, sigma, f, c, vertices)
+    a = np.zeros(K)
+    w_act = np.zeros(E)
+    w_full = np.zeros(model.n_expressions)
+    solves = 0  # reported as Fit.iterations: pose/shape solves between correspondence updates
+    for outer in range(1, max(1, max_outer) + 1):
+        step(0.1 + 0.85 * (outer - 1) / max(1, max_outer), f"Fitting shape and expression (pass {outer})")
+        if march:
+            picks = march_contour(model, a, w_full, R, t, f, c)
+            new = vertices.copy()
+            for k, v in picks.items():
+                new[k] = v
+            if outer > 1 and np.array_equal(new, vertices):
+                break
+            vertices = new
+        elif outer > 1:
+            break
+        prob = _Problem(model, vertices, obs, sigma, f, c, R, K, active)
+        x0 = np.concatenate([np.zeros(3), t, a, w_act])
+        lo, hi = _bounds(K, E, False)
+        x0 = np.clip(x0, lo, hi)
+        sol = least_squares(prob.residuals, x0, jac=prob.jacobian, bounds=(lo, hi), method="trf",
+                            x_scale="jac", max_nfev=100, ftol=1e-6, xtol=1e-6, tr_solver=TR_SOLVER)
+        solves += 1
+        r, t, a, w_act = prob.unpack(sol.x)
+        R = prob.rotation(r)
+        t, a, w_act = t.copy(), a.copy(), w_act.copy()
+        w_full = np.zeros(model.n_expressions)
+        w_full[active] = w_act
+
+    # final figures with the final correspondences
+    P = model.shape(a, w_full, vertices=vertices)
+    Xc = P @ R.T + t
+    if not (np.isfinite(Xc).all() and (Xc[:, 2] > 1.0).all()):
+        raise FitError("The face model could not be placed in front of the camera.",
+                       "Use a photo with a clearly visible frontal or three-quarter face.")
+    uv = _project(Xc, f, c)
+    err_px = float(np.linalg.norm(uv - obs, axis=1).mean())
+    err_iod = err_px / iod
+    if not np.isfinite(err_iod) or err_iod > MAX_ERROR_IOD:
+        raise FitError(f"The face model does not match the landmarks (mean error {100 * err_iod:.0f}% "
+                       "of the eye distance).",
+                       "The landmarks may be wrong: use a sharper, evenly lit photo of an unoccluded face.")
+    step(1.0, f"Fitted: mean landmark error {err_px:.1f} px")
+    cam = Camera(width=w_img, height=h_img, focal=f, rotation=R.tolist(), translation=t.tolist())
+    return Fit(camera=cam, identity=a.tolist(), expression=w_full.tolist(),
+               expression_names=list(model.expression_names), landmark_vertices=[int(v) for v in vertices],
+               error_iod=float(err_iod), error_px=err_px, iterations=int(solves))
+
+
+def rotation_angles(R_cam: np.ndarray) -> tuple[float, float, float]:
+    """(yaw, pitch, roll) in degrees of the head relative to a frontal view.
+
+    Yaw > 0: the head turned towards the subject's left (its +x side moves away from the
+    camera). Convention of :data:`FRONTAL` @ Rotation.from_euler("yxz", ...).
+    """
+    H = FRONTAL.T @ np.asarray(R_cam)
+    yaw, pitch, roll = Rotation.from_matrix(H).as_euler("yxz", degrees=True)
+    return float(yaw), float(pitch), float(roll)

@@ -1,0 +1,189 @@
+"""Blender-ready numbers for a reconstruction: object, camera and light matrices, lens, materials,
+the AU rig (``scene.json``, :class:`protocol.scene.SceneDescription`).
+
+The Blender side only applies what this module writes; every conversion of frames and units
+happens here, once.
+
+Frames: the model frame (mm, +x subject's left, +y up, +z out of the face) maps to
+Blender's world (metres, +Z up, the face looking down -Y, so the front view sees it).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from protocol.job import FACE_TEXTURE, HEAD_TEXTURE, Camera
+from protocol.scene import (
+    MM_TO_M,
+    SKIN_FACE_MATERIAL,
+    CameraDesc,
+    LightDesc,
+    MaterialGroup,
+    RenderDesc,
+    RigControl,
+    SceneDescription,
+)
+
+from ..models.emotions import EMFACS, au_rig, controls_from_weights, preset_controls
+from ..models.morphable import MorphableModel
+
+# Model axes -> Blender axes: x -> X, y -> Z, z -> -Y.
+MODEL_TO_BLENDER = np.array([[1.0, 0.0, 0.0], [0.0, 0.0, -1.0], [0.0, 1.0, 0.0]])
+# OpenCV camera (x right, y down, looks +z) -> Blender camera (x right, y up, looks -z).
+CV_TO_BLENDER_CAM = np.diag([1.0, -1.0, -1.0])
+SENSOR_WIDTH_MM = 36.0
+
+# Material groups: which model regions share a material, and how each looks when the photo
+# gives no colour. ``texture`` names the job file a group is textured with.
+MATERIAL_GROUPS = [
+    {"name": SKIN_FACE_MATERIAL, "regions": ["face"], "texture": FACE_TEXTURE, "roughness": 0.55},
+    {"name": "skin_head", "regions": ["head_neck"], "texture": HEAD_TEXTURE, "roughness": 0.6},
+    {"name": "mouth", "regions": ["mouth_socket", "gums_tongue"], "color": [0.35, 0.08, 0.08], "roughness": 0.4},
+    {"name": "teeth", "regions": ["teeth"], "color": [0.85, 0.82, 0.72], "roughness": 0.3},
+    # The release's eyeball is two spheres: an outer shell with the corneal bulge ("sclera"
+    # in its README) and an inner ball ("iris"). The shell renders as a clear glossy cornea;
+    # the inner ball is coloured per vertex (pupil, iris from the photo, sclera).
+    {"name": "cornea", "regions": ["eye_outer_left", "eye_outer_right"], "cornea": True},
+    {"name": "eyeball", "regions": ["eye_inner_left", "eye_inner_right"], "vertex_color": "eye_color",
+     "roughness": 0.25},
+    {"name": "eye_socket", "regions": ["eye_socket_left", "eye_socket_right"], "color": [0.45, 0.2, 0.18],
+     "roughness": 0.3},
+    # Lash cards are made for an alpha texture of strands that the release does not ship;
+    # any opaque or half-transparent shading reads as dark bands around the eyes, so they
+    # render transparent (they stay in the mesh for a lash texture later).
+    {"name": "eyelashes", "regions": ["eyelashes_left", "eyelashes_right"], "transparent": True},
+    # Wet-eye helper meshes made for Unreal's eye shaders; in Cycles they would cover the
+    # eyes with opaque shells, so they render fully transparent.
+    {"name": "eye_helpers", "regions": ["lacrimal_left", "lacrimal_right", "eye_blend_left", "eye_blend_right",
+                                        "eye_occlusion_left", "eye_occlusion_right"], "transparent": True},
+]
+
+# ICT eyeball sub-ranges (release README, "Eyeball Details"): polygon ranges, end-exclusive.
+ICT_EYE_SPLIT = {
+    "eyeball_left": {"eye_outer_left": (21496, 22296), "eye_inner_left": (22296, 23094)},
+    "eyeball_right": {"eye_outer_right": (23094, 23894), "eye_inner_right": (23894, 24692)},
+}
+# Vertex ranges of the inner balls, end-exclusive (release README, "Eyeball Details": Iris).
+ICT_EYE_INNER_VERTICES = [(22221, 23021), (23791, 24591)]
+# Angular radii on the ball, from the gaze axis: iris 11.7 mm and pupil ~3.5 mm across on
+# this model's 14.3 mm-radius ball.
+IRIS_HALF_ANGLE = np.radians(24.0)
+PUPIL_HALF_ANGLE = np.radians(7.0)
+SCLERA_RGB = (0.78, 0.74, 0.70)
+
+
+def polygon_materials(model: MorphableModel) -> np.ndarray:
+    """Material index (into MATERIAL_GROUPS) for every polygon."""
+    ranges = {name: r[1] for name, r in model.regions.items()}
+    for eyeball, parts in ICT_EYE_SPLIT.items():
+        if eyeball in ranges:
+            ranges.pop(eyeball)
+            ranges.update(parts)
+    out = np.zeros(len(model.polygon_sizes), np.int16)
+    for gi, group in enumerate(MATERIAL_GROUPS):
+        for region in group["regions"]:
+            if region in ranges:
+                lo, hi = ranges[region]
+                out[lo:hi] = gi
+    return out
+
+
+def eye_colors(model: MorphableModel, vertices: np.ndarray, iris_rgb) -> np.ndarray:
+    """Per-vertex linear RGBA for the inner eyeballs: pupil, iris (soft limbus), sclera.
+
+    Computed on the neutral-gaze mesh, so the colours ride along when gaze shapes turn the eye.
+    """
+    out = np.ones((model.n_vertices, 4), np.float32)
+    iris = np.asarray(iris_rgb if iris_rgb is not None else (0.12, 0.07, 0.04), np.float64)
+    for lo, hi in ICT_EYE_INNER_VERTICES:
+        if hi > model.n_vertices:
+            continue
+        v = vertices[lo:hi].astype(np.float64)
+        d = v - v.mean(0)
+        d /= np.linalg.norm(d, axis=1, keepdims=True)
+        ang = np.arccos(np.clip(d[:, 2], -1, 1))  # from the gaze axis (+z)
+        limbus = np.clip((ang - IRIS_HALF_ANGLE) / np.radians(4.0) + 0.5, 0, 1)[:, None]
+        pupil = np.clip((ang - PUPIL_HALF_ANGLE) / np.radians(2.0) + 0.5, 0, 1)[:, None]
+        col = (1 - limbus) * (pupil * iris + (1 - pupil) * 0.01) + limbus * np.asarray(SCLERA_RGB)
+        out[lo:hi, :3] = col
+    return out
+
+
+def object_matrix() -> list[list[float]]:
+    m = np.eye(4)
+    m[:3, :3] = MODEL_TO_BLENDER * MM_TO_M
+    return m.tolist()
+
+
+def camera_matrix_world(camera: Camera) -> list[list[float]]:
+    r = np.asarray(camera.rotation, np.float64)
+    t = np.asarray(camera.translation, np.float64)
+    m = np.eye(4)
+    m[:3, :3] = MODEL_TO_BLENDER @ r.T @ CV_TO_BLENDER_CAM
+    m[:3, 3] = MODEL_TO_BLENDER @ (-r.T @ t) * MM_TO_M
+    return m.tolist()
+
+
+def to_blender(points_mm: np.ndarray) -> np.ndarray:
+    """Model-frame points (mm) -> Blender world (m)."""
+    return np.asarray(points_mm, np.float64) @ (MODEL_TO_BLENDER * MM_TO_M).T
+
+
+# The key light, relative to the camera (distance d to the face): above by 0.5 d and to the
+# camera's left by 0.6 d, as wide as 0.6 d, 12 W per m² of d² (soft, the photo texture already
+# carries the photo's light: it only adds shape).
+KEY_LIGHT_UP, KEY_LIGHT_LEFT, KEY_LIGHT_SIZE, KEY_LIGHT_POWER = 0.5, 0.6, 0.6, 12.0
+
+
+def key_light(camera_world: np.ndarray, target: np.ndarray, distance_m: float) -> LightDesc:
+    """An area light above and beside the camera whose −Z axis aims at ``target`` and whose +Y
+    leans towards world +Z (Blender's ``to_track_quat("-Z", "Y")``)."""
+    cm = np.asarray(camera_world, np.float64)
+    right = cm[:3, 0] / np.linalg.norm(cm[:3, 0])
+    up = cm[:3, 1] / np.linalg.norm(cm[:3, 1])
+    loc = cm[:3, 3] + (up * KEY_LIGHT_UP - right * KEY_LIGHT_LEFT) * distance_m
+    z = loc - np.asarray(target, np.float64)
+    z /= np.linalg.norm(z)
+    world_up = np.array([0.0, 0.0, 1.0])
+    y = world_up - z * (world_up @ z)
+    y /= np.linalg.norm(y)
+    m = np.eye(4)
+    m[:3, 0], m[:3, 1], m[:3, 2], m[:3, 3] = np.cross(y, z), y, z, loc
+    return LightDesc(matrix_world=m.tolist(), size_m=KEY_LIGHT_SIZE * distance_m,
+                     energy_w=KEY_LIGHT_POWER * distance_m ** 2)
+
+
+def render_size(width: int, height: int, long_side: int) -> list[int]:
+    s = min(1.0, long_side / max(width, height))
+    return [max(16, int(round(width * s))), max(16, int(round(height * s)))]
+
+
+def scene_description(model: MorphableModel, camera: Camera, expression: np.ndarray, neutral: np.ndarray,
+                      render_long_side: int = 1024) -> SceneDescription:
+    """Everything the scene builder needs, in Blender's units and frames. ``neutral``: the
+    identity-shaped mesh (mm) the scene is built from; the light aims at its landmarks' centre."""
+    rig = au_rig(model)
+    distance_m = float(np.linalg.norm(camera.translation)) * MM_TO_M
+    cam_world = camera_matrix_world(camera)
+    focus = to_blender(np.asarray(neutral, np.float64)[model.landmark_vertices].mean(0))
+    return SceneDescription(
+        au_rig=[RigControl(**c) for c in rig],
+        au_values=controls_from_weights(rig, model.expression_names, expression),
+        presets=preset_controls(model, rig),
+        preset_notes={k: v[1] for k, v in EMFACS.items() if v[1]},
+        object_matrix=object_matrix(),
+        camera=CameraDesc(
+            matrix_world=cam_world,
+            lens_mm=camera.focal * SENSOR_WIDTH_MM / max(camera.width, camera.height),
+            sensor_width_mm=SENSOR_WIDTH_MM,
+            sensor_fit="AUTO",  # the sensor width spans the longer image side
+            clip_start_m=0.01,
+            clip_end_m=100.0,
+            distance_m=distance_m,
+        ),
+        light=key_light(np.asarray(cam_world), focus, distance_m),
+        focus_point=focus.tolist(),
+        render=RenderDesc(render_size(camera.width, camera.height, render_long_side)),
+        shape_keys={name: round(float(w), 4) for name, w in zip(model.expression_names, expression)},
+        materials=[MaterialGroup(**g) for g in MATERIAL_GROUPS],
+    )

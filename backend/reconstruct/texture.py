@@ -1,0 +1,393 @@
+"""Projecting the photo onto the model's UV layout.
+
+For one UV tile (the face in tile 0, head and neck in tile 1, ...) every texel is traced
+back to the surface point it shows (:mod:`backend.raster`), and that point to the photo
+through the fitted camera. A texel takes the photo's colour where the camera saw its point:
+it faces the camera and a ray from it towards the camera centre reaches the camera without
+hitting the mesh (embree via trimesh). Its *weight* (the mask) falls smoothly towards
+grazing angles, near occlusion edges (measured in photo pixels) and at the image border.
+Texels the photo does not show take the colour of their mirror-image texel where that one
+was seen (the layout is left/right symmetric), and everything left -- including the empty
+space between UV islands, so mip-maps and bilinear lookups never pull in black -- is filled
+by a weighted pull-push (Gortler et al. 1996) from the seen texels. Texels seen with full
+weight keep exactly the photo's colour.
+
+Orientation: row 0 of the texture is v = 1 (top), as Blender reads PNGs.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+
+import numpy as np
+from PIL import Image
+from scipy import ndimage
+
+from protocol.job import Camera, texture_files
+
+from ..core.image_io import save_png
+from ..core.imaging import smoothstep, upsample2
+from ..core.progress import Job
+from ..geometry import raster
+from ..geometry.rays import ray_caster
+from ..geometry.surface import vertex_normals
+from ..models.morphable import MorphableModel
+
+# Angle weight: smoothstep of cos(normal, direction to camera) between these values.
+COS_MIN = 0.02  # below this a texel counts as not facing the camera at all
+COS_FULL = 0.45  # ~63 degrees: from here on a texel counts fully
+# Occlusion edges: weight ramps from 0 to 1 over this many photo pixels away from a texel
+# the camera does not see (the photo mixes both surfaces' colours along such an edge).
+EDGE_FEATHER_PX = 2.5
+BORDER_FEATHER_PX = 2.0  # the same at the image border
+GUTTER_TEXELS = 2  # rings of extrapolated texels grown around every UV island
+RAY_OFFSET_MM = 0.05  # ray origins lifted off the surface, along the normal and the ray
+RAY_BATCH = 1 << 18
+RAY_SUBSAMPLE_MIN_SIZE = 1024  # from this tile size on, rays are cast on a stride-2 lattice first
+MIRROR_TOL_MM = 0.5  # texel and mirrored texel must be mirror images on the neutral model
+OCCLUDER_REGIONS = ("face", "head_neck", "eyeball_left", "eyeball_right")
+FILL_EMPTY = (128, 128, 128)  # the tile's colour when the photo shows none of it
+
+
+@dataclass
+class TextureResult:
+    """A projected UV tile: ``rgb`` (size, size, 3) uint8, ``mask`` (size, size) float32 in
+    0..1 (how much each texel's colour is owed to the photo), ``coverage`` plain figures."""
+
+    rgb: np.ndarray
+    mask: np.ndarray
+    tile: int
+    coverage: dict[str, Any] = field(default_factory=dict)
+    timings: dict[str, float] = field(default_factory=dict)  # seconds per step, for benches
+
+
+def _region_triangles(model: MorphableModel, names, extra: tuple[int, int]) -> np.ndarray:
+    """Vertex triangles of the named regions plus the polygon range ``extra`` (no polygon twice)."""
+    keep = np.zeros(len(model.polygon_sizes), bool)
+    for n in names:
+        if n in model.regions:
+            lo, hi = model.regions[n][1]
+            keep[lo:hi] = True
+    keep[extra[0]:extra[1]] = True
+    edges = np.flatnonzero(np.diff(np.concatenate([[0], keep.astype(np.int8), [0]])))
+    tris = [model.triangles((int(a), int(b)))[0] for a, b in zip(edges[::2], edges[1::2])]
+    return np.concatenate(tris)
+
+
+def _visibility(caster, pts: np.ndarray, nrm: np.ndarray, view: np.ndarray, cand: np.ndarray,
+                flat: np.ndarray, size: int, job: Optional[Job], f0: float, f1: float) -> np.ndarray:
+    """True for candidate texels whose ray towards the camera hits the occluder mesh.
+
+    On tiles of RAY_SUBSAMPLE_MIN_SIZE and up, rays are cast for every other texel in both
+    directions first; a texel between four such samples that agree takes their answer, every
+    other candidate gets its own ray. Occlusion is coherent in UV space, so this casts ~40%
+    of the rays and differs from casting all of them only in slivers narrower than two
+    texels (~10 texels of 4M at 2048²).
+    """
+    hit = np.zeros(len(flat), bool)
+    n_total = max(int(cand.sum()), 1)
+    done = [0]
+
+    def cast(idx: np.ndarray) -> np.ndarray:
+        out = np.zeros(len(idx), bool)
+        for s in range(0, len(idx), RAY_BATCH):
+            i = idx[s:s + RAY_BATCH]
+            origins = pts[i] + np.float32(RAY_OFFSET_MM) * (nrm[i] + view[i])
+            out[s:s + RAY_BATCH] = caster.intersects_any(origins, view[i])
+            done[0] += len(i)
+            if job is not None:
+                job.report(f0 + (f1 - f0) * min(done[0] / n_total, 1.0), "Testing which texels the camera sees")
+        return out
+
+    if size < RAY_SUBSAMPLE_MIN_SIZE:  # small tiles: one ray each is as fast
+        idx = np.flatnonzero(cand)
+        hit[idx] = cast(idx)
+        return hit
+    row, col = np.divmod(flat, size)
+    on = cand & (row % 2 == 0) & (col % 2 == 0)
+    on_idx = np.flatnonzero(on)
+    hit[on_idx] = cast(on_idx)
+    state = np.full(size * size, -1, np.int8)  # lattice samples: -1 none, 0 clear, 1 hit
+    state[flat[on_idx]] = hit[on_idx]
+    rest = np.flatnonzero(cand & ~on)
+    r0, c0 = row[rest] & ~1, col[rest] & ~1
+    r1, c1 = r0 + (row[rest] & 1) * 2, c0 + (col[rest] & 1) * 2
+    inside = (r1 < size) & (c1 < size)
+    r1, c1 = np.minimum(r1, size - 1), np.minimum(c1, size - 1)
+    corners = np.stack([state[r0 * size + c0], state[r0 * size + c1], state[r1 * size + c0],
+                        state[r1 * size + c1]])
+    agree = inside & (corners.min(0) == corners.max(0)) & (corners[0] >= 0)
+    hit[rest[agree]] = corners[0, agree] == 1
+    need = rest[~agree]
+    hit[need] = cast(need)
+    return hit
+
+
+def _sample_bilinear(image: np.ndarray, xy: np.ndarray, reduce: int = 1) -> np.ndarray:
+    """Photo colours (N,3) float32 at pixel coordinates (pixel centres at .5), from the
+    photo box-reduced by ``reduce`` (pixel X of the photo is X / reduce of the reduced one)."""
+    if reduce > 1:
+        image = np.asarray(Image.fromarray(image).reduce(int(reduce)))
+        xy = xy / np.float32(reduce)
+    coords = [xy[:, 1] - 0.5, xy[:, 0] - 0.5]
+    out = np.empty((len(xy), 3), np.float32)
+    for ch in range(3):
+        out[:, ch] = ndimage.map_coordinates(np.ascontiguousarray(image[..., ch]), coords, order=1,
+                                             mode="nearest", prefilter=False, output=np.float32)
+    return out
+
+
+def pull_push_fill(color: np.ndarray, weight: np.ndarray, empty=FILL_EMPTY) -> np.ndarray:
+    """Fill a (H,W,C) float image where ``weight`` (H,W) in 0..1 is below 1.
+
+    Pull: a pyramid of weighted 2x2 averages (a coarse texel's weight is the sum of its
+    children's, capped at 1). Push: from the coarsest level down, each level's texels become
+    ``w * own + (1 - w) * bilinear(coarser)``. Texels of weight 1 keep their colour exactly;
+    holes get a smooth blend of the nearest seen colours, at every scale.
+    """
+    w = np.clip(weight.astype(np.float32), 0.0, 1.0)
+    levels = [(color.astype(np.float32) * w[..., None], w)]  # premultiplied colour, weight
+    while max(levels[-1][1].shape) > 1:
+        cw, ww = levels[-1]
+        h, wd = ww.shape
+        ph, pw = h % 2, wd % 2
+        if ph or pw:
+            cw = np.pad(cw, ((0, ph), (0, pw), (0, 0)))
+            ww = np.pad(ww, ((0, ph), (0, pw)))
+        sw = ww[0::2, 0::2] + ww[1::2, 0::2] + ww[0::2, 1::2] + ww[1::2, 1::2]
+        sc = cw[0::2, 0::2] + cw[1::2, 0::2] + cw[0::2, 1::2] + cw[1::2, 1::2]
+        nw = np.minimum(sw, 1.0)
+        # keep premultiplied colour consistent with the capped weight
+        scale = np.where(sw > 1.0, 1.0 / np.maximum(sw, 1.0), 1.0).astype(np.float32)
+        levels.append((sc * scale[..., None], nw))
+    cw, ww = levels[-1]
+    cur = np.where(ww[..., None] > 0, cw / np.maximum(ww, 1e-12)[..., None],
+                   np.asarray(empty, np.float32)).astype(np.float32)
+    for cw, ww in reversed(levels[:-1]):
+        # w * own + (1 - w) * coarse, with the premultiplied w * own = cw
+        cur = upsample2(cur, ww.shape)
+        cur *= (1.0 - ww)[..., None]
+        cur += cw
+    return cur
+
+
+def project_texture(model: MorphableModel, vertices: np.ndarray, camera: Camera, image: np.ndarray,
+                    polygon_range: tuple[int, int], tile: int = 0, size: int = 2048,
+                    job: Optional[Job] = None, *, occlusion: bool = True, mirror: bool = True) -> TextureResult:
+    """Project ``image`` through ``camera`` onto UV tile ``tile`` of the polygons in
+    ``polygon_range``, given the mesh ``vertices`` (V,3) in mm, posed as the photo shows it.
+
+    ``occlusion=False`` skips the ray test (only the facing test remains); ``mirror=False``
+    disables filling unseen texels from their mirror image. See the module docstring.
+    """
+    vertices = np.asarray(vertices, np.float64)
+    if vertices.shape != (model.n_vertices, 3):
+        raise ValueError(f"vertices must be ({model.n_vertices}, 3), got {vertices.shape}")
+    image = np.asarray(image)
+    if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+        raise ValueError(f"image must be (H, W, 3) uint8, got {image.shape} {image.dtype}")
+    lo, hi = int(polygon_range[0]), int(polygon_range[1])
+    if not 0 <= lo < hi <= len(model.polygon_sizes):
+        raise ValueError(f"polygon range {polygon_range} is outside 0..{len(model.polygon_sizes)}")
+    size = int(size)
+    check = job.check if job is not None else None
+
+    timings: dict[str, float] = {}
+    clock = [time.perf_counter()]
+
+    def report(f: float, msg: str, step: str | None = None) -> None:
+        if step is not None:
+            now = time.perf_counter()
+            timings[step] = round(now - clock[0], 4)
+            clock[0] = now
+        if job is not None:
+            job.report(f, msg)
+
+    # (1) texel -> (triangle, barycentrics)
+    report(0.0, "Rasterising the UV layout")
+    tv, tu = model.triangles((lo, hi))
+    tris_px = raster.uv_to_texel(model.uvs[tu], size, tile)
+    ras = raster.dilate_gutter(raster.rasterize(tris_px, size, check), tris_px, GUTTER_TEXELS)
+    flat = np.flatnonzero(ras.tri.ravel() >= 0)
+    t = ras.tri.ravel()[flat]
+    b = ras.bary.reshape(-1, 2)[flat]
+    inside = ~ras.gutter.ravel()[flat]
+
+    # (2) texel surface points and normals
+    report(0.1, "Locating texels on the surface", "raster")
+    normal_tris = _region_triangles(model, ("face", "head_neck"), (lo, hi))
+    vn = vertex_normals(vertices, normal_tris)
+    pts = raster.interpolate(vertices, tv, t, b)
+    nrm = raster.interpolate(vn, tv, t, b)
+    nrm /= np.maximum(np.sqrt(np.einsum("ij,ij->i", nrm, nrm)), 1e-12)[:, None]
+    view = camera.center.astype(np.float32)[None, :] - pts
+    view /= np.maximum(np.sqrt(np.einsum("ij,ij->i", view, view)), 1e-9)[:, None]
+    cosang = np.einsum("ij,ij->i", nrm, view)
+    # camera.project, in float32 (same formula): x_cam = R x + t, pixel = f x/z + centre
+    pc = pts @ np.asarray(camera.rotation, np.float32).T + np.asarray(camera.translation, np.float32)
+    depth = pc[:, 2].copy()
+    with np.errstate(divide="ignore", invalid="ignore"):
+        xy = np.float32(camera.focal) * pc[:, :2] / depth[:, None]
+    xy += np.array([camera.width / 2.0, camera.height / 2.0], np.float32)
+    del pc
+    hgt, wid = image.shape[:2]
+    border = np.minimum(np.minimum(xy[:, 0], wid - xy[:, 0]), np.minimum(xy[:, 1], hgt - xy[:, 1]))
+    cand = (cosang > COS_MIN) & (depth > 1.0) & (border > 0.0)
+
+    # (3) visibility
+    seen = cand.copy()
+    report(0.2, "Testing which texels the camera sees", "surface")
+    if occlusion and cand.any():
+        occ_tris = _region_triangles(model, OCCLUDER_REGIONS, (lo, hi))
+        caster = ray_caster(vertices, occ_tris)
+        seen &= ~_visibility(caster, pts, nrm, view, cand, flat, size, job, 0.2, 0.7)
+        del caster
+    del view
+    del pts, nrm
+
+    # (4) weights and photo colours
+    report(0.7, "Sampling the photo", "visibility")
+    weight = np.zeros(len(flat), np.float32)
+    weight[seen] = (smoothstep(COS_MIN, COS_FULL, cosang[seen])
+                    * np.clip(border[seen] / BORDER_FEATHER_PX, 0.0, 1.0))
+    grid_w = np.zeros(size * size, np.float32)
+    grid_w[flat] = weight
+    unseen = np.zeros(size * size, bool)
+    unseen[flat[~seen]] = True
+    px_per_texel = _pixels_per_texel(xy, flat, size)
+    if unseen.any() and seen.any():
+        # distance (texels) to the nearest covered texel the camera does not see, converted
+        # to photo pixels with the local texel -> pixel scale
+        d_tex = ndimage.distance_transform_cdt(~unseen.reshape(size, size), metric="chessboard")
+        d_px = d_tex.ravel()[flat[seen]] * px_per_texel[seen]
+        grid_w[flat[seen]] *= smoothstep(0.0, EDGE_FEATHER_PX, d_px)
+        del d_tex, d_px
+    del unseen
+    weight = grid_w[flat]
+    colors = np.zeros((len(flat), 3), np.float32)
+    sel = weight > 0
+    if sel.any():
+        # a photo much finer than the texture would alias under point sampling: box-reduce
+        # it first to about 1-1.5 pixels per texel (one level for the tile, like a mip-map)
+        factor = max(1, int(np.median(px_per_texel[sel]) / 1.5))
+        colors[sel] = _sample_bilinear(image, xy[sel], factor)
+    del xy, sel, px_per_texel
+    if check:
+        check()
+
+    # (5) fill: mirror image first, then pull-push
+    report(0.8, "Filling texels the photo does not show", "weights_sample")
+    fill_w, fill_c = weight, colors
+    mirrored = 0.0
+    if mirror:
+        partner = _mirror_partner(model, tv, tris_px, ras, flat, t, size)
+        if partner is not None:
+            has = partner >= 0
+            wm = np.where(has, weight[np.maximum(partner, 0)], 0.0).astype(np.float32)
+            add = (1.0 - weight) * wm
+            fill_w = weight + add
+            use = add > 0
+            fill_c = colors.copy()
+            fill_c[use] = ((weight[use, None] * colors[use] + add[use, None] * colors[partner[use]])
+                           / fill_w[use, None])
+            mirrored = float(add[inside].sum()) / max(int(inside.sum()), 1)
+    del ras, t, b, colors
+    if check:
+        check()
+    grid_c = np.zeros((size * size, 3), np.float32)
+    grid_c[flat] = fill_c
+    grid_fw = np.zeros(size * size, np.float32)
+    grid_fw[flat] = fill_w
+    full = flat[fill_w >= 1.0]
+    del fill_c
+    out = pull_push_fill(grid_c.reshape(size, size, 3), grid_fw.reshape(size, size)).reshape(-1, 3)
+    del grid_fw
+    out[full] = grid_c[full]  # bit-exact where the photo (or its mirror) is fully trusted
+    del grid_c
+    rgb = np.empty((size * size, 3), np.uint8)
+    np.clip(np.rint(out, out=out), 0, 255, out=out)
+    rgb[:] = out
+    del out
+    rgb = rgb.reshape(size, size, 3)
+    w2 = grid_w.reshape(size, size)
+
+    n_in = int(inside.sum())
+    coverage = {
+        "texels": n_in,
+        "seen_fraction": round(float(seen[inside].sum()) / max(n_in, 1), 4),
+        "mean_weight": round(float(weight[inside].sum()) / max(n_in, 1), 4),
+        "facing_fraction": round(float(cand[inside].sum()) / max(n_in, 1), 4),
+        "occluded_fraction": round(float((cand & ~seen)[inside].sum()) / max(n_in, 1), 4),
+        "mirrored_weight": round(mirrored, 4),
+    }
+    report(1.0, "Texture done", "fill")
+    return TextureResult(rgb=rgb, mask=w2.astype(np.float32), tile=int(tile), coverage=coverage, timings=timings)
+
+
+def _pixels_per_texel(xy: np.ndarray, flat: np.ndarray, size: int) -> np.ndarray:
+    """Photo pixels per texel step at every covered texel (from neighbouring projections)."""
+    gx = np.full((size, size), np.nan, np.float32)
+    gy = np.full((size, size), np.nan, np.float32)
+    gx.ravel()[flat] = xy[:, 0]
+    gy.ravel()[flat] = xy[:, 1]
+    per_axis = []
+    for ax in (0, 1):
+        s = np.hypot(np.diff(gx, axis=ax), np.diff(gy, axis=ax))
+        pad_f = [(0, 0), (0, 0)]
+        pad_b = [(0, 0), (0, 0)]
+        pad_f[ax], pad_b[ax] = (0, 1), (1, 0)
+        fwd = np.pad(s, pad_f, constant_values=np.nan)
+        bwd = np.pad(s, pad_b, constant_values=np.nan)
+        # the smaller of the two sides: a neighbour across a UV seam (another island) is a jump
+        per_axis.append(np.fmin(fwd, bwd))
+    st = np.fmax(per_axis[0], per_axis[1])  # the stretched direction counts
+    out = st.ravel()[flat]
+    return np.nan_to_num(out, nan=1.0)
+
+
+def _mirror_partner(model: MorphableModel, tv: np.ndarray, tris_px: np.ndarray, ras: raster.TexelRaster,
+                    flat: np.ndarray, t: np.ndarray, size: int) -> Optional[np.ndarray]:
+    """For every covered texel, the index (into ``flat``) of its column-mirrored texel when
+    the two show mirror-image points (x -> -x) of the neutral model, else -1; None when the
+    tile has (almost) no such symmetry.
+
+    Checked per triangle, not per texel: a triangle is symmetric when the texel at its
+    mirrored UV centroid lies in a triangle whose neutral surface point there is the mirror
+    image of its own centroid; a texel pair counts when both texels' triangles are symmetric.
+    """
+    neutral = model.neutral.astype(np.float64)
+    cen_px = tris_px.mean(1)  # (T,2) x=column, y=row
+    mir_px = np.stack([size - 1 - cen_px[:, 0], cen_px[:, 1]], 1)
+    mc = np.clip(np.rint(mir_px).astype(np.int64), 0, size - 1)
+    t2 = ras.tri[mc[:, 1], mc[:, 0]]
+    has = t2 >= 0
+    coef, _ = raster._affine_barycentric(tris_px)
+    l = raster.barycentric_at(coef, np.maximum(t2, 0), mir_px[:, 0], mir_px[:, 1])
+    v2 = neutral[tv[np.maximum(t2, 0)]]  # (T,3,3)
+    p2 = l[:, 0:1] * v2[:, 0] + l[:, 1:2] * v2[:, 1] + (1.0 - l[:, 0:1] - l[:, 1:2]) * v2[:, 2]
+    p1 = neutral[tv].mean(1) * np.array([-1.0, 1.0, 1.0])
+    tri_ok = has & (np.linalg.norm(p1 - p2, axis=1) < MIRROR_TOL_MM)
+    if tri_ok.sum() < 0.25 * len(tri_ok):
+        return None
+    where = np.full(size * size, -1, np.int64)
+    where[flat] = np.arange(len(flat))
+    row, col = np.divmod(flat, size)
+    j = where[row * size + (size - 1 - col)]
+    ok = (j >= 0) & tri_ok[t]
+    ok[ok] &= tri_ok[t[j[ok]]]
+    return np.where(ok, j, -1)
+
+
+def save_texture(result: TextureResult, folder: str | os.PathLike, role: str) -> dict[str, str]:
+    """Write the texture of job-file ``role`` and its 8-bit weight mask into ``folder``; returns
+    the job-file roles {role: file, role_mask: file} (``protocol.job.texture_files``)."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    files = texture_files(role)
+    save_png(folder / files[role], np.ascontiguousarray(result.rgb))
+    save_png(folder / files[f"{role}_mask"], np.clip(np.rint(result.mask * 255.0), 0, 255).astype(np.uint8))
+    return files

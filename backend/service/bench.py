@@ -1,0 +1,237 @@
+"""Backend benchmark: median wall time of each stage on the bundled photo.
+
+Prints figures; asserts nothing (speed targets live here, never in timed tests).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from protocol import rpc
+from protocol.job import FaceReconstruction
+
+from ..core import exr_io
+from ..core.image_io import load_rgb
+from ..detail.photo.extract import extract_photo_detail
+from ..detail.wrinkles.field import wrinkle_map
+from ..learned import serve, sr, weights
+from ..learned.nets import DetH, DExp
+from ..models.bfm import convert as bfm_model
+from ..models.bfm import files as bfm_files
+from ..models.bfm.synthetic import make_truth, write_bfm2009
+from ..models.ict import default_model_dir
+from ..models.loader import load_model
+from ..reconstruct import fitting, texture
+from ..reconstruct.pipeline import reconstruct
+from ..vision import landmarks
+
+try:  # training ships with a checkout, not with the extension zip: its rows need it
+    from ..learned.train import data
+    from ..learned.train import deth as train
+except ImportError:
+    data = train = None
+
+REPO = Path(__file__).resolve().parents[2]
+PHOTO = REPO / "assets" / "astronaut.jpg"
+
+
+def _median(fn, repeat: int) -> tuple[float, object]:
+    times, out = [], None
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        out = fn()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times), out
+
+
+def cold_start(repeat: int) -> float:
+    """Server process start -> first `health` answer (imports torch, as a real start does)."""
+    req = json.dumps({"jsonrpc": "2.0", "id": 1, "method": "health", "params": {}}) + "\n"
+    times = []
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        p = subprocess.Popen([sys.executable, "-m", rpc.SERVER_MODULE], cwd=REPO, stdin=subprocess.PIPE,
+                             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        p.stdin.write(req)
+        p.stdin.flush()
+        p.stdout.readline()
+        times.append(time.perf_counter() - t0)
+        p.stdin.close()
+        p.wait(timeout=30)
+    return statistics.median(times)
+
+
+def run_bench(repeat: int = 3, model_dir: str | None = None, only: str = "") -> int:
+    if only == "bfm":
+        return _print(bench_bfm(repeat), repeat)
+    rows = []
+    rows.append(("backend cold start (process -> health)", cold_start(repeat)))
+    t, model = _median(lambda: load_model(model_dir), 1)
+    rows.append(("model load (first, uncached)", t))
+    img = load_rgb(PHOTO)
+    landmarks.detect_face(img)  # load dlib's weights once; we time detection itself
+    t, det = _median(lambda: landmarks.detect_face(img), repeat)
+    rows.append(("detection + 68 landmarks (512x512)", t))
+    h, w = img.shape[:2]
+    t, fit = _median(lambda: fitting.fit_model(model, det, (w, h)), repeat)
+    rows.append(("fit (pose, identity, expression)", t))
+    posed = model.shape(np.asarray(fit.identity), np.asarray(fit.expression))
+    t, _ = _median(lambda: texture.project_texture(model, posed, fit.camera, img, model.regions["face"][1],
+                                                   0, 2048), repeat)
+    rows.append(("texture 2048^2 (face tile)", t))
+    with tempfile.TemporaryDirectory() as d:
+        t, _ = _median(lambda: reconstruct(str(PHOTO), os.path.join(d, "job")), 1)
+    rows.append(("whole reconstruct (in process, incl. writes)", t))
+    rows += bench_details(model, fit, img, det, repeat)
+    rows += bench_learned(repeat)
+    rows += bench_bfm(repeat)
+    return _print(rows, repeat, "(whole reconstruct: 1 run)")
+
+
+def _print(rows: list[tuple], repeat: int, note: str = "") -> int:
+    print(f"backend bench: median of {repeat} {note}".rstrip())
+    for name, value, *unit in rows:  # seconds, or a value in the unit given
+        print(f"  {name:48s} {value * 1000 if not unit else value:9.1f} {unit[0] if unit else 'ms'}")
+    print(f"  {'peak memory of this process (max RSS)':48s} {peak_rss_mb():9.1f} MB")
+    return 0
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # Linux reports KiB
+
+
+def bench_bfm(repeat: int) -> list[tuple]:
+    """Converting a BFM-sized model: a BFM 2009 layout file of 53.6k vertices and 199 components
+    (bfm_synthetic, subdivided, with the inner mouth), read, registered, transferred, UV-mapped."""
+    truth = make_truth(load_model(), seed=0, n_components=199, subdivide=True, with_mouth=True)
+    rows = []
+    with tempfile.TemporaryDirectory() as d:
+        path = write_bfm2009(os.path.join(d, "01_MorphableModel.mat"), truth)
+        t, data = _median(lambda: bfm_files.read_bfm(path), repeat)
+        rows.append((f"BFM 2009 .mat read ({data.n_vertices} vertices, {data.identity.shape[0]} components)", t))
+        reports = []
+
+        def convert():
+            model, rep = bfm_model.convert(str(path), str(default_model_dir()))
+            reports.append(rep)
+            return model
+
+        t, model = _median(convert, repeat)
+        rows.append(("BFM conversion, whole (read + all below)", t))
+        for key, name in (("registration_s", "  registration (render, landmarks, NICP)"),
+                          ("transfer_s", "  transfer (landmarks, regions, 57 shapes)"), ("uv_s", "  UV maps")):
+            rows.append((name, statistics.median(r["timings"][key] for r in reports)))
+        target = Path(d) / "cache.npz"
+        bfm_model.save_cache(model, reports[-1], target)
+        t, _ = _median(lambda: bfm_model.load_cache(target, str(path)), repeat)
+        rows.append(("converted model load from the cache", t))
+    return rows
+
+
+def bench_details(model, fit, img, det, repeat: int) -> list[tuple[str, float]]:
+    """D(I_x) at 1024², one 4096² wrinkle map, and the 4096² EXR write (the floor)."""
+    rec = FaceReconstruction(image=str(PHOTO), image_size=[img.shape[1], img.shape[0]], model=model.name,
+                             model_dir=model.source, detection=det, fit=fit)
+    rows = []
+    t, pd = _median(lambda: extract_photo_detail(model, rec, img, size=1024), repeat)
+    rows.append(("photo detail D(I_x) 1024^2", t))
+    smile = np.zeros(model.n_expressions)
+    for name in ("mouthSmile_L", "mouthSmile_R", "cheekSquint_L", "cheekSquint_R"):
+        smile[model.expression_index(name)] = 1.0
+    ident = np.asarray(fit.identity)
+    t, w = _median(lambda: wrinkle_map(model, ident, smile, size=4096, age=35.0), repeat)
+    rows.append(("wrinkle map 4096^2 (AU6+12, with micro-relief)", t))
+    with tempfile.TemporaryDirectory() as d:
+        t, _ = _median(lambda: exr_io.write_map(os.path.join(d, "m.exr"), w.displacement), repeat)
+    rows.append(("EXR write 4096^2 half ZIP", t))
+    person = pd.displacement
+    t, _ = _median(lambda: wrinkle_map(model, ident, smile, size=1024, age=35.0, person_detail=person,
+                                       micro=False), repeat)
+    rows.append(("key wrinkle map 1024^2 (AU6+12, no micro)", t))
+    return rows
+
+
+def bench_learned(repeat: int) -> list[tuple]:
+    """DetH's training costs (one synthetic identity, one training step) and, when the weights are
+    installed, serving: DetH, RCAN ×4 and ×4×4 to 4096² (in a child process, whose peak memory
+    is printed too)."""
+    if train is None:
+        print("  (no training code in this install: no DetH training rows)")
+        return []
+    syn = data.Synth.load()
+    seeds = iter(range(10 ** 6))
+    t, _ = _median(lambda: syn.samples(next(seeds)), repeat)
+    rows = [("synthetic identity: 4 expressions, 4 pairs 256^2", t)]
+    torch.manual_seed(0)
+    rng = np.random.default_rng(0)
+    n = 8
+    d = {"dx": rng.normal(0, 0.2, (n, 256, 256)).astype(np.float16), "x": rng.random((n, 47), np.float32),
+         "age": np.full(n, 40.0, np.float32), "identity": np.zeros((n, 50), np.float32), "seed": np.arange(n),
+         "mask": np.ones((256, 256), bool)}
+    d["dy"], d["y"] = d["dx"][::-1].copy(), d["x"][::-1].copy()
+    cfg = train.TrainConfig()
+    G, D = DetH(cfg.deth), DExp(cfg.deth.n_aus)
+    og, od = torch.optim.Adam(G.parameters()), torch.optim.Adam(D.parameters())
+    batches = train.Batches(d, np.arange(n), torch.device("cpu"), rng, cfg.deth.n_identity)
+    step = iter(range(10 ** 6))
+
+    def one():
+        bt = batches.get(cfg.batch)
+        train.d_step(G, D, od, bt, cfg, next(step))
+        train.g_step(G, D, og, bt, cfg)
+
+    def warm():
+        train.g_step(G, D, og, batches.get(cfg.batch), cfg, full=False)
+
+    one()  # first step allocates
+    t, _ = _median(one, repeat)
+    rows.append((f"DetH training step (batch {cfg.batch}, 256^2, {torch.get_num_threads()} threads)", t))
+    t, _ = _median(warm, repeat)
+    rows.append((f"DetH warm-up step (paired losses only, batch {cfg.batch})", t))
+    if not weights.available("rcan"):
+        print("  (no RCAN weights installed: no serving rows)")
+        return rows
+    code = f"from backend.service.bench import serve_child; serve_child({repeat})"
+    out = subprocess.run([sys.executable, "-c", code],
+                         cwd=REPO, capture_output=True, text=True, check=True).stdout
+    res = json.loads(out.strip().splitlines()[-1])
+    rows += [(name, secs) for name, secs in res["rows"]]
+    rows.append(("serving process peak memory (max RSS)", res["peak_rss_mb"], "MB"))
+    return rows
+
+
+def serve_child(repeat: int) -> None:
+    """RCAN 256²→1024² and 256²→4096² (tiled) and, when installed, DetH 256², on a synthetic
+    map; prints JSON (its own process, so its peak memory is its own)."""
+    rcan, _ = weights.load("rcan")
+    m = np.random.default_rng(0).normal(0, 0.05, (256, 256)).astype(np.float32)
+    rows = []
+    with torch.inference_mode():
+        if serve.available():
+            nets = serve.get()
+            inp = {"dx": m, "uv": np.ones((256, 256), np.float32), "x": np.zeros(47, np.float32),
+                   "identity": np.zeros(50, np.float32)}
+            y = np.zeros((1, 47), np.float32)
+            y[0, :4] = 1.0
+            t, _ = _median(lambda: nets.map_for(inp, y, 40.0), repeat)
+            rows.append(("DetH forward 256^2 (one target)", t))
+        t, big = _median(lambda: sr.upscale(rcan, m), repeat)
+        rows.append(("RCAN x4 256^2 -> 1024^2", t))
+        t, _ = _median(lambda: sr.upscale(rcan, big), repeat)
+        rows.append((f"RCAN x4 1024^2 -> 4096^2 (tiled, {torch.get_num_threads()} threads)", t))
+    # VmHWM, not getrusage: Linux carries ru_maxrss over fork and exec, so a child started by a
+    # big parent would report the parent's peak
+    hwm = next(int(line.split()[1]) for line in Path("/proc/self/status").read_text().splitlines()
+               if line.startswith("VmHWM:"))
+    print(json.dumps({"rows": rows, "peak_rss_mb": hwm / 1024.0}))

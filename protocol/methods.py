@@ -1,0 +1,179 @@
+"""The backend's methods: names and typed parameters, validated the same way wherever they are
+built (the add-on, the headless CLI) or received (the server).
+
+Each method's parameters are a dataclass; :func:`parse` turns a request's ``params`` object
+into one, answering a bad one with :class:`rpc.InvalidParams` naming the problem; :func:`to_params`
+is what a client sends. Allowed JSON types come from the annotations (``float`` also takes an
+integer, ``Optional`` also null, never a boolean for a number); ``check`` metadata adds a range or
+choice. A receiver can add checks of its own (the server checks ``model`` against its registry).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import types
+import typing
+from dataclasses import dataclass, field
+from typing import Any, Callable, Optional, Union
+
+from . import rpc
+from ._typed import hints, to_json
+from .details import AUTO_MODEL, RIG_SIZES
+
+HEALTH = "health"
+RECONSTRUCT = "reconstruct"
+DETAILS = "details"
+WRINKLES = "wrinkles"
+CANCEL = "cancel"
+CANCEL_NOTIFICATION = "$/cancelRequest"  # the LSP spelling, a notification
+SHUTDOWN = "shutdown"
+WAIT = "diagnostics.wait"
+FAIL = "diagnostics.fail"
+PROGRESS = "progress"  # server -> client notification: {id, fraction, message}
+
+Check = Callable[[Any], Optional[str]]  # a complaint ("must be 1 .. 100000") or None
+
+
+def check(fn: Check, **kw) -> Any:
+    """``field(...)`` with a value check."""
+    return field(metadata={"check": fn}, **kw)
+
+
+def _one_of(values) -> Check:
+    words = [str(v) for v in values]
+    text = ", ".join(words[:-1]) + " or " + words[-1] if len(words) > 1 else words[0]
+    return lambda v: None if v in values else f"must be {text}"
+
+
+@dataclass
+class NoParams:
+    """health, shutdown."""
+
+
+@dataclass
+class ReconstructParams:
+    image: str  # the photo
+    out_dir: str  # the job folder to write
+    model_dir: Optional[str] = None  # the default model's folder or a Basel Face Model file
+    options: Optional[dict] = None  # texture_size, head_texture_size, n_identity, render_long_side, age
+
+
+@dataclass
+class DetailsParams:
+    job_dir: str
+    expression: Optional[list] = None  # target weights in the model's shape order, or
+    aus: Optional[dict] = None  # target Action Units; neither: the photo's own expression
+    age: Optional[float] = None  # years; None: the face's estimated age
+    sizes: Optional[list] = None  # None: details.SIZES
+    seed: int = 0
+    model: str = AUTO_MODEL  # a detail model of the backend's registry (health lists them)
+
+
+@dataclass
+class WrinklesParams:
+    job_dir: str
+    size: int = 1024  # per-AU and key map size
+    age: Optional[float] = None
+    seed: int = 0
+    controls: Optional[list] = None  # AU controls to make maps for; None: all
+    keys: list = field(default_factory=list)  # [{"frame": int, "values": {control: value}}]
+    base_size: int = check(_one_of(RIG_SIZES), default=4096)
+    model: str = AUTO_MODEL
+
+
+@dataclass
+class WaitParams:
+    seconds: float = check(lambda v: None if 0 <= v <= 86400 else "must be 0 .. 86400")
+    steps: int = check(lambda v: None if 1 <= v <= 100000 else "must be 1 .. 100000", default=10)
+    noise: bool = False
+
+
+@dataclass
+class FailParams:
+    kind: str = check(_one_of(("internal", "facedet", "exit")))
+
+
+@dataclass
+class CancelParams:
+    id: Union[str, int, float]  # noqa: A003 - the protocol's name
+
+
+PARAMS: dict[str, type] = {
+    HEALTH: NoParams, RECONSTRUCT: ReconstructParams, DETAILS: DetailsParams, WRINKLES: WrinklesParams,
+    CANCEL: CancelParams, CANCEL_NOTIFICATION: CancelParams, SHUTDOWN: NoParams, WAIT: WaitParams, FAIL: FailParams,
+}
+
+
+def choice_check(names: list[str]) -> Check:
+    """A check for a value that must be one of ``names`` ("must be a, b or c")."""
+    return _one_of(list(names))
+
+
+# ---- validation ------------------------------------------------------------------------------
+
+_NAMES = {str: "a string", int: "an integer", float: "a number", bool: "true or false", dict: "an object",
+          list: "an array", type(None): "null"}
+
+
+def _json_types(tp) -> tuple:
+    origin = typing.get_origin(tp)
+    if origin is Union or origin is types.UnionType:
+        return tuple(t for a in typing.get_args(tp) for t in _json_types(a))
+    if tp is float:
+        return (int, float)
+    return (origin or tp,)
+
+
+def type_name(types_: tuple) -> str:
+    if float in types_:  # "a number" covers int
+        types_ = tuple(t for t in types_ if t is not int)
+    return " or ".join(dict.fromkeys(_NAMES.get(t, t.__name__) for t in types_))
+
+
+def _required(f: dataclasses.Field) -> bool:
+    return f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+
+
+def parse(method: str, params: Any, checks: Optional[dict[str, Check]] = None):
+    """The method's params dataclass from a request's ``params``; raises :class:`rpc.InvalidParams`
+    (unknown method: :class:`rpc.MethodNotFound`). ``checks``: extra value checks by name."""
+    cls = PARAMS.get(method)
+    if cls is None:
+        raise rpc.MethodNotFound(f"Unknown method '{method}'.")
+    spec = dataclasses.fields(cls)
+    names = [f.name for f in spec]
+    if params is None:
+        params = {}
+    if not isinstance(params, dict):
+        raise rpc.InvalidParams(f"{method}: params must be an object (named parameters), "
+                                f"not {type(params).__name__}.", f"Send {{{', '.join(names)}}}.")
+    unknown = sorted(set(params) - set(names))
+    if unknown:
+        raise rpc.InvalidParams(f"{method}: unknown parameter(s) {', '.join(unknown)}.",
+                                f"Expected: {', '.join(names) or 'none'}.")
+    field_types = hints(cls)
+    out = {}
+    for f in spec:
+        allowed = _json_types(field_types[f.name])
+        if f.name not in params:
+            if _required(f):
+                raise rpc.InvalidParams(f"{method}: missing parameter '{f.name}'.",
+                                        f"'{f.name}' must be {type_name(allowed)}.")
+            continue
+        v = params[f.name]
+        if not isinstance(v, allowed) or (isinstance(v, bool) and bool not in allowed):
+            raise rpc.InvalidParams(f"{method}: '{f.name}' must be {type_name(allowed)}, not {json.dumps(v)[:60]}.")
+        for fn in (f.metadata.get("check"), (checks or {}).get(f.name)):
+            complaint = fn(v) if fn is not None and v is not None else None
+            if complaint:
+                raise rpc.InvalidParams(f"{method}: '{f.name}' {complaint}.")
+        out[f.name] = v
+    return cls(**out)
+
+
+def to_params(p) -> Any:
+    """What a client sends for a params dataclass; anything else as it is (None: {})."""
+    if dataclasses.is_dataclass(p):
+        return to_json(p)
+    return {} if p is None else p

@@ -1,0 +1,95 @@
+"""``scene.json``: everything the Blender side applies to build a face, already in Blender's
+frames and units (the backend's ``reconstruct.scene_export`` computes it; the scene builder only
+applies it).
+
+Units: Blender scenes are in metres; every map and the backend's geometry in millimetres
+(:data:`MM_TO_M`). Frames: Blender world, +Z up, the face looking down −Y.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import Optional
+
+from . import jsonfile
+from ._typed import from_json, to_json
+
+MM_TO_M = 1e-3  # metres per millimetre: detail maps hold mm, Blender's scene unit is the metre
+SKIN_FACE_MATERIAL = "skin_face"  # the material of the face tile's skin: detail maps displace it
+
+
+@dataclass
+class CameraDesc:
+    matrix_world: list[list[float]]  # 4x4, Blender camera convention (looks down its −Z, +Y up)
+    lens_mm: float
+    sensor_width_mm: float
+    sensor_fit: str  # Blender's sensor_fit ("AUTO": the width spans the longer image side)
+    clip_start_m: float
+    clip_end_m: float
+    distance_m: float  # camera to the model's origin
+
+
+@dataclass
+class LightDesc:
+    """The key light: a soft area light above and beside the camera, aimed at the face."""
+
+    matrix_world: list[list[float]]  # 4x4, Blender light convention (shines down its −Z)
+    size_m: float
+    energy_w: float
+    kind: str = "AREA"
+
+
+@dataclass
+class MaterialGroup:
+    """One material: which model regions it covers and how it looks (``texture``: the job-file
+    role it is textured with; otherwise ``vertex_color``, ``color``, or a special look)."""
+
+    name: str
+    regions: list[str]
+    texture: Optional[str] = None
+    roughness: float = 0.5
+    alpha: float = 1.0
+    color: Optional[list[float]] = None
+    vertex_color: Optional[str] = None
+    transparent: bool = False  # renders fully transparent (lash cards, wet-eye helper shells)
+    cornea: bool = False  # clear glossy cornea over the iris
+
+
+@dataclass
+class RigControl:
+    """One AU control: ``key`` ("AU12L"), its AU number and side ("L", "R" or ""), the AU's
+    name, and the expression shape keys it drives."""
+
+    key: str
+    au: int
+    side: str
+    name: str
+    shapes: list[str]
+
+
+@dataclass
+class RenderDesc:
+    resolution: list[int]  # width, height in pixels
+
+
+@dataclass
+class SceneDescription:
+    object_matrix: list[list[float]]  # 4x4: model frame (mm) -> Blender world (m)
+    camera: CameraDesc
+    render: RenderDesc
+    shape_keys: dict[str, float]  # the photo's expression, by shape-key name
+    materials: list[MaterialGroup]
+    au_rig: list[RigControl] = field(default_factory=list)
+    au_values: dict[str, float] = field(default_factory=dict)  # the photo's expression, by control
+    presets: dict[str, dict[str, float]] = field(default_factory=dict)  # emotion -> control values
+    preset_notes: dict[str, str] = field(default_factory=dict)
+    light: Optional[LightDesc] = None
+    focus_point: Optional[list[float]] = None  # Blender world (m): the face's centre, what the light aims at
+
+    def save(self, path: str | os.PathLike) -> None:
+        jsonfile.write_atomic(path, to_json(self))
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> "SceneDescription":
+        return from_json(cls, jsonfile.read(path))
