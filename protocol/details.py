@@ -81,8 +81,34 @@ def wrinkle_key(rig_tag: str, values: Mapping[str, float]) -> str:
     return f"wrinkles_{rig_tag}_key_{digest(dict(values))}.exr"
 
 
+class _SideFile:
+    """Saving and loading a side file: ``_name(tag)`` is its file name; fields only answers carry
+    (the job folder, a rig's keys) are not written."""
+
+    _answer_only: tuple[str, ...] = ("job_dir",)
+
+    @staticmethod
+    def _name(tag: str) -> str:
+        raise NotImplementedError
+
+    def save(self, folder: str | os.PathLike) -> None:
+        d = to_json(self)
+        for k in self._answer_only:
+            d.pop(k)
+        jsonfile.write_atomic(Path(folder) / self._name(self.tag), d)
+
+    @classmethod
+    def load(cls, folder: str | os.PathLike, tag: str):
+        return from_json(cls, jsonfile.read(Path(folder) / cls._name(tag)))
+
+    @classmethod
+    def from_dict(cls, d: dict):
+        """From the method's answer."""
+        return from_json(cls, d)
+
+
 @dataclass
-class DetailInfo:
+class DetailInfo(_SideFile):
     """``detail_<tag>.json``, and the ``details`` method's answer (with ``job_dir``)."""
 
     tag: str
@@ -98,23 +124,11 @@ class DetailInfo:
     unit: str = UNIT
     job_dir: str = ""  # answers only: the job folder, absolute
 
+    _name = staticmethod(detail_sidecar)
+
     def largest(self) -> str:
         """The file of the largest map."""
         return self.files[max(self.files, key=int)]
-
-    def save(self, folder: str | os.PathLike) -> None:
-        d = to_json(self)
-        d.pop("job_dir")
-        jsonfile.write_atomic(Path(folder) / detail_sidecar(self.tag), d)
-
-    @classmethod
-    def load(cls, folder: str | os.PathLike, tag: str) -> "DetailInfo":
-        return from_json(cls, jsonfile.read(Path(folder) / detail_sidecar(tag)))
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "DetailInfo":
-        """From the ``details`` method's answer."""
-        return from_json(cls, d)
 
 
 @dataclass
@@ -145,7 +159,7 @@ class ControlMap:
 
 
 @dataclass
-class WrinkleRig:
+class WrinkleRig(_SideFile):
     """``wrinkles_<tag>.json``, and the ``wrinkles`` method's answer (with ``keys`` and ``job_dir``)."""
 
     tag: str
@@ -165,20 +179,8 @@ class WrinkleRig:
     keys: list[WrinkleKey] = field(default_factory=list)  # answers only
     job_dir: str = ""  # answers only
 
-    def save(self, folder: str | os.PathLike) -> None:
-        d = to_json(self)
-        d.pop("job_dir")
-        d.pop("keys")
-        jsonfile.write_atomic(Path(folder) / wrinkle_sidecar(self.tag), d)
-
-    @classmethod
-    def load(cls, folder: str | os.PathLike, tag: str) -> "WrinkleRig":
-        return from_json(cls, jsonfile.read(Path(folder) / wrinkle_sidecar(tag)))
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "WrinkleRig":
-        """From the ``wrinkles`` method's answer."""
-        return from_json(cls, d)
+    _name = staticmethod(wrinkle_sidecar)
+    _answer_only = ("job_dir", "keys")
 
     def files(self) -> list[str]:
         return [self.base.file] + [p.file for p in self.packs]

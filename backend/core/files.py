@@ -1,7 +1,6 @@
-"""Writing a job folder's files atomically (temporary name, then rename).
-
-A crash or a cancel never leaves a file that looks complete.
-"""
+"""Writing a job folder's array files atomically (temporary name, then rename), so a crash or a
+cancel never leaves a file that looks complete. JSON files: ``protocol.jsonfile.write_atomic``,
+shared with the Blender side; EXR maps: ``exr_io``; PNGs: ``image_io``."""
 
 from __future__ import annotations
 
@@ -9,8 +8,6 @@ import os
 from pathlib import Path
 
 import numpy as np
-
-from protocol.jsonfile import write_atomic as atomic_json  # noqa: F401 - one JSON writer for both sides
 
 
 def atomic_npz(path: Path, **arrays) -> None:
