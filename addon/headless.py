@@ -140,12 +140,6 @@ def _scene(args):
         print(f"error: {exc}", file=sys.stderr)
         return 2
     stem = settings.slug(Path(args.image).stem)
-    created_out = not out.exists()
-    out.mkdir(parents=True, exist_ok=True)
-    job_dir = out / f"{stem}_job"
-    bpy.ops.wm.read_factory_settings(use_empty=True)
-    bpy.context.preferences.filepaths.save_version = 0  # no .blend1 beside our output
-    blend = out / f"{stem}.blend"
     client = session.get_client(args.backend_python)
     if args.details or getattr(args, "wrinkles", False):
         try:
@@ -156,6 +150,12 @@ def _scene(args):
             session.shutdown()
             print(f"error: {complaint}", file=sys.stderr)
             return 2
+    created_out = not out.exists()
+    out.mkdir(parents=True, exist_ok=True)
+    job_dir = out / f"{stem}_job"
+    bpy.ops.wm.read_factory_settings(use_empty=True)
+    bpy.context.preferences.filepaths.save_version = 0  # no .blend1 beside our output
+    blend = out / f"{stem}.blend"
     t0 = time.perf_counter()
     options = {"texture_size": args.texture_size}
     if args.age > 0:

@@ -96,3 +96,13 @@ def test_cli_bad_animation_key_fails_before_any_work(tmp_path):
                        text=True, timeout=300)
     assert r.returncode == 2 and "FRAME:PRESET" not in r.stderr and "grin" in r.stderr
     assert not (tmp_path / "o").exists()
+
+
+def test_cli_unknown_detail_model_is_refused_before_any_work_naming_the_backends_models(tmp_path):
+    """The choices come from the backend's registry (its health answer), not a list in the add-on."""
+    r = subprocess.run([sys.executable, "-m", "facedet3d", "reconstruct", "--image", str(PHOTO), "--out",
+                        str(tmp_path / "o"), "--details", "--detail-model", "neural"], cwd=REPO, capture_output=True,
+                       text=True, timeout=300)
+    assert r.returncode == 2, r.stderr[-2000:]
+    assert "no detail model 'neural'" in r.stderr and "auto, physical, deth" in r.stderr
+    assert not (tmp_path / "o").exists()

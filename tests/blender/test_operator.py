@@ -92,3 +92,28 @@ def test_import_then_save_moves_files_beside_the_blend(empty_scene, cache, tmp_p
     bpy.ops.wm.open_mainfile(filepath=str(blend))
     imgs = [i for i in bpy.data.images if i.filepath]
     assert imgs and all(i.size[0] > 0 for i in imgs), "size loads the pixels: 0 means not found"
+
+
+def test_detail_model_menus_are_the_backends_registry(ext, monkeypatch):
+    """The operators' Model menu lists what the backend's health answer lists (a plugin model
+    included), marks an unavailable one, and is "auto" alone when no backend answers."""
+    session = ext.addon.link.session
+    items = ext.addon.operators.backend_job.detail_model_items
+    session.shutdown()
+    health = {"ok": True, "pid": 1, "protocol": 2, "python": "3.11.0", "executable": "x", "backend": "0.1.0",
+              "torch": None, "cuda": False, "cuda_device": None, "uptime_s": 0.0, "jobs_running": 0, "jobs_queued": 0,
+              "auto_detail_model": "physical",
+              "detail_models": [{"name": "auto", "label": "Auto", "description": "best", "available": True},
+                                {"name": "physical", "label": "Physical", "description": "sim", "available": True},
+                                {"name": "toy", "label": "Toy", "description": "a plugin", "available": False,
+                                 "reason": "weights missing"}]}
+    try:
+        session.remember_health(health)
+        got = items(None, bpy.context)
+        assert [i[0] for i in got] == ["auto", "physical", "toy"]
+        assert "unavailable" in got[2][1] and "weights missing" in got[2][2]
+        session.shutdown()  # forgets the answer; a backend that cannot start offers auto alone
+        monkeypatch.setenv("FACEDET3D_BACKEND_PYTHON", "/nonexistent/python")
+        assert [i[0] for i in items(None, bpy.context)] == ["auto"]
+    finally:
+        session.shutdown()
