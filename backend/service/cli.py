@@ -3,6 +3,7 @@
     python -m backend reconstruct --image photo.jpg --out DIR [--model-dir M]
     python -m backend details --job DIR [--model NAME] [--aus AU12=1,AU6=0.8] [--sizes 256,1024]
     python -m backend models                      the detail models this backend offers
+    python -m backend wrinkle-stats MAP.exr [--json]   creases per face region (docs/detail_maps.md)
     python -m backend convert-model FILE [--reference DIR]   a BFM .mat/.h5 -> the cache, prints the report
     python -m backend bench [--repeat N]
     python -m backend synth|train|export|eval ...   the learned nets (backend/learned/train/cli.py;
@@ -18,11 +19,14 @@ from dataclasses import asdict
 
 from protocol.details import AUTO_MODEL, SIZES
 
+from ..core import exr_io
 from ..core.errors import FaceDetError
 from ..core.progress import Job
 from ..detail import registry
 from ..detail.maps import build_details
+from ..detail.stats import face_map_stats
 from ..models.bfm import convert as bfm_model
+from ..models.loader import load_model
 from ..reconstruct.pipeline import reconstruct
 from .bench import run_bench
 
@@ -90,6 +94,34 @@ def _models(args) -> int:
     return 0
 
 
+def _wrinkle_stats(args) -> int:
+    try:
+        m = exr_io.read_map(args.map)
+    except (OSError, ValueError) as exc:
+        print(f"error: {args.map} is not a readable detail map ({exc})\n  what to do: give an EXR the backend "
+              "wrote (detail_*.exr, wrinkles_*_key_*.exr)", file=sys.stderr)
+        return 1
+    try:
+        model = load_model(args.model_dir or None)
+    except FaceDetError as exc:
+        return _error(exc)
+    stats = face_map_stats(model, m)
+    if args.json:
+        print(json.dumps(stats.to_dict(), indent=1))
+        return 0
+    print(f"{args.map}: {m.shape[0]}² map, analysed at {stats.mm_per_texel:.3f} mm per texel")
+    print(f"{'region':16s}{'count':>6s}{'spacing':>9s}{'length':>9s}{'max len':>9s}{'depth':>8s}{'max':>8s}"
+          f"{'width':>8s}{'asym':>7s}{'angle':>7s}")
+    for name, r in stats.regions.items():
+        def f(v, fmt):
+            return format(v, fmt) if v is not None else "-".rjust(int(fmt.split(".")[0]))
+        print(f"{name:16s}{r.count:6d}{f(r.spacing_mm, '9.2f')}{f(r.length_mm, '9.1f')}{f(r.length_max_mm, '9.1f')}"
+              f"{f(r.depth_mm, '8.3f')}{f(r.depth_max_mm, '8.3f')}{f(r.width_mm, '8.2f')}{f(r.asymmetry, '7.2f')}"
+              f"{f(r.angle_deg, '7.0f')}")
+    print("mm; angle: of the lines on the face, 0° across (left-right), 90° up-down")
+    return 0
+
+
 def _convert_model(args) -> int:
     try:
         model = bfm_model.load_bfm_model(args.file, args.reference or None, _job())
@@ -118,6 +150,11 @@ def parser() -> argparse.ArgumentParser:
     d.add_argument("--sizes", type=_sizes, default=SIZES, help="map sizes, e.g. 256,1024,4096")
     d.add_argument("--seed", type=int, default=0)
     sub.add_parser("models", help="list the detail models and whether each is ready")
+    w = sub.add_parser("wrinkle-stats", help="creases of a detail map per face region: count, spacing, length, "
+                                             "depth, width, asymmetry, orientation")
+    w.add_argument("map", help="a detail map EXR of the face tile (mm)")
+    w.add_argument("--model-dir", default="", help="the face model whose UV layout the map uses (default model)")
+    w.add_argument("--json", action="store_true", help="every crease, as JSON")
     c = sub.add_parser("convert-model", help="convert a Basel Face Model file once (cached) and print its report")
     c.add_argument("file")
     c.add_argument("--reference", default="", help="the default model's folder (default: as for reconstruct)")
@@ -130,7 +167,8 @@ def parser() -> argparse.ArgumentParser:
     return ap
 
 
-COMMANDS = {"reconstruct": _reconstruct, "details": _details, "models": _models, "convert-model": _convert_model,
+COMMANDS = {"reconstruct": _reconstruct, "details": _details, "models": _models, "wrinkle-stats": _wrinkle_stats,
+            "convert-model": _convert_model,
             "bench": lambda args: run_bench(args.repeat, args.model_dir or None, args.only)}
 
 
