@@ -13,7 +13,7 @@ to centrelines (scikit-image's skeletonize) and every connected centreline of at
 - depth, width, asymmetry: from profiles sampled across it every ~0.5 mm (perpendicular to the
   local line, up to ``PROFILE_MM`` either side): depth = mean shoulder height − floor; width =
   the valley's full width at half that depth; asymmetry = (w₊ − w₋) / width, w₊ the half-width
-  on the +90° side of the line (above a horizontal line, left of a vertical one; 0: symmetric).
+  on the line's upper side (the left one of a vertical line; 0: symmetric).
 
 Per region (``backend.models.regions``; a crease belongs where most of its centreline lies):
 count, and the spacing of neighbouring creases (median distance from a crease's centreline to
@@ -171,16 +171,21 @@ def crease_stats(m: np.ndarray, mm_per_texel: float, regions: dict[str, np.ndarr
         half = floor + 0.5 * depth
         wl, wr = [], []
         for k in range(len(sel)):
-            # walk out from the floor on each side to where the profile rises through half depth
+            # the floor to a fraction of a sample (a parabola through the lowest three), then walk out
+            # on each side to where the profile rises through half depth (linearly between samples)
             i0 = int(np.argmin(np.where(near, prof[k], np.inf)))
+            i0 = min(max(i0, 1), len(offsets) - 2)
+            p_, q_, r_ = prof[k, i0 - 1], prof[k, i0], prof[k, i0 + 1]
+            curv = p_ - 2.0 * q_ + r_
+            x0 = i0 + (0.5 * (p_ - r_) / curv if curv > 1e-12 else 0.0)
             widths = []
             for direction in (-1, 1):
                 j = i0
                 while 0 < j < len(offsets) - 1 and prof[k, j + direction] < half[k]:
                     j += direction
-                a0, a1 = prof[k, j], prof[k, j + direction] if 0 <= j + direction < len(offsets) else prof[k, j]
-                frac = (half[k] - a0) / (a1 - a0) if a1 > a0 else 0.0  # the crossing, linearly
-                widths.append((abs(j - i0) + float(np.clip(frac, 0.0, 1.0))) * tx / 2)
+                a0, a1 = prof[k, j], prof[k, min(max(j + direction, 0), len(offsets) - 1)]
+                frac = float(np.clip((half[k] - a0) / (a1 - a0), 0.0, 1.0)) if a1 > a0 else 0.0
+                widths.append(abs(j + direction * frac - x0) * tx / 2)
             wl.append(widths[0])
             wr.append(widths[1])
         wl, wr = np.asarray(wl), np.asarray(wr)
@@ -188,10 +193,14 @@ def crease_stats(m: np.ndarray, mm_per_texel: float, regions: dict[str, np.ndarr
         if not ok.any():
             continue
         width = float(np.median((wl + wr)[ok]))
-        # the +90° side: the line runs along (cos a, sin a) in the face frame (x = col, y = -row);
-        # its +90° normal (-sin a, cos a) is (-cos a, -sin a) in (row, col)
+        # the + side is the upper one (the left one of a vertical line): the line runs along
+        # (cos a, sin a) in the face frame (x = col, y = -row); the normal (-sin a, cos a) turned
+        # upwards, in (row, col)
         a = np.radians(angle)
-        normal_rc = np.array([-np.cos(a), -np.sin(a)])
+        nx, ny = -np.sin(a), np.cos(a)
+        if ny < -1e-9 or (abs(ny) <= 1e-9 and nx > 0):
+            nx, ny = -nx, -ny
+        normal_rc = np.array([-ny, nx])
         flip = (dr * normal_rc[0] + dc * normal_rc[1]) < 0
         w_plus = np.where(flip, wl, wr)
         w_minus = np.where(flip, wr, wl)

@@ -38,11 +38,24 @@ Regions (sided ones come as ``<name>_R`` / ``<name>_L``, subject's right / left)
     46/47), between the inner and outer eye corners. Not in the brief's list, but AU6, AU7
     and AU9 compress this skin strongly on ICT-FaceKit (and on real faces: lower-lid and
     infraorbital lines), so it is its own region rather than part of ``elsewhere``.
+``perioral``
+    the upper lip's skin: between the nose base (31–35, 2 mm down) and the upper vermilion
+    border (48–54, 1.5 mm up). Orbicularis oris (AU18, AU22, AU24, AU28): vertical lip lines.
+``chin``
+    an ellipse midway between the lower lip (57) and the chin point (8), 14 mm across and
+    0.35 × their distance up-down. Mentalis (AU17): the chin boss's "cobblestone" dimpling.
+``mouth_corner_R`` / ``_L``
+    below and outside each lip corner (48 / 54): a capsule from 2 mm out and 4 mm down to
+    7 mm out and 20 mm down, radius 4 mm. Depressor anguli oris (AU15): lines beyond the corners.
+``dimple_R`` / ``_L``
+    an ellipse 12 mm lateral and 2 mm above each lip corner, 4 × 7 mm. Buccinator (AU14).
 ``elsewhere``
-    face skin far from all of the above and from the eyes, nose and lips: the lower
-    cheeks (at least 30 mm below the lower eyelids, 10 mm outside every other region,
-    12 mm inside the face contour) and the chin (an ellipse midway between the lower lip
-XX
+    face skin far from all of the above and from the eyes, nose and lips: the lower cheeks
+    (at least 30 mm below the lower eyelids, 10 mm outside every other region, 12 mm inside the
+    face contour). Wrinkles here are an error: no AU of the FACS table makes them.
+
+The sizes are this project's choice, placed on the landmarks after the muscles the FACS manual
+names for each AU (no published map gives them in millimetres).
 """
 
 from __future__ import annotations
@@ -56,7 +69,8 @@ from ..core.imaging import resize_bilinear
 from .morphable import MorphableModel
 
 REGION_NAMES = ("forehead", "glabella", "crows_feet_R", "crows_feet_L", "nose",
-                "nasolabial_R", "nasolabial_L", "infraorbital_R", "infraorbital_L", "elsewhere")
+                "nasolabial_R", "nasolabial_L", "infraorbital_R", "infraorbital_L", "perioral", "chin",
+                "mouth_corner_R", "mouth_corner_L", "dimple_R", "dimple_L", "elsewhere")
 # facial features, for regional skin parameters (not wrinkle regions)
 FEATURE_NAMES = ("eyelids_R", "eyelids_L", "lips")
 # groups that tests and stats read as one region
@@ -67,6 +81,10 @@ REGION_GROUPS = {
     "nose": ("nose",),
     "nasolabial": ("nasolabial_R", "nasolabial_L"),
     "infraorbital": ("infraorbital_R", "infraorbital_L"),
+    "perioral": ("perioral",),
+    "chin": ("chin",),
+    "mouth_corner": ("mouth_corner_R", "mouth_corner_L"),
+    "dimple": ("dimple_R", "dimple_L"),
     "elsewhere": ("elsewhere",),
     "eyelids": ("eyelids_R", "eyelids_L"),
     "lips": ("lips",),
@@ -191,6 +209,24 @@ def _shapes(layout: RegionLayout):
         box = np.array([[x0, y_lid - 6.0], [x1, y_lid - 6.0], [x1, y_lid - 25.0], [x0, y_lid - 25.0]])
         out[f"infraorbital_{side}"] = lambda p, poly=box: sd_polygon(p, poly)
 
+    # upper lip skin: between the nose base and the upper vermilion border
+    base = L[31:36][::-1] + np.array([0.0, -2.0])
+    lip = L[48:55] + np.array([0.0, 1.5])
+    out["perioral"] = lambda p, poly=np.concatenate([lip, base]): sd_polygon(p, poly)
+
+    # chin boss (mentalis)
+    chin_c = 0.5 * (L[57] + L[8])
+    chin_ry = 0.35 * abs(L[57, 1] - L[8, 1])
+    out["chin"] = lambda p, c=chin_c, ry=chin_ry: sd_ellipse(p, c, 14.0, ry)
+
+    # beyond the lip corners: depressor anguli oris (AU15) below, buccinator dimple (AU14) beside
+    for side, corner, sign in (("R", 48, -1.0), ("L", 54, 1.0)):
+        a = L[corner] + np.array([sign * 2.0, -4.0])
+        b = L[corner] + np.array([sign * 7.0, -20.0])
+        out[f"mouth_corner_{side}"] = lambda p, a=a, b=b: sd_capsule(p, a, b, 4.0)
+        c = L[corner] + np.array([sign * 12.0, 2.0])
+        out[f"dimple_{side}"] = lambda p, c=c: sd_ellipse(p, c, 4.0, 7.0)
+
     # features (not wrinkle regions; used for regional skin parameters)
     features = {
         "eyelids_R": lambda p: sd_polygon(p, L[36:42]) - 8.0,
@@ -202,8 +238,6 @@ def _shapes(layout: RegionLayout):
     # elsewhere: lower cheeks and chin, far from every other region and the features
     jaw = L[0:17]
     lower_lid_y = {"R": min(L[40, 1], L[41, 1]), "L": min(L[46, 1], L[47, 1])}
-    chin_c = 0.5 * (L[57] + L[8])
-    chin_ry = 0.35 * abs(L[57, 1] - L[8, 1])
     top = np.array([[jaw[16, 0], L[24, 1]], [jaw[0, 0], L[19, 1]]])
     contour = np.concatenate([jaw, top])
 
@@ -212,9 +246,7 @@ def _shapes(layout: RegionLayout):
         d_face = sd_polygon(p, contour) + 12.0  # ≥ 12 mm inside the face contour
         below_eye = np.where(p[:, 0] < L[27, 0], p[:, 1] - (lower_lid_y["R"] - 30.0),
                              p[:, 1] - (lower_lid_y["L"] - 30.0))
-        cheek = np.maximum(d_face, below_eye)
-        chin = sd_ellipse(p, chin_c, 14.0, chin_ry)
-        d = np.minimum(cheek, chin)
+        d = np.maximum(d_face, below_eye)
         for name, sd in done.items():
             if name in features:
                 continue
@@ -296,7 +328,9 @@ def region_label_image(model: MorphableModel, size: int = 512) -> np.ndarray:
     colours = {"forehead": (230, 80, 80), "glabella": (240, 200, 60), "crows_feet_R": (80, 200, 90),
                "crows_feet_L": (80, 200, 90), "nose": (80, 140, 240), "nasolabial_R": (200, 90, 220),
                "nasolabial_L": (200, 90, 220), "infraorbital_R": (60, 200, 200),
-               "infraorbital_L": (60, 200, 200), "elsewhere": (140, 140, 140)}
+               "infraorbital_L": (60, 200, 200), "perioral": (250, 150, 60), "chin": (170, 110, 60),
+               "mouth_corner_R": (120, 90, 200), "mouth_corner_L": (120, 90, 200), "dimple_R": (240, 120, 160),
+               "dimple_L": (240, 120, 160), "elsewhere": (140, 140, 140)}
     img = np.zeros((size, size, 3), np.float32)
     for name, m in region_masks(model, size).items():
         img += m[..., None] * np.asarray(colours[name], np.float32)

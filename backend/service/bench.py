@@ -23,8 +23,8 @@ from protocol.job import FaceReconstruction
 
 from ..core import exr_io
 from ..core.image_io import load_rgb
+from ..detail.creases.generator import crease_map
 from ..detail.photo.extract import extract_photo_detail
-from ..detail.wrinkles.field import wrinkle_map
 from ..learned import serve, sr, weights
 from ..learned.nets import DetH, DExp
 from ..models.bfm import convert as bfm_model
@@ -150,13 +150,13 @@ def bench_details(model, fit, img, det, repeat: int) -> list[tuple[str, float]]:
     for name in ("mouthSmile_L", "mouthSmile_R", "cheekSquint_L", "cheekSquint_R"):
         smile[model.expression_index(name)] = 1.0
     ident = np.asarray(fit.identity)
-    t, w = _median(lambda: wrinkle_map(model, ident, smile, size=4096, age=35.0), repeat)
+    t, w = _median(lambda: crease_map(model, ident, smile, size=4096, age=35.0), repeat)
     rows.append(("wrinkle map 4096^2 (AU6+12, with micro-relief)", t))
     with tempfile.TemporaryDirectory() as d:
         t, _ = _median(lambda: exr_io.write_map(os.path.join(d, "m.exr"), w.displacement), repeat)
     rows.append(("EXR write 4096^2 half ZIP", t))
     person = pd.displacement
-    t, _ = _median(lambda: wrinkle_map(model, ident, smile, size=1024, age=35.0, person_detail=person,
+    t, _ = _median(lambda: crease_map(model, ident, smile, size=1024, age=35.0, person_detail=person,
                                        micro=False), repeat)
     rows.append(("key wrinkle map 1024^2 (AU6+12, no micro)", t))
     return rows

@@ -12,6 +12,7 @@ import pickle
 import h5py
 import numpy as np
 import pytest
+from conftest import PHOTO
 from scipy.io import savemat
 
 from backend.core.errors import ModelNotFoundError
@@ -21,8 +22,6 @@ from backend.models.bfm import uv_param
 from backend.models.bfm.synthetic import make_truth, shape_errors, write_bfm2009, write_bfm2017
 from backend.models.loader import load_model
 from backend.reconstruct.pipeline import reconstruct
-
-from conftest import PHOTO
 
 
 @pytest.fixture(scope="module")

@@ -51,9 +51,10 @@ def test_target_aus_change_the_map_only_where_they_act(job, maps):
     b = exr_io.read_map(job / brows["files"]["256"])
     masks = region_masks(load_model(), 256)
     diff = np.abs(b - a)
-    forehead = diff[masks["forehead"] > 0.5].mean()
-    elsewhere = diff[masks["elsewhere"] > 0.5].mean()
-    assert forehead > 0.05, f"AU1+2 wrinkles the forehead: {forehead:.3f} mm"
+    # a few creases on the forehead (tenths of a mm at their floors), nothing in the lower face
+    forehead = np.percentile(diff[masks["forehead"] > 0.5], 99)
+    elsewhere = np.percentile(diff[masks["elsewhere"] > 0.5], 99)
+    assert forehead > 0.05, f"AU1+2 creases the forehead: {forehead:.3f} mm"
     assert forehead > 10 * elsewhere, (forehead, elsewhere)
 
 

@@ -9,7 +9,6 @@ import sys
 
 import numpy as np
 import pytest
-
 from conftest import BACKEND_PY, PHOTO, REPO, bpy, datablock_counts
 
 SYNTH_VERTICES = 11248  # the default model's face + head-and-neck skin

@@ -7,7 +7,6 @@ import json
 
 import numpy as np
 import pytest
-
 from conftest import SHIPPED_NETS, bpy
 
 MODELS = ["physical", pytest.param("deth", marks=pytest.mark.skipif(not SHIPPED_NETS, reason="no DetH weights"))]

@@ -9,7 +9,6 @@ import textwrap
 from pathlib import Path
 
 import pytest
-
 from conftest import REPO
 
 BLENDER_EXT = next(Path(p) for p in sorted((Path(sys.prefix) / "lib").glob(

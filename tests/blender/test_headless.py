@@ -9,7 +9,6 @@ import subprocess
 import sys
 
 import numpy as np
-
 from conftest import PHOTO, REPO, SHIPPED_NETS, bpy
 
 

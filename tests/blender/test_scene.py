@@ -6,7 +6,6 @@ import json
 
 import numpy as np
 import pytest
-
 from conftest import bpy, datablock_counts
 
 N_VERTICES = 26719  # ICT-FaceKit Light

@@ -10,7 +10,6 @@ import struct
 
 import numpy as np
 import pytest
-
 from conftest import backend_run, bpy
 from test_details_render import _render_face_box
 

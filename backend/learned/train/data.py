@@ -35,8 +35,8 @@ import numpy as np
 from ...core import exr_io
 from ...core.imaging import resample
 from ...detail import microrelief
+from ...detail.creases.generator import crease_map
 from ...detail.strain import face_mesh
-from ...detail.wrinkles.field import wrinkle_map
 from ...models import emotions
 from ...models.loader import load_model
 from ...models.morphable import MorphableModel
@@ -109,8 +109,8 @@ class Synth:
         exprs = [random_controls(self.rig, self.presets, rng) for _ in range(n_expr)]
 
         def w(ctrl, person=None):
-            return wrinkle_map(m, ident, self.weights(ctrl), size=size, age=age, person_detail=person,
-                               seed=mseed, micro=False)
+            return crease_map(m, ident, self.weights(ctrl), size=size, age=age, person_detail=person,
+                              seed=mseed, micro=False)
 
         ageing = 0.35 * np.clip((age - 18.0) / 62.0, 0.0, 1.0)
         first = w(habit)
