@@ -17,6 +17,8 @@ import bpy
 from ..protocol import methods
 from ..protocol.details import AUTO_MODEL, DetailInfo, WrinkleRig, detail_sizes
 from ..protocol.methods import DetailsParams
+from ..protocol.job import FaceReconstruction
+from ..protocol.scene import VIEWS, SceneDescription
 from .link import jobs, session, settings
 from .scene import au_rig, builder, displacement, gltf_export, wrinkle_mix
 
@@ -26,6 +28,9 @@ def _parser() -> argparse.ArgumentParser:
     sub = ap.add_subparsers(dest="command", required=True)
     r = sub.add_parser("reconstruct", help="photo -> textured face .blend (and a render)")
     _job_args(r)
+    r.add_argument("--expression", default="", metavar="WHAT",
+                   help="set the face to this expression: a preset (happy, sad, surprise, fear, anger, disgust, "
+                        "contempt, neutral) or AU1=1,AU2=0.6; with --details its wrinkles are made for it")
     a = sub.add_parser("animate", help="photo + keys -> AU animation: PNG frames, optional video, .blend")
     _job_args(a)
     a.add_argument("--key", action="append", required=True, metavar="FRAME:WHAT",
@@ -64,6 +69,9 @@ def _job_args(r) -> None:
                    help="add detail maps (photo detail + wrinkles for the photo's expression) as displacement")
     r.add_argument("--detail-size", type=int, default=4096, help="largest detail map size (default 4096)")
     r.add_argument("--age", type=float, default=0.0, help="age for wrinkle depth (default: from the photo)")
+    r.add_argument("--view", choices=VIEWS, default="photo",
+                   help="the camera: the photo's own (default), or portrait: a three-quarter close-up with a raking "
+                        "key light, where relief and wrinkles show")
     r.add_argument("--detail-model", default=AUTO_MODEL,
                    help="what makes detail and wrinkle maps: one of the backend's detail models "
                         "(`python -m backend models` lists them; auto: the best installed)")
@@ -129,9 +137,10 @@ def _check_detail_model(client, name: str) -> str:
     return f"the backend has no detail model '{name}'; choose one of: {', '.join(offered)} (--detail-model)"
 
 
-def _scene(args):
+def _scene(args, keys: tuple = ()):
     """Steps shared by `reconstruct` and `animate`: backend job (and details), the face scene,
-    the saved .blend. Returns (built, out, stem, blend), or an exit code after a message."""
+    the saved .blend. ``keys``: (frame, preset or AU values) to check against the face's rig.
+    Returns (built, out, stem, blend, [(frame, control values)]), or an exit code after a message."""
     out = Path(args.out).expanduser().resolve()
     model_dir = settings.model_dir(args.model_dir)
     try:
@@ -140,6 +149,11 @@ def _scene(args):
         print(f"error: {exc}", file=sys.stderr)
         return 2
     stem = settings.slug(Path(args.image).stem)
+    try:
+        target = parse_expression(args.expression, "--expression") if getattr(args, "expression", "") else None
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     client = session.get_client(args.backend_python)
     if args.details or getattr(args, "wrinkles", False):
         try:
@@ -166,22 +180,27 @@ def _scene(args):
     try:
         res = client.call(methods.RECONSTRUCT, jobs.reconstruct_params(args.image, job_dir, model_dir, options),
                           timeout=3600, on_progress=_progress)
+        values = _target_controls(job_dir, target) if target is not None else None
+        # keys too, so a name the rig lacks stops the run before any scene or .blend is written
+        keyed = [(frame, _target_controls(job_dir, what, f"key {frame}")) for frame, what in keys]
         if args.details:
             detail = DetailInfo.from_dict(client.call(methods.DETAILS, DetailsParams(
-                job_dir=str(job_dir), sizes=detail_sizes(args.detail_size), model=args.detail_model),
-                timeout=3600, on_progress=_progress))
+                job_dir=str(job_dir), sizes=detail_sizes(args.detail_size), model=args.detail_model,
+                controls=values), timeout=3600, on_progress=_progress))
     except Exception as exc:
         jobs.discard(job_dir)
         if created_out and not any(out.iterdir()):
-            out.rmdir()  # a failed run leaves nothing behind
+            out.rmdir()  # a failed run leaves nothing behind (the .blend is written only after it)
         print(f"error: {jobs.describe(exc)}", file=sys.stderr)
-        return 1
+        return 2 if isinstance(exc, ValueError) else 1  # a name the rig lacks: the user's input
     finally:
         session.shutdown()
     print(f"backend done in {time.perf_counter() - t0:.1f} s: fit error {res['stats']['fit_error_iod']:.3f} IOD")
     # Save first so every path the builder stores is relative to the .blend.
     bpy.ops.wm.save_as_mainfile(filepath=str(blend))
-    built = builder.build_face(bpy.context, job_dir, name=stem)
+    built = builder.build_face(bpy.context, job_dir, name=stem, view=args.view)
+    if values is not None:
+        au_rig.apply_values(built.obj, values)
     if detail is not None:
         displacement.attach(built.obj, job_dir / detail.largest(), vertex_range=detail.vertex_range,
                             material_name=detail.material)
@@ -190,14 +209,14 @@ def _scene(args):
         print(f"details: {detail.model} model, RMS {detail.stats['rms_mm']:.3f} mm")
     bpy.context.scene.cycles.samples = args.samples
     bpy.ops.wm.save_as_mainfile(filepath=str(blend))
-    return built, out, stem, blend
+    return built, out, stem, blend, keyed
 
 
 def reconstruct(args) -> int:
     r = _scene(args)
     if isinstance(r, int):
         return r
-    _built, out, stem, blend = r
+    _built, out, stem, blend, _ = r
     print(f"wrote {blend}")
     if args.render:
         png = out / f"{stem}_render.png"
@@ -211,14 +230,12 @@ def reconstruct(args) -> int:
 PRESETS = ("happy", "sad", "surprise", "fear", "anger", "disgust", "contempt", "neutral")
 
 
-def parse_key(text: str) -> tuple[int, str | dict[str, float]]:
-    """'24:happy' -> (24, 'happy'); '48:AU1=1,AU12L=0.5' -> (48, {'AU1': 1.0, 'AU12L': 0.5})."""
-    frame, sep, what = text.partition(":")
-    if not sep or not frame.strip().lstrip("-").isdigit():
-        raise ValueError(f"key '{text}': write FRAME:PRESET or FRAME:AU1=1,AU2=0.5")
+def parse_expression(what: str, where: str) -> str | dict[str, float]:
+    """'happy' -> 'happy'; 'AU1=1,AU12L=0.5' -> {'AU1': 1.0, 'AU12L': 0.5} (``where`` names the
+    argument in messages)."""
     what = what.strip()
     if what.lower() in PRESETS:
-        return int(frame), what.lower()
+        return what.lower()
     values = {}
     for part in what.split(","):
         name, eq, val = part.partition("=")
@@ -228,21 +245,33 @@ def parse_key(text: str) -> tuple[int, str | dict[str, float]]:
         except ValueError:
             v = None
         if not eq or not name.startswith("AU") or v is None or not 0.0 <= v <= 1.0:
-            raise ValueError(f"key '{text}': '{part}' is not AUn=value with value in 0..1, nor a preset "
+            raise ValueError(f"{where}: '{part}' is not AUn=value with value in 0..1, nor a preset "
                              f"({', '.join(PRESETS)})")
         values[name] = v
-    return int(frame), values
+    return values
 
 
-def _values_for(obj, what) -> dict[str, float]:
+def parse_key(text: str) -> tuple[int, str | dict[str, float]]:
+    """'24:happy' -> (24, 'happy'); '48:AU1=1,AU12L=0.5' -> (48, {'AU1': 1.0, 'AU12L': 0.5})."""
+    frame, sep, what = text.partition(":")
+    if not sep or not frame.strip().lstrip("-").isdigit():
+        raise ValueError(f"key '{text}': write FRAME:PRESET or FRAME:AU1=1,AU2=0.5")
+    return int(frame), parse_expression(what, f"key '{text}'")
+
+
+def _target_controls(job_dir: Path, what: str | dict[str, float], where: str = "--expression") -> dict[str, float]:
+    """The AU control values of a preset name or an {AU: value} dict on this face's rig
+    (scene.json, the backend's); unknown names are refused (``where`` names the argument)."""
+    desc = SceneDescription.load(job_dir / FaceReconstruction.load(job_dir).files["scene"])
     if isinstance(what, str):
-        return au_rig.presets(obj).get(what, {})  # 'neutral': every control at 0
-    known = {item.name for item in obj.facedet3d.aus} | {f"AU{item.au}" for item in obj.facedet3d.aus}
+        return dict(desc.presets.get(what, {}))  # 'neutral': every control at 0
+    known = {c.key for c in desc.au_rig} | {f"AU{c.au}" for c in desc.au_rig}
     unknown = sorted(set(what) - known)
     if unknown:
-        raise ValueError(f"this face has no control {', '.join(unknown)}; it has "
+        raise ValueError(f"{where}: this face has no control {', '.join(unknown)}; it has "
                          f"{', '.join(sorted(known, key=lambda k: (len(k), k)))}")
-    return {item.name: what.get(item.name, what.get(f"AU{item.au}", 0.0)) for item in obj.facedet3d.aus}
+    # a sided control takes its own value, else its AU's (AU1=1 sets AU1L and AU1R)
+    return {c.key: what.get(c.key, what.get(f"AU{c.au}", 0.0)) for c in desc.au_rig}
 
 
 def _encode_video(frames: list[Path], path: Path, fps: int, size) -> None:
@@ -292,18 +321,14 @@ def animate(args) -> int:
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    r = _scene(args)
+    r = _scene(args, tuple(keys))
     if isinstance(r, int):
         return r
-    built, out, stem, blend = r
+    built, out, stem, blend, keyed = r
     obj, scene = built.obj, bpy.context.scene
-    try:
-        for frame, what in keys:
-            au_rig.apply_values(obj, _values_for(obj, what))
-            au_rig.keyframe(obj, frame)
-    except ValueError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    for frame, values in keyed:
+        au_rig.apply_values(obj, values)
+        au_rig.keyframe(obj, frame)
     scene.frame_start, scene.frame_end = keys[0][0], keys[-1][0]
     if args.wrinkles and _animate_wrinkles(args, obj) != 0:
         return 1

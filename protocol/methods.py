@@ -63,7 +63,9 @@ class ReconstructParams:
 class DetailsParams:
     job_dir: str
     expression: Optional[list] = None  # target weights in the model's shape order, or
-    aus: Optional[dict] = None  # target Action Units; neither: the photo's own expression
+    aus: Optional[dict] = None  # target Action Units (AU12, AU12L), or
+    controls: Optional[dict] = None  # the face's AU rig controls (scene.json au_rig keys), as Blender shows
+    # none of the three: the photo's own expression
     age: Optional[float] = None  # years; None: the face's estimated age
     sizes: Optional[list] = None  # None: details.SIZES
     seed: int = 0

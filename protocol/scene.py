@@ -74,6 +74,20 @@ class RenderDesc:
 
 
 @dataclass
+class ViewDesc:
+    """A way to look at the face: its camera, key light, render size and how bright the world
+    (the even light all around) is."""
+
+    camera: CameraDesc
+    light: LightDesc
+    resolution: list[int]
+    world_strength: float = 0.75
+
+
+VIEWS = ("photo", "portrait")  # the photo's own camera; a three-quarter close-up with raking light
+
+
+@dataclass
 class SceneDescription:
     object_matrix: list[list[float]]  # 4x4: model frame (mm) -> Blender world (m)
     camera: CameraDesc
@@ -86,6 +100,15 @@ class SceneDescription:
     preset_notes: dict[str, str] = field(default_factory=dict)
     light: Optional[LightDesc] = None
     focus_point: Optional[list[float]] = None  # Blender world (m): the face's centre, what the light aims at
+    portrait: Optional[ViewDesc] = None  # a three-quarter close-up with a raking key light
+
+    def view(self, name: str) -> ViewDesc:
+        """The named view (:data:`VIEWS`); "photo" is the photo's camera, light and size."""
+        if name == "portrait" and self.portrait is not None:
+            return self.portrait
+        if name not in VIEWS:
+            raise ValueError(f"unknown view {name!r}; one of {', '.join(VIEWS)}")
+        return ViewDesc(self.camera, self.light, self.render.resolution)
 
     def save(self, path: str | os.PathLike) -> None:
         jsonfile.write_atomic(path, to_json(self))

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import bpy
-from bpy.props import BoolProperty, StringProperty
+from bpy.props import BoolProperty, EnumProperty, StringProperty
 from bpy_extras.io_utils import ImportHelper
 
 from ..link import jobs
@@ -25,6 +25,9 @@ class FACEDET3D_OT_import_photo(BackendJobMixin, bpy.types.Operator, ImportHelpe
     filter_glob: StringProperty(default="*" + ";*".join(jobs.IMAGE_EXTENSIONS), options={"HIDDEN"})
     filter_image: BoolProperty(default=True, options={"HIDDEN", "SKIP_SAVE"})
     filter_folder: BoolProperty(default=True, options={"HIDDEN", "SKIP_SAVE"})
+    view: EnumProperty(name="View", default="photo", items=[
+        ("photo", "Photo", "The photo's own camera and framing"),
+        ("portrait", "Portrait", "A three-quarter close-up with a raking key light: relief and wrinkles show")])
 
     _job_dir: Path | None = None
 
@@ -43,7 +46,7 @@ class FACEDET3D_OT_import_photo(BackendJobMixin, bpy.types.Operator, ImportHelpe
             jobs.discard(self._job_dir)
 
     def finish(self, context, result):
-        built = builder.build_face(context, self._job_dir)
+        built = builder.build_face(context, self._job_dir, view=self.view)
         for o in context.view_layer.objects:
             o.select_set(False)
         built.obj.select_set(True)

@@ -199,7 +199,7 @@ def _light(name: str, desc: LightDesc, track: _Tracker):
     return obj
 
 
-def configure_render(scene, resolution, samples: int = 64):
+def configure_render(scene, resolution, samples: int = 64, world_strength: float = 0.75):
     scene.render.engine = "CYCLES"
     scene.cycles.device = "CPU"
     scene.cycles.samples = samples
@@ -219,7 +219,7 @@ def configure_render(scene, resolution, samples: int = 64):
     # neutral mid-grey backdrop instead of the bright light source.
     light = nt.nodes.new("ShaderNodeBackground")
     light.inputs["Color"].default_value = (1.0, 1.0, 1.0, 1.0)
-    light.inputs["Strength"].default_value = 0.75
+    light.inputs["Strength"].default_value = world_strength
     backdrop = nt.nodes.new("ShaderNodeBackground")
     backdrop.inputs["Color"].default_value = (0.18, 0.18, 0.18, 1.0)
     path = nt.nodes.new("ShaderNodeLightPath")
@@ -230,8 +230,10 @@ def configure_render(scene, resolution, samples: int = 64):
     nt.links.new(mix.outputs[0], out.inputs["Surface"])
 
 
-def build_face(context, job_dir: Path, name: str | None = None, set_active_camera: bool = True) -> BuiltFace:
-    """Create the face object, its materials, camera and light from a finished job folder."""
+def build_face(context, job_dir: Path, name: str | None = None, set_active_camera: bool = True,
+               view: str = "photo") -> BuiltFace:
+    """Create the face object, its materials, camera and light from a finished job folder;
+    ``view`` ("photo" or "portrait", ``protocol.scene.VIEWS``) picks the camera and light."""
     job_dir = Path(job_dir)
     face = FaceReconstruction.load(job_dir)
     desc = SceneDescription.load(job_dir / face.files["scene"])
@@ -252,9 +254,10 @@ def build_face(context, job_dir: Path, name: str | None = None, set_active_camer
         _shape_keys(obj, mesh_npz, obj_m, desc.shape_keys)
         if desc.au_rig:
             au_rig.install(obj, desc.au_rig, desc.au_values, desc.presets)
-        cam = _camera(f"{name} Camera", desc.camera, track)
+        shot = desc.view(view)
+        cam = _camera(f"{name} Camera", shot.camera, track)
         coll.objects.link(cam)
-        light = _light(f"{name} Key Light", desc.light, track)
+        light = _light(f"{name} Key Light", shot.light, track)
         coll.objects.link(light)
 
         fd = obj.facedet3d
@@ -268,7 +271,7 @@ def build_face(context, job_dir: Path, name: str | None = None, set_active_camer
         built = BuiltFace(obj, cam, light, coll, job_dir, list(track.items))
         if set_active_camera:
             scene.camera = cam
-            configure_render(scene, desc.render.resolution)
+            configure_render(scene, shot.resolution, world_strength=shot.world_strength)
         for hook in RENDER_PASS_HOOKS:
             hook(context, built)
     except Exception:

@@ -23,19 +23,25 @@ from protocol.scene import SKIN_FACE_MATERIAL
 from ..core import exr_io
 from ..core.imaging import resample
 from ..core.progress import Job
-from ..models import facs
+from ..models import emotions, facs
 from . import registry
 from .face import ReconstructedFace
 
 
-def target_weights(face: ReconstructedFace, expression: Optional[list[float]], aus: Optional[dict]) -> np.ndarray:
-    """The target expression: ``expression`` (weights by the model's shape order), else ``aus``,
+def target_weights(face: ReconstructedFace, expression: Optional[list[float]], aus: Optional[dict],
+                   controls: Optional[dict] = None) -> np.ndarray:
+    """The target expression: ``expression`` (weights by the model's shape order), else
+    ``controls`` (the face's AU rig controls, what Blender's drivers make of them), else ``aus``,
     else the photo's own fitted expression."""
     model = face.model
     if expression is not None:
         if len(expression) != model.n_expressions:
             raise ValueError(f"expression has {len(expression)} weights; the model has {model.n_expressions}")
         return np.clip(np.asarray(expression, np.float64), 0.0, 1.0)
+    if controls is not None:
+        # the shapes no control drives keep the photo's weights in Blender's scene: so here too
+        return emotions.weights_from_controls(emotions.au_rig(model), model.expression_names, controls,
+                                              undriven=np.asarray(face.rec.fit.expression, np.float64))
     if aus:
         return facs.weights_from_aus(model, aus)
     return np.asarray(face.rec.fit.expression, np.float64)
@@ -57,13 +63,13 @@ def _cached(folder: Path, tag: str, sizes) -> Optional[DetailInfo]:
 
 def build_details(job_dir: str, expression: list[float] | None = None, aus: dict | None = None,
                   age: float | None = None, sizes=SIZES, seed: int = 0, job: Job | None = None,
-                  detail_model: str = registry.AUTO_MODEL) -> DetailInfo:
+                  detail_model: str = registry.AUTO_MODEL, controls: dict | None = None) -> DetailInfo:
     """Write detail maps for the target expression (see :func:`target_weights`) made by
     ``detail_model`` (a registry name or AUTO_MODEL); returns their side file."""
     job = job or Job()
     which = registry.resolve(detail_model)
     face = ReconstructedFace.open(job_dir)
-    target = target_weights(face, expression, aus)
+    target = target_weights(face, expression, aus, controls)
     years = face.years(age)
     maker = which.open(face, years, seed, job)
     tag = target_tag(target, years, seed, maker.tag_variant)

@@ -80,15 +80,17 @@ def controls_from_weights(rig: list[dict], names: list[str], weights) -> dict[st
     return {c["key"]: round(sum(w.get(s, 0.0) for s in c["shapes"]) / len(c["shapes"]), 4) for c in rig}
 
 
-def weights_from_controls(rig: list[dict], names: list[str], values: dict[str, float]) -> np.ndarray:
+def weights_from_controls(rig: list[dict], names: list[str], values: dict[str, float],
+                          undriven: np.ndarray | None = None) -> np.ndarray:
     """Shape weights (in ``names`` order) that the rig's drivers give for control ``values``:
     each shape takes its control's value (what Blender's drivers do); unknown controls are an
-    error, absent ones are 0."""
+    error, absent ones are 0. Shapes no control drives keep ``undriven``'s weight (the values
+    the scene gave them: the photo's fit), else 0."""
     known = {c["key"] for c in rig}
     unknown = sorted(set(values) - known)
     if unknown:
         raise ValueError(f"unknown AU controls {', '.join(unknown)}; this face's rig has {', '.join(sorted(known))}")
-    w = np.zeros(len(names), np.float64)
+    w = np.zeros(len(names), np.float64) if undriven is None else np.array(undriven, np.float64)
     index = {n: i for i, n in enumerate(names)}
     for c in rig:
         v = float(np.clip(values.get(c["key"], 0.0), 0.0, 1.0))

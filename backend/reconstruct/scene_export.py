@@ -22,6 +22,7 @@ from protocol.scene import (
     RenderDesc,
     RigControl,
     SceneDescription,
+    ViewDesc,
 )
 
 from ..models.emotions import EMFACS, au_rig, controls_from_weights, preset_controls
@@ -135,22 +136,63 @@ def to_blender(points_mm: np.ndarray) -> np.ndarray:
 KEY_LIGHT_UP, KEY_LIGHT_LEFT, KEY_LIGHT_SIZE, KEY_LIGHT_POWER = 0.5, 0.6, 0.6, 12.0
 
 
-def key_light(camera_world: np.ndarray, target: np.ndarray, distance_m: float) -> LightDesc:
-    """An area light above and beside the camera whose −Z axis aims at ``target`` and whose +Y
-    leans towards world +Z (Blender's ``to_track_quat("-Z", "Y")``)."""
-    cm = np.asarray(camera_world, np.float64)
-    right = cm[:3, 0] / np.linalg.norm(cm[:3, 0])
-    up = cm[:3, 1] / np.linalg.norm(cm[:3, 1])
-    loc = cm[:3, 3] + (up * KEY_LIGHT_UP - right * KEY_LIGHT_LEFT) * distance_m
-    z = loc - np.asarray(target, np.float64)
+def aimed(location: np.ndarray, target: np.ndarray) -> np.ndarray:
+    """4x4 world matrix at ``location`` whose −Z axis aims at ``target`` and whose +Y leans
+    towards world +Z (Blender's ``to_track_quat("-Z", "Y")``: cameras and lights)."""
+    z = np.asarray(location, np.float64) - np.asarray(target, np.float64)
     z /= np.linalg.norm(z)
     world_up = np.array([0.0, 0.0, 1.0])
     y = world_up - z * (world_up @ z)
     y /= np.linalg.norm(y)
     m = np.eye(4)
-    m[:3, 0], m[:3, 1], m[:3, 2], m[:3, 3] = np.cross(y, z), y, z, loc
-    return LightDesc(matrix_world=m.tolist(), size_m=KEY_LIGHT_SIZE * distance_m,
+    m[:3, 0], m[:3, 1], m[:3, 2], m[:3, 3] = np.cross(y, z), y, z, location
+    return m
+
+
+def key_light(camera_world: np.ndarray, target: np.ndarray, distance_m: float) -> LightDesc:
+    """An area light above and beside the camera, aimed at ``target``."""
+    cm = np.asarray(camera_world, np.float64)
+    right = cm[:3, 0] / np.linalg.norm(cm[:3, 0])
+    up = cm[:3, 1] / np.linalg.norm(cm[:3, 1])
+    loc = cm[:3, 3] + (up * KEY_LIGHT_UP - right * KEY_LIGHT_LEFT) * distance_m
+    return LightDesc(matrix_world=aimed(loc, target).tolist(), size_m=KEY_LIGHT_SIZE * distance_m,
                      energy_w=KEY_LIGHT_POWER * distance_m ** 2)
+
+
+# The portrait view: a three-quarter close-up, as a portrait photographer or a look-dev artist
+# frames a face: 30° round to the subject's left, 6° from above, an 85 mm lens (full-frame
+# equivalent) aimed 2 cm above and 3 cm behind the landmarks' centre (so the whole head, not
+# just the face, sits in the frame at three-quarters), the frame's height 2.2 times the
+# brows-to-chin height (forehead, hair line and chin in, with a margin), 4:5 upright. Its key light comes from
+# the other side of the face and from high up (35° round to the subject's right, 45° up): every
+# crease that runs across the face (forehead, glabella, crow's feet, nasolabial) then has one lit
+# and one shaded wall. It is small (15 % of its distance) so relief casts crisp shading, and the
+# world is dimmed to a fill. Chosen by looking at renders of the bundled photo (docs/detail_maps.md).
+PORTRAIT_YAW_DEG, PORTRAIT_PITCH_DEG, PORTRAIT_LENS_MM, PORTRAIT_FILL, PORTRAIT_AIM_M = 30.0, 6.0, 85.0, 2.2, (0.0, 0.03, 0.02)
+RAKE_YAW_DEG, RAKE_ELEVATION_DEG, RAKE_SIZE, RAKE_POWER, RAKE_WORLD = -35.0, 45.0, 0.15, 15.0, 0.3
+
+
+def _around(yaw_deg: float, elevation_deg: float) -> np.ndarray:
+    """Unit vector from the face towards a viewer ``yaw_deg`` round to the subject's left (+X) and
+    ``elevation_deg`` up, in Blender's frame (the face looks down −Y)."""
+    a, e = np.radians(yaw_deg), np.radians(elevation_deg)
+    return np.array([np.sin(a) * np.cos(e), -np.cos(a) * np.cos(e), np.sin(e)])
+
+
+def portrait_view(model: MorphableModel, neutral: np.ndarray, long_side: int = 1024) -> ViewDesc:
+    """The three-quarter close-up of the face and its raking key light (Blender frame, metres)."""
+    lm = to_blender(np.asarray(neutral, np.float64)[model.landmark_vertices])
+    target = lm.mean(0) + np.array(PORTRAIT_AIM_M)  # +Y: behind the face
+    face_h = (lm[:, 2].max() - lm[:, 2].min()) * PORTRAIT_FILL
+    sensor = 36.0
+    distance = face_h * PORTRAIT_LENS_MM / sensor  # the longer (upright) side spans the sensor width
+    cam_loc = target + _around(PORTRAIT_YAW_DEG, PORTRAIT_PITCH_DEG) * distance
+    light_loc = target + _around(RAKE_YAW_DEG, RAKE_ELEVATION_DEG) * distance
+    camera = CameraDesc(matrix_world=aimed(cam_loc, target).tolist(), lens_mm=PORTRAIT_LENS_MM, sensor_width_mm=sensor,
+                        sensor_fit="AUTO", clip_start_m=0.01, clip_end_m=100.0, distance_m=float(distance))
+    light = LightDesc(matrix_world=aimed(light_loc, target).tolist(), size_m=RAKE_SIZE * distance,
+                      energy_w=RAKE_POWER * distance ** 2)
+    return ViewDesc(camera, light, [int(round(0.8 * long_side)), int(long_side)], world_strength=RAKE_WORLD)
 
 
 def render_size(width: int, height: int, long_side: int) -> list[int]:
@@ -183,6 +225,7 @@ def scene_description(model: MorphableModel, camera: Camera, expression: np.ndar
         ),
         light=key_light(np.asarray(cam_world), focus, distance_m),
         focus_point=focus.tolist(),
+        portrait=portrait_view(model, neutral, render_long_side),
         render=RenderDesc(render_size(camera.width, camera.height, render_long_side)),
         shape_keys={name: round(float(w), 4) for name, w in zip(model.expression_names, expression)},
         materials=[MaterialGroup(**g) for g in MATERIAL_GROUPS],

@@ -59,7 +59,7 @@ def reconstruct(server: Server, p: methods.ReconstructParams, job: Job) -> dict:
 
 def details(server: Server, p: methods.DetailsParams, job: Job) -> dict:
     return asdict(build_details(p.job_dir, p.expression, p.aus, p.age, tuple(p.sizes) if p.sizes else SIZES, p.seed,
-                                job, detail_model=p.model))
+                                job, detail_model=p.model, controls=p.controls))
 
 
 def wrinkles(server: Server, p: methods.WrinklesParams, job: Job) -> dict:

@@ -88,6 +88,21 @@ def test_older_skin_creases_deeper_and_more(model, presets):
     assert count[0] <= count[1] <= count[2] and count[2] > count[0], count
 
 
+def test_raised_brows_stack_forehead_lines_beyond_the_rigs_compressed_band(model, presets):
+    """The rig compresses only the band above the brows; the frontalis's lines stack up the forehead
+    one spacing apart (anatomy.Family.spread, trace's seeds beside finished lines)."""
+    r = crease_map(model, None, presets["surprise"], size=512, age=70.0, micro=False)
+    fam = FAMILY_OF["forehead"]
+    lines = [ln for ln in r.lines if ln.family == "forehead"]
+    assert len(lines) == fam.at_age(70.0)[0]
+    tx = 296.0 / 512  # ~mm per working texel on the ICT face tile
+    rows = sorted(float(np.median(ln.points[:, 0])) for ln in lines)
+    stack_mm = (rows[-1] - rows[0]) * tx
+    assert stack_mm >= 1.6 * fam.spacing_mm, rows  # three rows or more, not dashes along one
+    # most lines run the forehead's width (>= 6 cm), not short dashes
+    assert sum(len(ln.points) * 0.4 >= 60.0 for ln in lines) >= 3
+
+
 def test_a_line_the_person_has_is_deepened_not_doubled(model):
     """A forehead line in the person's own map, where raised brows compress the skin most (~20 mm
     above the brows): the brows' crease follows it and no other crease runs beside it."""

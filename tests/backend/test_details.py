@@ -66,6 +66,27 @@ def test_same_expression_and_seed_reuse_the_same_maps(job, maps):
                                   exr_io.read_map(job / neutral["files"]["256"]))
 
 
+def test_a_target_in_rig_controls_is_the_expression_blender_shows(job):
+    """Controls as the AU sliders hold them: driven shapes take their control's value, shapes no
+    control drives keep the photo's fitted weight (as the scene's undriven shape keys do)."""
+    from backend.detail.face import ReconstructedFace
+    from backend.models import emotions
+
+    face = ReconstructedFace.open(str(job))
+    rig = emotions.au_rig(face.model)
+    res = build_details(str(job), controls={"AU1L": 1.0, "AU2R": 0.5}, sizes=(256,))
+    w = np.asarray(res["expression"])
+    names = face.model.expression_names
+    driven = {s: c["key"] for c in rig for s in c["shapes"]}
+    photo = np.asarray(face.rec.fit.expression)
+    for i, name in enumerate(names):
+        want = {"AU1L": 1.0, "AU2R": 0.5}.get(driven[name], 0.0) if name in driven else photo[i]
+        assert abs(w[i] - want) < 1e-4, name  # the side file rounds to 4 decimals
+    assert any(n not in driven and photo[names.index(n)] > 0.01 for n in names), "the photo has undriven weights"
+    with pytest.raises(ValueError, match="AU99"):
+        build_details(str(job), controls={"AU99": 1.0}, sizes=(256,))
+
+
 def test_bad_expression_length_is_refused(job):
     with pytest.raises(ValueError, match="57"):
         build_details(str(job), expression=[0.0] * 3, sizes=(256,))

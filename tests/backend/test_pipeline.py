@@ -15,6 +15,7 @@ from backend.core.errors import BadImageError, CancelledError, ModelNotFoundErro
 from backend.core.progress import Job
 from backend.reconstruct.pipeline import reconstruct
 from protocol.job import AgeEstimate, FaceReconstruction
+from protocol.scene import SceneDescription
 
 REPO = Path(__file__).resolve().parents[2]
 PHOTO = REPO / "assets" / "astronaut.jpg"
@@ -148,3 +149,50 @@ def test_user_age_overrides_the_estimate(tmp_path):
     res = reconstruct(str(PHOTO), str(tmp_path / "out"), options={**FAST, "age": 70})
     assert FaceReconstruction.load(tmp_path / "out").age == AgeEstimate(years=70.0, confidence=1.0, source="user")
     assert res["job_dir"]
+
+
+def _project(cam, points: np.ndarray, size: list[int]) -> np.ndarray:
+    """Pixel (x right, y down) of Blender-world points seen by a pinhole camera description whose
+    sensor width spans the longer image side (sensor_fit AUTO)."""
+    m = np.asarray(cam.matrix_world, np.float64)
+    local = (points - m[:3, 3]) @ m[:3, :3]  # camera frame: looks down -Z, +Y up
+    assert (local[:, 2] < 0).all(), "behind the camera"
+    f_px = cam.lens_mm / cam.sensor_width_mm * max(size)
+    x = size[0] / 2 + f_px * local[:, 0] / -local[:, 2]
+    y = size[1] / 2 - f_px * local[:, 1] / -local[:, 2]
+    return np.stack([x, y], -1)
+
+
+def test_portrait_view_frames_the_whole_face_three_quarters_with_a_high_key_from_the_other_side(job):
+    out, _, _ = job
+    desc = SceneDescription.load(out / "scene.json")
+    view = desc.view("portrait")
+    w, h = view.resolution
+    assert h > w and abs(w / h - 0.8) < 0.01, "4:5 upright"
+    with np.load(out / "mesh.npz") as z:
+        verts, lm_idx = z["vertices"].astype(np.float64), z["landmark_vertices"]
+    om = np.asarray(desc.object_matrix)
+    world = verts @ om[:3, :3].T + om[:3, 3]
+    px = _project(view.camera, world[lm_idx], [w, h])
+    # every landmark in frame with a margin; brows to chin about half the frame's height
+    assert (px[:, 0] > 0.1 * w).all() and (px[:, 0] < 0.9 * w).all(), px[:, 0].round()
+    assert (px[:, 1] > 0.15 * h).all() and (px[:, 1] < 0.9 * h).all(), px[:, 1].round()
+    assert 0.35 < np.ptp(px[:, 1]) / h < 0.6
+    # three-quarters: the camera 20-40° round from the face's front (Blender: the face looks down -Y)
+    centre = world[lm_idx].mean(0)
+    cam_dir = np.asarray(view.camera.matrix_world)[:3, 3] - centre
+    yaw = np.degrees(np.arctan2(cam_dir[0], -cam_dir[1]))
+    assert 20 < yaw < 40, yaw
+    # the key light: above the face, on the other side of its midline from the camera, aimed at it
+    lm = np.asarray(view.light.matrix_world)
+    to_light = lm[:3, 3] - centre
+    assert to_light[2] > 0.5 * np.linalg.norm(to_light), "from high up"
+    assert np.sign(to_light[0]) == -np.sign(cam_dir[0])
+    aim = -lm[:3, 2]
+    assert aim @ (-to_light / np.linalg.norm(to_light)) > 0.98
+    assert view.world_strength < 0.75, "the world dimmed to a fill"
+    # the photo view is the photo's own camera
+    photo = desc.view("photo")
+    assert photo.camera == desc.camera and photo.resolution == desc.render.resolution
+    with pytest.raises(ValueError, match="unknown view"):
+        desc.view("top")

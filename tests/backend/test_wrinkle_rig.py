@@ -93,7 +93,9 @@ def test_mix_plus_key_correction_is_the_exact_map_at_the_key(job, anim):
         shown = wrinkle_rig.mix(job, WrinkleRig.from_dict(res), values) + exr_io.read_map(job / key["file"])
         # half-float storage: ~1e-3 relative; the maps reach ~1-2 mm
         assert np.abs(shown - exact).max() < 2e-3 + 1e-3 * np.abs(exact).max()
-        assert np.abs(exact).max() > 0.3, "a real wrinkle map, not an empty one"
+        # a real wrinkle map, not an empty one: at the photo's age (33) a forehead line is ~0.15 mm
+        # deep and the nasolabial fold ~0.4 mm (the anatomy table)
+        assert np.abs(exact).max() > 0.1, "a real wrinkle map, not an empty one"
     # Creases are not linear in the AUs: two together are not the sum of each alone.
     corr = exr_io.read_map(job / res["keys"][0]["file"])
     assert np.abs(corr).max() > 0.1

@@ -86,7 +86,8 @@ def test_cli_animates_keys_into_frames_and_a_video(tmp_path, ext):
     assert face_obj.modifiers.get("FaceDet3D Wrinkles") is not None
     side = json.loads((out / "astronaut_maps" / "facedet3d_maps.json").read_text())
     assert (out / "astronaut.glb").is_file() and len(side["keys"]) == 2
-    assert sorted(c for p in side["packs"] for c in p["channels"]) == ["AU1L", "AU1R", "AU27", "AU2L", "AU2R"]
+    # AU27 (the jaw drop) makes no crease of its own (no FACS line family): its map is skipped
+    assert sorted(c for p in side["packs"] for c in p["channels"]) == ["AU1L", "AU1R", "AU2L", "AU2R"]
 
 
 def test_cli_bad_animation_key_fails_before_any_work(tmp_path):
@@ -105,3 +106,45 @@ def test_cli_unknown_detail_model_is_refused_before_any_work_naming_the_backends
     assert r.returncode == 2, r.stderr[-2000:]
     assert "no detail model 'neural'" in r.stderr and "auto, physical, deth" in r.stderr
     assert not (tmp_path / "o").exists()
+
+
+def test_cli_portrait_view_with_an_expression_and_its_wrinkles(tmp_path, ext):
+    """--view portrait: the three-quarter camera and raking light of scene.json; --expression: the
+    face shows the preset and the detail maps are made for it, not for the photo's smile."""
+    out = tmp_path / "p"
+    r = subprocess.run([sys.executable, "-m", "facedet3d", "reconstruct", "--image", str(PHOTO), "--out", str(out),
+                        "--render", "--samples", "2", "--resolution", "96", "--texture-size", "512",
+                        "--view", "portrait", "--expression", "surprise", "--details", "--detail-size", "256",
+                        "--detail-model", "physical"],
+                       cwd=REPO, capture_output=True, text=True, timeout=900)
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-3000:]
+    bpy.ops.wm.open_mainfile(filepath=str(out / "astronaut.blend"))
+    scene = bpy.context.scene
+    desc = json.loads((out / "astronaut_job" / "scene.json").read_text())
+    assert (scene.render.resolution_x, scene.render.resolution_y) == (77, 96)
+    cam = scene.camera
+    assert cam.data.lens == desc["portrait"]["camera"]["lens_mm"]
+    assert np.allclose(np.array(cam.matrix_world), desc["portrait"]["camera"]["matrix_world"], atol=1e-5)
+    light = next(o for o in bpy.data.objects if o.type == "LIGHT")
+    assert np.allclose(np.array(light.matrix_world), desc["portrait"]["light"]["matrix_world"], atol=1e-5)
+    face = next(o for o in bpy.data.objects if o.type == "MESH" and o.data.shape_keys)
+    controls = {a.name: a.value for a in face.facedet3d.aus}
+    for key, value in desc["presets"]["surprise"].items():
+        assert abs(controls[key] - value) < 1e-6, key
+    side = json.loads((out / "astronaut_job" / f"detail_{face.facedet3d.detail_tag}.json").read_text())
+    assert side["aus"].get("AU1", 0) > 0.9 and side["aus"].get("AU2", 0) > 0.9, side["aus"]
+    assert side["aus"].get("AU12", 0) == 0, "made for the preset, not the photo's smile"
+    ev = face.evaluated_get(bpy.context.evaluated_depsgraph_get())
+    shown = [k.value for k in ev.data.shape_keys.key_blocks[1:]]
+    assert np.allclose(shown, side["expression"], atol=1e-4), "the maps are for the expression shown"
+    assert (out / "astronaut_render.png").is_file()
+
+
+def test_cli_expression_naming_an_au_the_rig_lacks_writes_nothing(tmp_path):
+    out = tmp_path / "o"
+    r = subprocess.run([sys.executable, "-m", "facedet3d", "reconstruct", "--image", str(PHOTO), "--out", str(out),
+                        "--texture-size", "512", "--expression", "AU1=1,AU99=0.5"],
+                       cwd=REPO, capture_output=True, text=True, timeout=900)
+    assert r.returncode == 2, r.stdout[-2000:] + r.stderr[-3000:]
+    assert "--expression: this face has no control AU99" in r.stderr
+    assert not out.exists(), "no job folder, no .blend"

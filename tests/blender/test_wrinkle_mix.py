@@ -11,7 +11,7 @@ import struct
 import numpy as np
 import pytest
 from conftest import backend_run, bpy
-from test_details_render import _render_face_box
+from test_details_render import _landmark_pixels, _render
 
 CONTROLS = ["AU1L", "AU1R", "AU2L", "AU2R", "AU12L", "AU12R"]
 BROWS = {"AU1L": 1.0, "AU1R": 1.0, "AU2L": 1.0, "AU2R": 1.0}
@@ -21,7 +21,7 @@ import json, sys
 from dataclasses import asdict
 from backend.detail.rig import build_animation
 a = json.loads(sys.argv[1])
-print(json.dumps(asdict(build_animation(a["job_dir"], size=512, controls=a["controls"], keys=a["keys"],
+print(json.dumps(asdict(build_animation(a["job_dir"], size=512, age=70.0, controls=a["controls"], keys=a["keys"],
                                         base_size=1024, detail_model="physical"))))
 """
 
@@ -36,7 +36,8 @@ def shared_job(job_dir, tmp_path_factory):
 
 @pytest.fixture()
 def face(empty_scene, shared_job, ext):
-    obj = ext.addon.scene.builder.build_face(bpy.context, shared_job, name="Anim").obj
+    # the portrait view and wrinkles at 70 (BUILD): creases a few pixels wide that a render shows
+    obj = ext.addon.scene.builder.build_face(bpy.context, shared_job, name="Anim", view="portrait").obj
     for k in obj.data.shape_keys.key_blocks[1:]:
         k.value = 0.0  # shapes outside the rig stay neutral
     bpy.context.view_layer.objects.active = obj
@@ -156,32 +157,38 @@ def test_sliders_move_the_wrinkles_live(face, shared_job, ext):
 
 def test_frames_render_wrinkles_only_where_aus_are_active(face, shared_job, ext, job_dir, tmp_path):
     wire(ext, face, shared_job)
-    shots = {}
+    shots, marks = {}, {}
     for frame in (1, 11):
         bpy.context.scene.frame_set(frame)
-        shots[frame], origin, scale = _render_face_box(shared_job, tmp_path, f"with_{frame}")
+        shots[frame] = _render(tmp_path, f"with_{frame}")
+        marks[frame] = _landmark_pixels(face, shared_job)
     ext.addon.scene.wrinkle_mix.detach(face)
     for frame in (1, 11):
         bpy.context.scene.frame_set(frame)
-        plain, _, _ = _render_face_box(shared_job, tmp_path, f"without_{frame}")
-        shots[frame] = np.abs(shots[frame] - plain)
-    lm = (np.asarray(json.loads((shared_job / "face.json").read_text())["detection"]["landmarks"]) * scale
-          - np.asarray(origin))
-    iod = np.linalg.norm(lm[42:48].mean(0) - lm[36:42].mean(0))
-    brow_y = int(min(lm[19, 1], lm[24, 1]))
-    forehead = np.s_[max(brow_y - int(0.6 * iod), 0):brow_y - int(0.1 * iod), int(lm[19, 0]):int(lm[24, 0])]
-    # beside the nose wings down to the mouth corners: where AU12 folds the skin
-    cheeks = np.s_[int(lm[33, 1]):int(lm[51, 1] + 0.1 * iod), int(lm[48, 0] - 0.25 * iod):int(lm[54, 0] + 0.25 * iod)]
-    f1, c1 = shots[1][forehead].mean(), shots[1][cheeks].mean()
-    f11, c11 = shots[11][forehead].mean(), shots[11][cheeks].mean()
-    assert f1 > 0.01 and f1 > 3 * c1, ("brows frame: forehead lines", f1, c1)
-    assert c11 > 2 * f11, ("smile frame: cheeks, not forehead", f11, c11)
+        shots[frame] = np.abs(shots[frame] - _render(tmp_path, f"without_{frame}"))
+
+    def boxes(lm):
+        iod = np.linalg.norm(lm[42:48].mean(0) - lm[36:42].mean(0))
+        brow_y = int(min(lm[19, 1], lm[24, 1]))
+        forehead = np.s_[max(brow_y - int(1.0 * iod), 0):brow_y - int(0.1 * iod), int(lm[19, 0]):int(lm[24, 0])]
+        # beside the nose wings down to the mouth corners: where AU12 folds the skin
+        cheeks = np.s_[int(lm[33, 1]):int(lm[51, 1] + 0.1 * iod),
+                       int(lm[48, 0] - 0.25 * iod):int(lm[54, 0] + 0.25 * iod)]
+        return forehead, cheeks
+
+    # creases are a few pixels wide: the brightest changes (99th percentile), not means
+    (fb1, cb1), (fb11, cb11) = boxes(marks[1]), boxes(marks[11])
+    f1, c1 = np.percentile(shots[1][fb1], 99), np.percentile(shots[1][cb1], 99)
+    f11, c11 = np.percentile(shots[11][fb11], 99), np.percentile(shots[11][cb11], 99)
+    assert f1 > 0.05 and f1 > 2 * c1, ("brows frame: forehead lines", f1, c1)
+    # measured: brows frame forehead 0.107, cheeks 0.0; smile frame cheeks 0.055, forehead 0.0
+    assert c11 > 0.03 and c11 > 2 * f11, ("smile frame: cheeks, not forehead", f11, c11)
 
 
 def test_moved_blend_renders_the_same_frame(face, shared_job, ext, tmp_path):
     wire(ext, face, shared_job)
     bpy.context.scene.frame_set(6)
-    before, _, _ = _render_face_box(shared_job, tmp_path, "before")
+    before = _render(tmp_path, "before")
     root = shared_job.parent
     blend = root / "anim.blend"
     bpy.ops.wm.save_as_mainfile(filepath=str(blend))
@@ -194,7 +201,7 @@ def test_moved_blend_renders_the_same_frame(face, shared_job, ext, tmp_path):
         bpy.ops.wm.open_mainfile(filepath=str(moved / "anim.blend"))
         bpy.context.scene.frame_set(6)
         assert bpy.data.objects["Anim"].facedet3d.wrinkle_rig
-        after, _, _ = _render_face_box(moved / "astronaut_job", tmp_path, "after")
+        after = _render(tmp_path, "after")
     finally:
         bpy.ops.wm.read_factory_settings(use_empty=True)
         shutil.move(str(moved), str(root))

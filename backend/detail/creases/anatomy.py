@@ -77,6 +77,10 @@ class Family:
     onset: tuple[float, float, float]  # fraction of full compression where lines begin, ages 25/45/70
     asymmetry: float = 0.0  # > 0: the valley's lateral side (away from the face's midline) is wider
     shape: str = "lines"  # "lines" or "pits" (short dimples: the chin's cobblestones)
+    # > 0: the muscle compresses its whole region, whatever the rig's strain says: the region's
+    # activation is raised to at least this fraction of its 90th percentile, and the line direction
+    # where the rig barely strains is carried over from where it strains most (why: above FAMILIES).
+    spread: float = 0.0
 
     def at_age(self, age: float) -> tuple[int, float, float]:
         """(most lines, depth mm, onset) at ``age``."""
@@ -85,9 +89,17 @@ class Family:
         return count, float(np.interp(a, AGES, self.depth_mm)), float(np.interp(a, AGES, self.onset))
 
 
+# Why the forehead spreads: the frontalis lifts the brows by shortening over the whole forehead,
+# and its lines stack from above the brows to near the hairline (the line of convergence at ~61 %
+# of the forehead's height is the 2nd from the top: Cotofana et al. 2020). The blendshape rigs
+# (ICT-FaceKit's brow shapes) move the brows and only the band just above them: on the mean ICT
+# face 79 % of AU1+2's compression over the forehead region lies in its lowest 20 mm and 91 % in
+# its lowest 25 mm, of 48 mm (measured on the working grid), room for two lines at the spacing.
+# 0.8 is a choice (no source gives the compression profile over the forehead's height).
+
 FAMILIES: tuple[Family, ...] = (
-    Family("forehead", ("forehead",), (1, 2), spacing_mm=9.0, count=(2, 3, 5), length_mm=(15.0, 90.0),
-           width_mm=0.9, depth_mm=(0.10, 0.22, 0.45), onset=(0.45, 0.35, 0.25)),
+    Family("forehead", ("forehead",), (1, 2), spacing_mm=9.0, count=(2, 3, 5), length_mm=(15.0, 130.0),
+           width_mm=0.9, depth_mm=(0.10, 0.22, 0.45), onset=(0.45, 0.35, 0.25), spread=0.8),
     Family("glabella", ("glabella",), (4,), spacing_mm=7.0, count=(1, 2, 3), length_mm=(6.0, 22.0),
            width_mm=1.0, depth_mm=(0.08, 0.22, 0.50), onset=(0.55, 0.40, 0.25)),
     Family("crows_feet", ("crows_feet_R", "crows_feet_L"), (6,), spacing_mm=3.5, count=(2, 4, 5),

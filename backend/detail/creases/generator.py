@@ -115,6 +115,27 @@ def anatomical_directions(model: MorphableModel, dir2: np.ndarray, soft: dict[st
     return out.astype(np.float32)
 
 
+def spread_over_region(fam: Family, act: np.ndarray, dir2: np.ndarray, inside: np.ndarray, soft: np.ndarray,
+                       tx: float, carry_mm: float = 8.0) -> tuple[np.ndarray, np.ndarray]:
+    """(activation, line field) with ``fam.spread`` applied over its region: the activation raised
+    to a floor of ``spread`` × its 90th percentile there (faded at the region's feathered edge), and
+    the line field where the rig barely strains replaced by the compression-weighted average of
+    its surroundings (``carry_mm`` wide), so the added lines follow the strained ones."""
+    if fam.spread <= 0.0 or not inside.any():
+        return act, dir2
+    level = float(np.percentile(act[inside], 90))
+    out = np.maximum(act, (fam.spread * level * soft).astype(np.float32))
+    weight = np.clip(act, 0.0, None)[..., None]
+    sigma = carry_mm / tx
+    carried = np.stack([ndimage.gaussian_filter(dir2[..., k] * weight[..., 0], sigma) for k in range(2)], -1)
+    carried /= np.maximum(np.linalg.norm(carried, axis=-1, keepdims=True), 1e-9)
+    own = np.clip(act / max(level, 1e-6), 0.0, 1.0)[..., None]  # trust the rig where it strains
+    b = (soft[..., None] * (1.0 - own)).astype(np.float32)
+    field_ = (1.0 - b) * dir2 + b * carried
+    field_ /= np.maximum(np.linalg.norm(field_, axis=-1, keepdims=True), 1e-9)
+    return out.astype(np.float32), field_.astype(np.float32)
+
+
 def static_creases(person: np.ndarray, n: int, mm_per_uv_: float) -> tuple[np.ndarray, np.ndarray]:
     """The person's own creases in a detail map (mm): (strength 0..1 on the n² grid, the crease
     relief itself at the map's size: the part below the local mean beyond CREASE_MIN_MM)."""
@@ -160,7 +181,8 @@ def crease_field(mesh: SurfaceMesh, deformed: np.ndarray, model: MorphableModel,
     relief = None
     if person_detail is not None:
         static, relief = static_creases(person_detail, n, mmuv)
-    tracer = Tracer(anatomical_directions(model, dir2, soft), static * covered, tx, rng_trace)
+    directions = anatomical_directions(model, dir2, soft)
+    tracer = Tracer(directions, static * covered, tx, rng_trace)
     by_name = {f.name: f for f in FAMILIES}
     params: dict[str, tuple[float, float, float, float]] = {}
     activation_all = np.zeros((n, n), np.float32)
@@ -179,6 +201,10 @@ def crease_field(mesh: SurfaceMesh, deformed: np.ndarray, model: MorphableModel,
                 continue
             act = comp / kappa * gate
             inside = (regions[region] > 0.5) & covered
+            if fam.spread > 0.0:
+                act, tracer.dir2 = spread_over_region(fam, act, directions, inside, soft[region], tx)
+            else:
+                tracer.dir2 = directions
             activation_all = np.maximum(activation_all, act * soft[region])
             # Hatzis (2004): the gap between neighbouring wrinkles shrinks as the muscle contracts
             peak = float(np.percentile(act[inside], 90)) if inside.any() else 0.0

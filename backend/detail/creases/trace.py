@@ -113,17 +113,27 @@ class Tracer:
             return made
         rr, cc = np.nonzero(live)
         priority = activation[rr, cc] * (1.0 + 2.0 * self.static[rr, cc]) * (1.0 + 0.05 * self.rng.random(len(rr)))
-        order = np.argsort(-priority)
+        order = list(np.argsort(-priority)[::-1])  # popped from the end: most compressed first
         step = STEP_MM / self.tx
         lo, hi = length_mm
         tries = 0
-        for k in order:
-            if len(made) >= count or tries > 200:
+        pool = np.zeros((0, 2))  # seeds one spacing beside the lines made so far
+        while len(made) < count and tries <= 200 and (order or len(pool)):
+            # Jobard & Lefer: the next line starts one spacing beside a finished one, so lines
+            # stack across the compression instead of dashing along its most compressed row; the
+            # most compressed texel left seeds a line only when no such seed is left.
+            seed = None
+            while len(pool) and seed is None:
+                pr = _bilinear(activation, pool) * (1.0 + 2.0 * _bilinear(self.static, pool))
+                k = int(np.argmax(pr))
+                c, pool = pool[k], np.delete(pool, k, axis=0)
+                seed = c if self._clear(c, family, spacing_mm) else None
+            while order and seed is None:
+                k = order.pop()
+                c = np.array([rr[k], cc[k]], np.float64)
+                seed = c if self._clear(c, family, spacing_mm) else None
+            if seed is None:
                 break
-            seed = np.array([rr[k], cc[k]], np.float64)
-            d_same, d_other = self._clearance(seed, family)
-            if d_same < spacing_mm or d_other < CROSS_FAMILY_MM:
-                continue
             tries += 1
             halves, fork = [], None
             for sign in (1.0, -1.0):
@@ -160,9 +170,24 @@ class Tracer:
             points = np.array(bw[::-1] + [seed] + fw)
             if len(points) * STEP_MM < lo:
                 continue
-            act = np.array(ba[::-1] + [float(activation[rr[k], cc[k]])] + fa)
+            act = np.array(ba[::-1] + [float(_bilinear(activation, seed[None])[0])] + fa)
             line = Line(family, region, points, act, fork_to=fork)
             made.append(line)
             self.lines.append(line)
             self._rebuild()
+            near = self._beside(points, spacing_mm)
+            pool = np.concatenate([pool, near[_bilinear(live.astype(np.float32), near) > 0.5]])
         return made
+
+    def _clear(self, rc: np.ndarray, family: str, spacing_mm: float) -> bool:
+        d_same, d_other = self._clearance(rc, family)
+        return d_same >= 0.95 * spacing_mm and d_other >= CROSS_FAMILY_MM
+
+    def _beside(self, points: np.ndarray, spacing_mm: float) -> np.ndarray:
+        """Points one spacing either side of a line, every half spacing along it."""
+        every = max(int(round(0.5 * spacing_mm / STEP_MM)), 1)
+        p = points[::every]
+        t = np.gradient(points, axis=0)[::every] if len(points) > 1 else np.array([[0.0, 1.0]])
+        t /= np.maximum(np.linalg.norm(t, axis=1, keepdims=True), 1e-9)
+        normal = np.stack([-t[:, 1], t[:, 0]], -1) * (spacing_mm / self.tx)
+        return np.concatenate([p + normal, p - normal])

@@ -22,8 +22,18 @@ All losses are averaged over the texels the face mesh covers (``mask`` of the da
 
 Resumable: ``<out>/checkpoint.pt`` (nets, optimisers, step, RNG states) every
 ``ckpt_every`` steps, losses appended to ``<out>/losses.jsonl``. Fixed seed. Runs on CUDA when
-present. Written so it can run under ``torchrun`` later: rank/world come from the environment
-and the nets are wrapped in DistributedDataParallel when world > 1 (untested here: one CPU).
+present.
+
+Data parallel under ``torchrun`` (rank and world from the environment; NCCL on GPUs, gloo on
+CPUs): ``batch`` is the global batch, every rank draws the same global batch from the same seed
+and trains on its share, the nets start from rank 0's weights, and each optimiser step uses the
+gradients averaged over the ranks (an all-reduce after backward, as StyleGAN2-ADA does, rather
+than DistributedDataParallel: DDP does not support the double backward of the R1 penalty, and
+both nets run several forwards per backward). No loss uses batch statistics (instance norm) and
+the masked means divide by the mask's size over the whole batch (:func:`masked_mean`), so N ranks
+take the same steps as one process on the whole batch;
+``tests/backend/test_learned_train.py`` checks it with two gloo processes. The logged losses are
+averaged over the ranks.
 """
 
 from __future__ import annotations
@@ -71,15 +81,65 @@ class TrainConfig:
 
 
 def _dist():
+    """(rank, world, whether this call started the process group)."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
     if world > 1 and not torch.distributed.is_initialized():
         torch.distributed.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
-    return rank, world
+        return rank, world, True
+    return rank, world, False
+
+
+def _world() -> int:
+    return torch.distributed.get_world_size() if torch.distributed.is_initialized() else 1
+
+
+def broadcast_weights(module: torch.nn.Module) -> None:
+    """Every rank starts from rank 0's weights."""
+    if _world() > 1:
+        for t in list(module.parameters()) + list(module.buffers()):
+            torch.distributed.broadcast(t.data, src=0)
+
+
+def average_grads(module: torch.nn.Module) -> None:
+    """Gradients averaged over the ranks, in one all-reduce. Parameters without a gradient this
+    step (the same on every rank: same graph) are left without one, as a single process leaves them."""
+    world = _world()
+    if world <= 1:
+        return
+    params = [p for p in module.parameters() if p.grad is not None]
+    if not params:
+        return
+    flat = torch.cat([p.grad.flatten() for p in params])
+    torch.distributed.all_reduce(flat)
+    flat /= world
+    for p, g in zip(params, flat.split([p.numel() for p in params])):
+        p.grad.copy_(g.view_as(p.grad))
+
+
+def average_stats(stats: dict) -> dict:
+    """The ranks' logged losses averaged (each is a mean over its share of the batch)."""
+    world = _world()
+    if world <= 1 or not stats:
+        return stats
+    keys = sorted(stats)
+    t = torch.tensor([float(stats[k]) for k in keys], dtype=torch.float64)
+    torch.distributed.all_reduce(t)
+    return {k: float(v) / world for k, v in zip(keys, t.tolist())}
 
 
 def masked_mean(t, m):
-    return (t * m).sum() / (m.sum() * t.shape[1] / m.shape[1]).clamp_min(1.0)
+    """Mean of ``t`` over the texels of ``m`` across the whole (global) batch. Under torchrun the
+    mask's size is summed over the ranks, so that the ranks' averaged losses and gradients are
+    those of one process on the whole batch even where the mask depends on the data (the texels
+    an expression moves): a ratio of sums, not a mean of the ranks' ratios."""
+    den = (m.sum() * t.shape[1] / m.shape[1]).detach()
+    world = _world()
+    if world > 1:
+        den = den.clone()
+        torch.distributed.all_reduce(den)
+        den = den / world
+    return (t * m).sum() / den.clamp_min(1.0)
 
 
 def phase_free(a, b, m, sigma: float, moving=None):
@@ -97,9 +157,13 @@ class Batches:
         self.uv = torch.from_numpy(d["mask"].astype(np.float32))[None, None].to(device)
         self.n_identity = n_identity
 
-    def get(self, b: int) -> dict:
+    def get(self, b: int, rank: int = 0, world: int = 1) -> dict:
+        """The global batch of ``b`` samples is drawn alike on every rank; this rank keeps its share."""
         i = self.rng.choice(self.idx, size=b, replace=len(self.idx) < b)
         swap = self.rng.random(b) < 0.5
+        share = slice(rank * b // world, (rank + 1) * b // world)
+        i, swap = i[share], swap[share]
+        b = len(i)
         d = self.d
         src = np.where(swap[:, None, None], d["dy"][i], d["dx"][i]).astype(np.float32)
         tgt = np.where(swap[:, None, None], d["dx"][i], d["dy"][i]).astype(np.float32)
@@ -138,6 +202,7 @@ def d_step(G, D, opt_d, bt, cfg: TrainConfig, step: int) -> dict:
         loss = loss + cfg.r1_gamma / 2 * r1 * cfg.r1_every
     opt_d.zero_grad(set_to_none=True)
     loss.backward()
+    average_grads(D)
     opt_d.step()
     return {"d_adv": adv.item(), "d_au": au.item(), "d_r1": r1.item()}
 
@@ -162,6 +227,7 @@ def g_step(G, D, opt_g, bt, cfg: TrainConfig, full: bool = True) -> dict:
             + cfg.w_pf_move * pf_move + cfg.w_mask * mreg)
     opt_g.zero_grad(set_to_none=True)
     loss.backward()
+    average_grads(G)
     opt_g.step()
     with torch.no_grad():  # what copying the input would score, for the log
         l1_move = masked_mean((fake - bt["dy"]).abs(), moving)
@@ -180,15 +246,33 @@ def split(seeds: np.ndarray, every: int) -> tuple[np.ndarray, np.ndarray]:
 def train(data: dict, out_dir: str | os.PathLike, cfg: TrainConfig = TrainConfig(), device: str | None = None,
           log=print) -> dict:
     """Train (or resume) on loaded shards ``data`` (``data.load_shards``); returns the last losses."""
-    rank, world = _dist()
+    rank, world, owned = _dist()
+    done = False
+    try:
+        last = _train(data, out_dir, cfg, device, log, rank, world)
+        done = True
+        return last
+    finally:
+        if owned:
+            # a gloo group left alive aborts the process at exit ("terminate called without an
+            # active exception"): close it, after every rank is done (no barrier after a failure:
+            # the other ranks may never reach it, and torchrun stops them)
+            if done:
+                torch.distributed.barrier()
+            torch.distributed.destroy_process_group()
+
+
+def _train(data: dict, out_dir, cfg: TrainConfig, device, log, rank: int, world: int) -> dict:
+    if cfg.batch % world:
+        raise ValueError(f"the global batch ({cfg.batch}) must divide among the {world} processes")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    torch.manual_seed(cfg.seed + rank)
+    torch.manual_seed(cfg.seed)
     G, D = DetH(cfg.deth).to(dev), DExp(cfg.deth.n_aus).to(dev)
     opt_g = torch.optim.Adam(G.parameters(), cfg.lr_g, betas=cfg.betas)
     opt_d = torch.optim.Adam(D.parameters(), cfg.lr_d, betas=cfg.betas)
-    rng = np.random.default_rng(cfg.seed + 1000 * rank)
+    rng = np.random.default_rng(cfg.seed)  # the same on every rank: they draw the same global batch
     start = 0
     ckpt = out / "checkpoint.pt"
     if ckpt.is_file():
@@ -199,21 +283,19 @@ def train(data: dict, out_dir: str | os.PathLike, cfg: TrainConfig = TrainConfig
         rng.bit_generator.state = st["np_rng"]
         torch.set_rng_state(st["torch_rng"])
         log(f"resumed at step {start}")
-    if world > 1:
-        from torch.nn.parallel import DistributedDataParallel as DDP
-
-        G, D = DDP(G), DDP(D)
+    broadcast_weights(G), broadcast_weights(D)
     train_idx, _ = split(data["seed"], cfg.holdout_every)
     batches = Batches(data, train_idx, dev, rng, cfg.deth.n_identity)
     last: dict = {}
     t0 = time.perf_counter()
     with open(out / "losses.jsonl", "a", encoding="utf-8") as lf:
         for step in range(start, cfg.steps):
-            bt = batches.get(cfg.batch)
+            bt = batches.get(cfg.batch, rank, world)
             full = step >= cfg.warmup
             for g in opt_g.param_groups:
                 g["lr"] = cfg.lr_g if full else cfg.lr_g_warmup
-            last = {**(d_step(G, D, opt_d, bt, cfg, step) if full else {}), **g_step(G, D, opt_g, bt, cfg, full)}
+            last = average_stats({**(d_step(G, D, opt_d, bt, cfg, step) if full else {}),
+                                  **g_step(G, D, opt_g, bt, cfg, full)})
             if rank == 0 and (step % cfg.log_every == 0 or step == cfg.steps - 1):
                 lf.write(json.dumps({"step": step, **{k: round(v, 5) for k, v in last.items()},
                                      "s": round(time.perf_counter() - t0, 1)}) + "\n")
@@ -224,10 +306,8 @@ def train(data: dict, out_dir: str | os.PathLike, cfg: TrainConfig = TrainConfig
 
 
 def _save(path: Path, G, D, opt_g, opt_d, step: int, rng, cfg: TrainConfig) -> None:
-    g = getattr(G, "module", G)
-    d = getattr(D, "module", D)
     tmp = path.with_name(path.name + ".tmp")
-    torch.save({"G": g.state_dict(), "D": d.state_dict(), "opt_g": opt_g.state_dict(), "opt_d": opt_d.state_dict(),
+    torch.save({"G": G.state_dict(), "D": D.state_dict(), "opt_g": opt_g.state_dict(), "opt_d": opt_d.state_dict(),
                 "step": step, "np_rng": rng.bit_generator.state, "torch_rng": torch.get_rng_state(),
                 "config": asdict(cfg)}, tmp)
     os.replace(tmp, path)

@@ -67,7 +67,10 @@ class Patches:
 
 def train_rcan(data: dict, out_dir: str | os.PathLike, cfg: SRConfig = SRConfig(), device: str | None = None,
                log=print) -> dict:
-    """Train (or resume) RCAN on loaded 1024² shards; ``<out>/checkpoint.pt``, ``losses.jsonl``."""
+    """Train (or resume) RCAN on loaded 1024² shards; ``<out>/checkpoint.pt``, ``losses.jsonl``.
+    One process: under torchrun every rank would train the same net into the same files."""
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        raise RuntimeError("RCAN training runs in one process: start it without torchrun")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
