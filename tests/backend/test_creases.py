@@ -151,6 +151,25 @@ def test_determinism_progress_and_cancel(model):
         crease_map(model, None, w, size=512, job=job)
 
 
+def test_kept_micro_relief_gives_the_map_a_fresh_run_gives(model):
+    """The process keeps a face's micro relief and UV coverage between maps (they do not depend on
+    the expression): a map made after another expression's equals one made from scratch, and a
+    different age or seed makes new micro relief."""
+    from backend.detail.creases import generator
+
+    brows = facs.weights_from_aus(model, {"AU1": 1.0, "AU2": 1.0})
+    smile = facs.weights_from_aus(model, {"AU6": 1.0, "AU12": 1.0})
+    generator.forget_face_caches()
+    crease_map(model, None, brows, size=512, seed=3, age=50.0)
+    after = crease_map(model, None, smile, size=512, seed=3, age=50.0).displacement
+    generator.forget_face_caches()
+    fresh = crease_map(model, None, smile, size=512, seed=3, age=50.0).displacement
+    np.testing.assert_array_equal(after, fresh)
+    older = crease_map(model, None, np.zeros(model.n_expressions), size=512, seed=3, age=70.0).displacement
+    younger = crease_map(model, None, np.zeros(model.n_expressions), size=512, seed=3, age=30.0).displacement
+    assert np.sqrt(np.mean(older ** 2)) > np.sqrt(np.mean(younger ** 2)), "older skin: deeper micro relief"
+
+
 def test_crease_map_4096_with_micro_relief(model):
     """One full-resolution map (its time and memory: `python -m backend bench`)."""
     r = crease_map(model, None, facs.weights_from_aus(model, {"AU6": 1.0, "AU12": 1.0}), size=4096, seed=0)

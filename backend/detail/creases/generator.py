@@ -12,8 +12,10 @@ row 0 = v = 1.
 
 from __future__ import annotations
 
+import hashlib
 import threading
 import time
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
@@ -158,6 +160,60 @@ def _gate(fam: Family, region: str, aus: dict[str, float]) -> float:
     return float(smoothstep(0.05, 0.35, np.float64(level)))
 
 
+_micro_lock = threading.Lock()  # guards both caches below
+_coverage_cache: dict[tuple, np.ndarray] = {}
+
+
+def _coverage(mesh: SurfaceMesh, size: int) -> np.ndarray:
+    """The texels the mesh's UV layout covers (read-only; kept per layout and size: it depends on
+    the UVs only, and rasterising them at 4096² costs ~0.6 s)."""
+    key = (hashlib.sha1(np.ascontiguousarray(mesh.uvs).tobytes() + np.ascontiguousarray(mesh.uv_tris).tobytes())
+           .hexdigest(), int(size))
+    with _micro_lock:
+        if key in _coverage_cache:
+            return _coverage_cache[key]
+    mask = texel_grid(mesh, size).mask
+    mask.setflags(write=False)
+    with _micro_lock:
+        if len(_coverage_cache) >= 4:
+            _coverage_cache.clear()
+        _coverage_cache[key] = mask
+    return mask
+
+
+_micro: "OrderedDict[tuple, np.ndarray]" = OrderedDict()
+MICRO_CACHE = 2  # maps kept (64 MB each at 4096²): a face's last sizes
+
+
+def forget_face_caches() -> None:
+    """Drop the kept micro relief and UV coverage (benchmarks time a face's first map)."""
+    with _micro_lock:
+        _micro.clear()
+        _coverage_cache.clear()
+
+
+def _micro_relief(mesh: SurfaceMesh, model: MorphableModel, size: int, mask: np.ndarray, seed: int, age: float,
+                  job: Optional[Job]) -> np.ndarray:
+    """Pores and fine lines of the face (read-only array). They do not depend on the expression, so
+    the backend process keeps the last few: a face's next expression skips the 3 s of a 4096² one."""
+    key = (model.name, str(model.source), hashlib.sha1(np.ascontiguousarray(mesh.vertices).tobytes()).hexdigest(),
+           int(size), int(seed), round(float(age), 3))
+    with _micro_lock:
+        if key in _micro:
+            _micro.move_to_end(key)
+            return _micro[key]
+    mr = microrelief.micro_relief(mesh, size, mask=mask, seed=seed, age=age,
+                                  density=microrelief.face_pore_density(model),
+                                  direction=microrelief.face_line_direction(model, None), job=job,
+                                  progress=(0.6, 0.98))
+    mr.setflags(write=False)
+    with _micro_lock:
+        _micro[key] = mr
+        while len(_micro) > MICRO_CACHE:
+            _micro.popitem(last=False)
+    return mr
+
+
 def crease_field(mesh: SurfaceMesh, deformed: np.ndarray, model: MorphableModel, size: int = 1024, *,
                  age: float = 35.0, person_detail: Optional[np.ndarray] = None, seed: int = 0,
                  job: Optional[Job] = None, micro: bool = True, aus: Optional[dict[str, float]] = None) -> CreaseResult:
@@ -216,9 +272,7 @@ def crease_field(mesh: SurfaceMesh, deformed: np.ndarray, model: MorphableModel,
     if job is not None:
         job.report(0.35, "Rendering creases")
     out = render_lines(tracer.lines, params, n, size, mmuv, rng_render)
-    grid = texel_grid(mesh, size)
-    mask = grid.mask
-    del grid
+    mask = _coverage(mesh, size)
     if relief is not None:
         # the person's own lines deepen under compression (an imperfection the strain amplifies)
         rel = relief if relief.shape[0] == size else resize_bilinear(relief, size)
@@ -230,10 +284,7 @@ def crease_field(mesh: SurfaceMesh, deformed: np.ndarray, model: MorphableModel,
     if micro:
         if job is not None:
             job.report(0.6, "Adding skin micro relief")
-        mr = microrelief.micro_relief(mesh, size, mask=mask, seed=int(rng_micro.integers(1 << 31)), age=age,
-                                      density=microrelief.face_pore_density(model),
-                                      direction=microrelief.face_line_direction(model, None), job=job,
-                                      progress=(0.6, 0.98))
+        mr = _micro_relief(mesh, model, size, mask, int(rng_micro.integers(1 << 31)), age, job)
         out += mr
         stats["micro_rms_mm"] = round(float(np.sqrt(np.mean(mr[mask] ** 2))), 5)
         del mr
