@@ -57,11 +57,13 @@ from .maps import build_details, complete
 
 RIG_SIZE = 1024
 BASE_SIZE = 4096
-# A control whose wrinkle map never reaches this depth (mm) is left out of the mix: its
-# wrinkles are below what a render shows (measured on the astronaut: one side of AU5 and of
-# AU16 peak below it, depending on the seed).
-MIN_PEAK_MM = 0.1
-VERSION = 1  # bump when the maps' meaning changes, so old caches are not reused
+# A control whose wrinkle map never reaches this depth (mm) is left out of the mix: it holds no
+# crease (the wrinkle statistics count creases from 0.05 mm). Creases are thresholded (onset), so
+# one side of a central line can stay shallow where both sides together make it: at 33, AU4L
+# alone gives a 0.07 mm glabellar line, both sides 0.14 mm; 0.1 mm (chosen for the earlier grating
+# generator) left AU4L/R out of the mix and a frown without its lines between keys.
+MIN_PEAK_MM = 0.04
+VERSION = 2  # bump when the maps' meaning changes, so old caches are not reused (2: crease maps)
 
 
 def build_wrinkle_rig(job_dir: str, size: int = RIG_SIZE, age: float | None = None, seed: int = 0,
