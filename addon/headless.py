@@ -122,6 +122,24 @@ def bench(args) -> int:
             disp.append(time.perf_counter() - t0)
             (job / f"bench_disp_{i}.png").unlink(missing_ok=True)
         print(f"  {'  same, with 4096^2 adaptive displacement':48s} {statistics.median(disp) * 1000:9.1f} ms")
+    rigs = sorted(job.glob("wrinkles_*.json"), key=lambda p: p.stat().st_mtime)
+    if rigs:
+        # wrinkles that follow the sliders attached: what dragging a slider costs per viewport mode
+        rig = WrinkleRig.load(job, rigs[-1].stem[len("wrinkles_"):])
+        rig.job_dir = str(job)
+        wrinkle_mix.attach(obj, rig)
+        for mode in ("BUMP", "MESH"):
+            obj.facedet3d.viewport_relief = mode
+            times = []
+            for i in range(max(5, args.repeat)):
+                obj.facedet3d.aus["AU12L"].value = 0.2 + 0.1 * (i % 5)
+                t0 = time.perf_counter()
+                dg = bpy.context.evaluated_depsgraph_get()
+                dg.update()
+                n = len(obj.evaluated_get(dg).data.vertices)
+                times.append(time.perf_counter() - t0)
+            label = f"AU slider -> face, wrinkles on, relief {mode} ({n} verts)"
+            print(f"  {label:48s} {statistics.median(times) * 1000:9.1f} ms")
     return 0
 
 

@@ -1,10 +1,16 @@
 """Wire a detail (displacement) map onto a face object.
 
 One image datablock feeds both paths, so viewport and render always show the same map:
-  viewport  Subdivision modifier -> Displace modifier (UV, along normals, mid-level 0)
+  viewport  the object's ``viewport_relief``: BUMP (default) leaves the mesh unsubdivided and the
+            skin material's displacement, set to "displacement and bump", shows the relief as
+            bump in Material Preview and the Cycles viewport — an AU slider then re-evaluates
+            only the shape keys (~6 ms instead of ~380 ms for a level-2 mesh with wrinkles:
+            docs/benchmarks.md); MESH subdivides twice and displaces the mesh (Subdivision ->
+            Displace modifier: UV, along normals, mid-level 0), which shows the relief in Solid
+            mode and on the silhouette;
   render    Cycles material displacement on the skin material, with adaptive subdivision
             on the same Subdivision modifier (the Displace modifier is off in renders, so the
-            detail is never applied twice).
+            detail is never applied twice), whatever the viewport shows.
 The map holds millimetres (see docs/detail_maps.md); ``strength`` converts to the mesh unit
 (metres, ``protocol.scene.MM_TO_M``), so a value of 1.0 in the map moves the surface 1 mm.
 """
@@ -32,10 +38,25 @@ def _vertex_group(obj, vertex_range) -> bpy.types.VertexGroup:
     return vg
 
 
-def _modifiers(obj, image, strength: float, vg_name: str, viewport_levels: int):
+MESH_LEVELS = 2  # viewport subdivision when the relief is shown on the mesh (~422k vertices on ICT)
+VIEWPORT_MODIFIERS = [DISPLACE]  # what MESH shows and BUMP hides (wrinkle_mix adds its own)
+
+
+def apply_viewport_relief(obj) -> None:
+    """Follow ``obj.facedet3d.viewport_relief`` (BUMP or MESH); renders are not affected."""
+    mesh = obj.facedet3d.viewport_relief == "MESH"
+    sub = obj.modifiers.get(SUBSURF)
+    if sub is not None:
+        sub.levels = MESH_LEVELS if mesh else 0
+    for name in VIEWPORT_MODIFIERS:
+        m = obj.modifiers.get(name)
+        if m is not None:
+            m.show_viewport = mesh
+
+
+def _modifiers(obj, image, strength: float, vg_name: str):
     sub = obj.modifiers.get(SUBSURF) or obj.modifiers.new(SUBSURF, "SUBSURF")
-    sub.levels = viewport_levels
-    sub.render_levels = viewport_levels
+    sub.render_levels = MESH_LEVELS  # unused by adaptive subdivision; kept for other engines
     sub.use_adaptive_subdivision = True  # Cycles dices to ~1 px at render time
     sub.adaptive_pixel_size = 1.0
     tex_name = f"{DISPLACE} {obj.name}"
@@ -76,12 +97,14 @@ def _material(mat, image, strength: float, max_disp_m: float) -> None:
     d.location = (-150, -300)
     nt.links.new(img_node.outputs["Color"], d.inputs["Height"])
     nt.links.new(d.outputs["Displacement"], out.inputs["Displacement"])
-    mat.displacement_method = "DISPLACEMENT"
+    # true displacement in Cycles renders (adaptive dicing ~1 px) plus bump from the same height:
+    # finer than the dicing, and what Material Preview shows of the relief (viewport_relief BUMP)
+    mat.displacement_method = "BOTH"
     mat.max_vertex_displacement = max_disp_m
 
 
 def attach(obj, exr_path: Path, *, vertex_range, material_name: str, strength: float = MM_TO_M,
-           max_disp_m: float = 0.003, viewport_levels: int = 2) -> bpy.types.Image:
+           max_disp_m: float = 0.003) -> bpy.types.Image:
     """Attach (or replace) the detail map of ``obj``; returns the image datablock."""
     old = None
     tex = bpy.data.textures.get(f"{DISPLACE} {obj.name}")
@@ -94,9 +117,10 @@ def attach(obj, exr_path: Path, *, vertex_range, material_name: str, strength: f
     image.colorspace_settings.name = "Non-Color"  # heights, not colours
     image.filepath = storage.store_path(Path(exr_path))
     vg = _vertex_group(obj, vertex_range)
-    _modifiers(obj, image, strength, vg.name, viewport_levels)
+    _modifiers(obj, image, strength, vg.name)
     mat = next(m for m in obj.data.materials if m and m.name.endswith(material_name))
     _material(mat, image, strength, max_disp_m)
+    apply_viewport_relief(obj)
     if old is not None and old != image and old.users == 0:
         bpy.data.images.remove(old)
     return image

@@ -32,6 +32,7 @@ KEY_PREFIX = "facedet3d.wrinkle_keys"
 # Cycles bounds displaced geometry by this (metres); wrinkles peak at ~2.5 mm on top of the
 # person's detail (±1-3 mm). Too small clips the displacement, larger only loosens the BVH.
 MAX_DISPLACEMENT_M = 0.008
+displacement.VIEWPORT_MODIFIERS.append(MODIFIER)  # the viewport's wrinkle mesh: MESH relief only
 
 
 # ------------------------------------------------------------------ node building
@@ -244,6 +245,7 @@ def attach(obj, rig: WrinkleRig) -> None:
     gg = _geometry_group(obj, uv_name, displacement.GROUP, packs, keys)
     _wire_material(_skin_material(obj, rig.material), sg)
     _wire_modifier(obj, gg)
+    displacement.apply_viewport_relief(obj)
     fd = obj.facedet3d
     fd.wrinkle_rig = rig.tag
     fd.detail_tag = rig.base.tag

@@ -43,6 +43,7 @@ class FACEDET3D_PT_main(_Sidebar, bpy.types.Panel):
         box.label(text=f"Fit error: {fd.fit_error_iod * 100:.1f}% of eye distance")
         if fd.detail_tag:
             box.label(text=f"Details by: {fd.detail_model or 'physical'}")
+            box.prop(fd, "viewport_relief", expand=True)
         aus = json.loads(fd.aus_json or "{}")
         active = sorted(((k, v) for k, v in aus.items() if v >= 0.05 and k[-1] not in "LR"),
                         key=lambda kv: -kv[1])

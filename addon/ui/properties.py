@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import bpy
-from bpy.props import CollectionProperty, FloatProperty, IntProperty, PointerProperty, StringProperty
+from bpy.props import CollectionProperty, EnumProperty, FloatProperty, IntProperty, PointerProperty, StringProperty
+
+from ..scene import displacement
 
 
 def _au_changed(self, context):
@@ -15,6 +17,12 @@ def _au_changed(self, context):
         obj.data.update_tag()
         if obj.data.shape_keys is not None:
             obj.data.shape_keys.update_tag()
+
+
+def _relief_changed(self, context):
+    obj = self.id_data
+    if getattr(obj, "type", None) == "MESH":
+        displacement.apply_viewport_relief(obj)
 
 
 class FACEDET3D_PG_au(bpy.types.PropertyGroup):
@@ -54,6 +62,13 @@ class FACEDET3D_PG_face(bpy.types.PropertyGroup):
     wrinkle_rig: StringProperty(name="Wrinkle rig", description="Which per-AU wrinkle maps drive the "
                                 "wrinkles (the job folder's wrinkles_<tag>.json); empty: none")
     wrinkle_keys: CollectionProperty(type=FACEDET3D_PG_wrinkle_key, name="Wrinkle keys")
+    viewport_relief: EnumProperty(
+        name="Viewport relief", default="BUMP", update=_relief_changed,
+        description="How the viewport shows detail and wrinkles (renders always displace the surface)",
+        items=[("BUMP", "Bump", "Shading only, in Material Preview and the rendered viewport: the mesh stays "
+                "light and AU sliders stay interactive"),
+               ("MESH", "Mesh", "Subdivide and displace the mesh: relief in Solid mode and on the silhouette, "
+                "slow to follow the sliders")])
 
     @property
     def is_face(self) -> bool:

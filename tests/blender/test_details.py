@@ -58,8 +58,11 @@ def test_attached_map_displaces_the_skin_along_normals_in_mm(empty_scene, job_di
     built = ext.addon.scene.builder.build_face(bpy.context, job_dir, name="Detail")
     obj = built.obj
     base = _evaluated(obj)
-    image = ext.addon.scene.displacement.attach(obj, path, vertex_range=(0, 9409), material_name="skin_face",
-                                          viewport_levels=0)
+    image = ext.addon.scene.displacement.attach(obj, path, vertex_range=(0, 9409), material_name="skin_face")
+    assert len(_evaluated(obj)) == len(base), "viewport relief BUMP (default): the mesh is not subdivided"
+    assert np.abs(_evaluated(obj) - base).max() < 1e-7, "... nor displaced (the material shows the relief)"
+    obj.facedet3d.viewport_relief = "MESH"
+    obj.modifiers["FaceDet3D Subdivision"].levels = 0  # vertex by vertex against the base below
     names = [m.name for m in obj.modifiers]
     assert names.index("FaceDet3D Subdivision") < names.index("FaceDet3D Detail")
     disp = obj.modifiers["FaceDet3D Detail"]
@@ -67,7 +70,7 @@ def test_attached_map_displaces_the_skin_along_normals_in_mm(empty_scene, job_di
     assert obj.modifiers["FaceDet3D Subdivision"].use_adaptive_subdivision
     skin = next(m for m in obj.data.materials if m.name.endswith("skin_face"))
     out = next(n for n in skin.node_tree.nodes if n.type == "OUTPUT_MATERIAL")
-    assert out.inputs["Displacement"].is_linked and skin.displacement_method == "DISPLACEMENT"
+    assert out.inputs["Displacement"].is_linked and skin.displacement_method == "BOTH"
     img_nodes = [n for n in skin.node_tree.nodes if n.type == "TEX_IMAGE" and n.image == image]
     assert img_nodes and disp.texture.image == image, "one image feeds viewport and render"
 
@@ -83,3 +86,28 @@ def test_attached_map_displaces_the_skin_along_normals_in_mm(empty_scene, job_di
     assert [m.name for m in obj.modifiers].count("FaceDet3D Detail") == 1
     ext.addon.scene.details.remove(obj)
     assert np.abs(_evaluated(obj) - base).max() < 1e-7
+
+
+def test_viewport_relief_changes_the_viewport_only(empty_scene, job_dir, ext, tmp_path):
+    """BUMP: the viewport mesh stays the face's own (sliders re-evaluate shape keys only); MESH:
+    subdivided twice and displaced. A Cycles render is the same in both."""
+    path = tmp_path / "pattern.exr"
+    backend_run(PATTERN, str(path), "512")
+    obj = ext.addon.scene.builder.build_face(bpy.context, job_dir, name="Relief").obj
+    n = len(obj.data.vertices)
+    ext.addon.scene.displacement.attach(obj, path, vertex_range=(0, 9409), material_name="skin_face")
+    scene = bpy.context.scene
+    scene.render.resolution_x = scene.render.resolution_y = 64
+    scene.cycles.samples, scene.cycles.seed = 4, 1
+    shots = {}
+    for mode in ("BUMP", "MESH"):
+        obj.facedet3d.viewport_relief = mode
+        count = len(_evaluated(obj))
+        assert (count == n) if mode == "BUMP" else (count > 10 * n), (mode, count)
+        scene.render.filepath = str(tmp_path / f"{mode}.png")
+        bpy.ops.render.render(write_still=True)
+        img = bpy.data.images.load(scene.render.filepath)
+        px = np.empty(64 * 64 * 4, np.float32)
+        img.pixels.foreach_get(px)
+        shots[mode] = px
+    assert np.abs(shots["BUMP"] - shots["MESH"]).max() < 1e-6, "renders do not depend on the viewport relief"

@@ -54,6 +54,10 @@ def wire(ext, obj, job):
     out = backend_run(BUILD, json.dumps({"job_dir": str(job), "controls": CONTROLS, "keys": keys}))
     res = json.loads(out.strip().splitlines()[-1])
     ext.addon.scene.wrinkle_mix.attach(obj, ext.protocol.details.WrinkleRig.from_dict(res))
+    # the default viewport relief (BUMP) leaves the wrinkle mesh off in the viewport; these tests
+    # check that mesh, so show it (MESH: what a user picks for Solid mode and silhouettes)
+    assert obj.facedet3d.viewport_relief == "BUMP" and not obj.modifiers["FaceDet3D Wrinkles"].show_viewport
+    obj.facedet3d.viewport_relief = "MESH"
     return res
 
 
