@@ -4,8 +4,8 @@
 #     camera the fit recovered (astronaut_render.png);
 #  2. the same face surprised (AU1+2+5+27), its expression wrinkles as displacement, rendered in the
 #     portrait view: a three-quarter close-up with a raking key light (surprise/astronaut_render.png).
-# The wrinkles come from the physical crease generator: the shipped DetH weights were trained on the
-# previous (grating) generator and are not yet retrained on creases (docs/detail_maps.md).
+# The wrinkles come from the physical crease generator (the default detail model; the shipped DetH is
+# behind it: backend/learned/weights/MODEL_CARD.md).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh

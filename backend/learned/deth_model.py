@@ -45,7 +45,12 @@ class DetHModel(DetailModel):
     name = NAME
     label = "DetH"
     description = "The learned detail hallucination net, super-resolved by RCAN (fails when not installed)"
-    priority = 10  # preferred by "auto" whenever its weights are installed
+    # below the physical model: "auto" takes the physical model; DetH runs when asked for by name. deth-synth-v2, the
+    # first DetH trained on creases, is behind the crease generator it learned from on held-out
+    # identities (AU-regressor MAE 0.063 vs 0.055; glabella r 0.12 vs 0.66, nose 0.17 vs 0.78)
+    # and draws blurred, beaded lines with straight edges from its stripe inputs
+    # (backend/learned/weights/MODEL_CARD.md). Raise it again when a DetH beats the generator.
+    priority = -10
 
     def availability(self) -> Availability:
         if not serve.available():

@@ -16,7 +16,7 @@ from backend.core import exr_io
 from backend.core.errors import BadRequestError
 from backend.core.imaging import resample
 from backend.core.progress import Job
-from backend.detail import maps
+from backend.detail import maps, registry
 from backend.detail import rig as wrinkle_rig
 from backend.detail.face import ReconstructedFace
 from backend.learned import serve, sr, weights
@@ -124,6 +124,14 @@ def test_deth_without_weights_says_so_and_auto_falls_back(job, tmp_path, monkeyp
     assert build_details(str(job), sizes=(256,), detail_model="auto")["model"] == "physical"
     with pytest.raises(BadRequestError, match="unknown detail model"):
         build_details(str(job), sizes=(256,), detail_model="neural")
+
+
+def test_auto_takes_the_physical_model_while_the_shipped_deth_is_behind_it():
+    """deth-synth-v2 ships and is available, but it is behind the crease generator on held-out
+    identities (model card), so "auto" resolves to the physical model; DetH by name still works."""
+    assert weights.metadata("deth")["info"]["name"] == "deth-synth-v2"
+    assert registry.get("deth").availability().available
+    assert registry.resolve("auto").name == "physical"
 
 
 def test_learned_wrinkle_rig_is_exact_at_keys(job, use_learned):

@@ -9,7 +9,7 @@ import subprocess
 import sys
 
 import numpy as np
-from conftest import PHOTO, REPO, SHIPPED_NETS, bpy
+from conftest import PHOTO, REPO, bpy
 
 
 def test_cli_reconstructs_and_renders_from_a_path_with_spaces_and_non_ascii(tmp_path, ext):
@@ -38,8 +38,8 @@ def test_cli_reconstructs_and_renders_from_a_path_with_spaces_and_non_ascii(tmp_
     face = next(o for o in bpy.data.objects if o.type == "MESH")
     assert face.modifiers.get("FaceDet3D Detail") is not None, "--details attached the maps"
     assert face.facedet3d.detail_tag
-    # auto: the learned nets when their weights ship with the backend, else the physical model
-    assert face.facedet3d.detail_model == ("deth-synth-v1+rcan-synth-v1" if SHIPPED_NETS else "physical")
+    # auto: the installed model of highest priority — the physical model, ahead of DetH v2 (model card)
+    assert face.facedet3d.detail_model == "physical"
     render = bpy.data.images.load(str(moved / png.name))
     assert tuple(render.size) == (96, 96)
     px = np.empty(96 * 96 * 4, np.float32)
