@@ -9,9 +9,11 @@ import numpy as np
 import pytest
 import torch
 
+from backend.detail.stats import RegionStats, WrinkleStats
 from backend.learned import sr, weights
 from backend.learned.nets import RCAN
 from backend.learned.train import data
+from backend.learned.train.evaluate import crease_errors
 from backend.service.cli import main
 
 
@@ -42,7 +44,7 @@ def test_chained_pairs_of_one_identity(run):
 def test_exported_weights_carry_their_provenance(run):
     net, meta = weights.load("deth", run / "w")
     info = meta["info"]
-    assert info["name"] == "deth-synth-v1" and info["steps"] == 4
+    assert info["name"] == "deth-deth" and info["steps"] == 4
     assert info["data"] == {"samples": 8, "size": 64, "seeds": [10, 11], "source": "synthetic"}
     ck = torch.load(run / "deth" / "checkpoint.pt", weights_only=False)["G"]
     for k, v in net.state_dict().items():
@@ -67,6 +69,22 @@ def test_eval_figures(run):
         assert 0.0 <= f["au"][m]["mae_all"] <= 1.0 and len(f["au"][m]["per_au"]) == 28
     # RCAN after 4 steps is still almost bicubic (its residual starts at zero)
     assert abs(f["rcan"]["rcan"]["psnr_db"] - f["rcan"]["bicubic"]["psnr_db"]) < 1.0
+    assert {"crease_width_error_mm", "crease_depth_error_mm", "crease_regions_found"} <= set(f["rcan"]["rcan"])
+
+
+def test_crease_errors_compare_regions_the_reference_creases():
+    def stats(**regions):
+        empty = RegionStats(0, None, None, None, None, None, None, None, None)
+        full = {name: empty for name in ("forehead", "glabella", "elsewhere")}
+        for name, (width, depth) in regions.items():
+            full[name] = RegionStats(2, 8.0, 50.0, 60.0, depth, depth, width, 0.0, 0.0)
+        return WrinkleStats(0.3, full)
+
+    ref = stats(forehead=(1.0, 0.2), glabella=(1.2, 0.3), elsewhere=(2.0, 0.1))
+    got = stats(forehead=(1.5, 0.1))
+    e = crease_errors(ref, got)
+    assert e["found"] == [1.0, 0.0], "forehead found, glabella missed; 'elsewhere' is not a crease region"
+    assert e["width"] == [pytest.approx(0.5)] and e["depth"] == [pytest.approx(0.1)]
 
 
 def test_wrong_weight_files_say_what_is_wrong(run, tmp_path, capsys):

@@ -103,7 +103,7 @@ def use_learned(learned_dir, monkeypatch):
 def test_served_map_names_the_nets_and_keeps_the_input_off_the_face(job, use_learned):
     model = load_model(FaceReconstruction.load(job).model_dir)
     info = build_details(str(job), expression=list(_weights(model, BROWS)), sizes=(256, 1024), detail_model="deth")
-    assert info["model"] == "deth-test+rcan-synth-v1" == use_learned.name
+    assert info["model"] == "deth-test+rcan-synth-v2" == use_learned.name
     m256, m1024 = (exr_io.read_map(job / info["files"][k]) for k in ("256", "1024"))
     np.testing.assert_allclose(resample(m1024, 256), m256, atol=2e-3)  # one map, two sizes
 

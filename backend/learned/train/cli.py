@@ -47,7 +47,7 @@ def add_parsers(sub) -> None:
     e.add_argument("--run", required=True)
     e.add_argument("--data", default="", help="the shards it trained on (recorded in the metadata)")
     e.add_argument("--to", default="", help="output file (default: the shipped weights folder)")
-    e.add_argument("--name", default="")
+    e.add_argument("--name", default="", help="name in the model card (default: NET-RUNFOLDER)")
 
     v = sub.add_parser("eval", help="evaluate the weights on held-out synthetic identities")
     v.add_argument("--data", required=True, help="256² shards (DetH, AU regressor)")
@@ -104,7 +104,8 @@ def _run(args) -> int:
             d = data.load_shards(_shards(args.data))
             info["data"] = {"samples": int(len(d["seed"])), "size": int(d["dx"].shape[-1]),
                             "seeds": [int(d["seed"].min()), int(d["seed"].max())], "source": "synthetic"}
-        info["name"] = args.name or f"{args.net}-synth-v1"
+        # Unnamed exports take the run folder's name, so two runs never ship under one name.
+        info["name"] = args.name or f"{args.net}-{Path(args.run).name}"
         print(weights.export(net, args.net, args.to or weights.path_for(args.net), info, nets=NETS))
         return 0
     figures = evaluate(args.data, args.hr_data or None, args.weights or None, log=print)

@@ -27,6 +27,7 @@ import numpy as np
 import torch
 from scipy import ndimage
 
+from ...detail.stats import face_map_stats
 from ...models.emotions import au_rig
 from ...models.loader import load_model
 from ...models.regions import region_masks
@@ -166,7 +167,9 @@ def evaluate_rcan(hr_dir: str, weights_folder=None, log=print) -> dict:
     if not len(test):
         raise ValueError(f"no held-out 1024² maps in {hr_dir}")
     rcan, meta = weights.load("rcan", weights_folder)
+    model = load_model()
     rows = {"rcan": [], "bicubic": []}
+    creases = {"rcan": [], "bicubic": []}
     for hr in test:
         lr = downsample(hr)
         pred = upscale(rcan, lr)
@@ -174,7 +177,35 @@ def evaluate_rcan(hr_dir: str, weights_folder=None, log=print) -> dict:
                             align_corners=False)[0, 0].numpy()  # the same bicubic RCAN adds its residual to
         rows["rcan"].append(masked_psnr_ssim(pred, hr, hd["mask"]))
         rows["bicubic"].append(masked_psnr_ssim(bic, hr, hd["mask"]))
+        ref = face_map_stats(model, hr)
+        for k, m in (("rcan", pred), ("bicubic", bic)):
+            creases[k].append(crease_errors(ref, face_map_stats(model, m)))
     log(f"RCAN on {len(test)} held-out 1024² maps")
-    return {"maps": int(len(test)), "name": meta["info"].get("name"),
-            **{k: {"psnr_db": round(float(np.mean([p for p, _ in v])), 2),
-                   "ssim": round(float(np.mean([s for _, s in v])), 4)} for k, v in rows.items()}}
+    out = {"maps": int(len(test)), "name": meta["info"].get("name")}
+    for k, v in rows.items():
+        widths = [e for c in creases[k] for e in c["width"]]
+        depths = [e for c in creases[k] for e in c["depth"]]
+        found = [f for c in creases[k] for f in c["found"]]
+        out[k] = {"psnr_db": round(float(np.mean([p for p, _ in v])), 2),
+                  "ssim": round(float(np.mean([s for _, s in v])), 4),
+                  # per region with creases in the reference: |median width − reference's| (mm), the
+                  # same for depth, and the share of those regions where creases are found at all
+                  "crease_width_error_mm": round(float(np.mean(widths)), 3) if widths else None,
+                  "crease_depth_error_mm": round(float(np.mean(depths)), 3) if depths else None,
+                  "crease_regions_found": round(float(np.mean(found)), 3) if found else None}
+    return out
+
+
+def crease_errors(ref, got) -> dict:
+    """Per region where ``ref`` (wrinkle statistics) has creases: whether ``got`` has some, and the
+    absolute differences of their median width and depth (mm) where it does."""
+    out = {"width": [], "depth": [], "found": []}
+    for name, r in ref.regions.items():
+        if name == "elsewhere" or not r.count:
+            continue
+        g = got.regions[name]
+        out["found"].append(1.0 if g.count else 0.0)
+        if g.count:
+            out["width"].append(abs(g.width_mm - r.width_mm))
+            out["depth"].append(abs(g.depth_mm - r.depth_mm))
+    return out
