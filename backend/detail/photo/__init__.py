@@ -20,7 +20,9 @@ al.) the detail is recovered in the face UV tile:
 4. The shading residual ``r = I / (albedo * shading) - 1`` on skin, band-passed: below the
    photo's own resolution it is interpolation and JPEG noise; above a few millimetres it is the
    proxy's shape error and lighting-model error, not skin detail. Specular highlights and
-   cast shadows are outliers to a Lambertian model: robust weights, highlights cut out.
+   cast shadows are outliers to a Lambertian model: robust weights, highlights cut out. Marks
+   that are not relief -- glasses frames, strands of hair, moles, highlights (:mod:`.marks`) --
+   have their residual replaced by the one around them.
 5. Linearised shape from shading: a displacement ``d`` along the normal tilts the normal by
    ``-grad_s d`` (the surface gradient), which changes the shading by
    ``dS/dn . (-grad_s d)``. Only the component of the tilt along the tangent-plane direction
@@ -35,11 +37,12 @@ al.) the detail is recovered in the face UV tile:
 Output convention (the project's detail maps): a single channel, tile 0, row 0 = v = 1,
 millimetres along the smooth proxy's normal, 0 = the proxy surface, positive = outward.
 
-What this cannot separate: albedo detail at the same scale as geometry (freckles, moles,
-stubble) reads as shading and becomes relief; the component of relief with no shading
+What this cannot separate: albedo detail at the same scale as geometry that is neither dark,
+round nor joined to hair (freckles under a photo pixel, stubble) reads as shading and becomes
+relief; the component of relief with no shading
 gradient (e.g. a crease running along the light direction) is lost. Both are the known
 limits of single-image shape from shading; a learned prior (DetH) is the project's answer.
 
-Modules: ``surface`` (texel geometry), ``filters``, ``lighting``, ``masks``, ``shading``, ``extract``
+Modules: ``surface`` (texel geometry), ``filters``, ``lighting``, ``masks``, ``marks``, ``shading``, ``extract``
 (the whole run, :func:`extract.extract_photo_detail`).
 """

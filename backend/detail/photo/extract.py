@@ -27,8 +27,9 @@ from .masks import (
     hair_regions,
     outside_distance,
 )
+from .marks import colour_marks
 from .shading import MAX_MM, detail_from_shading
-from .surface import photo_texels_per_pixel, texel_surface, working_size
+from .surface import photo_texels_per_pixel, texel_surface, vertex_texels, working_size
 
 # Shape from shading trusts a texel fully only when the camera sees it within ~55 degrees:
 # near the silhouette the photo mixes in background and the proxy's normal is least right.
@@ -54,11 +55,12 @@ class PhotoDetail:
 
 
 def extract_photo_detail(model: MorphableModel, rec: FaceReconstruction, photo: np.ndarray, size: int = 1024,
-                         job=None) -> PhotoDetail:
+                         job=None, trace: dict | None = None) -> PhotoDetail:
     """The person's own detail map D(I_x) from ``photo`` on the fitted proxy ``rec.fit``.
 
     See the module docstring for the method. ``job`` (``backend.progress.Job``-like, with
     ``check()`` and ``report(fraction, message)``) gets progress 0..1 and cancellation.
+    ``trace``, when a dict, receives the working-size intermediate maps (tests, figures).
     """
     if rec.fit is None:
         raise ValueError("the reconstruction has no fit")
@@ -120,11 +122,18 @@ def extract_photo_detail(model: MorphableModel, rec: FaceReconstruction, photo: 
     seen = smoothstep(0.0, 0.5, vis) * smoothstep(VIEW_COS_NONE, VIEW_COS_FULL, cos_view)
     skin_seen = (skin * seen).astype(np.float32)
     del view, cos_view
-    light = estimate_lighting(rgb, surf.normals, skin_seen, mm)  # again, on skin only
+    # rims, strands, dark moles: not relief, and not skin for the lighting fit either
+    lm = vertex_texels(model, model.landmark_vertices, work)
+    eyes = np.stack([lm[36:42].mean(0), lm[42:48].mean(0)])
+    not_relief, marks_info = colour_marks(rgb, shading_l.astype(np.float32), core, nonskin, eyes, mm, tpp)
+    light = estimate_lighting(rgb, surf.normals, skin_seen * (1.0 - not_relief), mm)  # again, on skin only
     lap("lighting_mask")
     sub.report(0.65, "Photo detail: shape from shading")
 
-    disp, info = detail_from_shading(rgb, surf, skin_seen, light, fade=skin_seen, texels_per_pixel=tpp, check=check)
+    disp, info = detail_from_shading(rgb, surf, skin_seen, light, fade=skin_seen, texels_per_pixel=tpp, check=check,
+                                     trace=trace, not_relief=not_relief)
+    if trace is not None:
+        trace.update(colour_marks=not_relief)
     lap("solve")
     if k > 1:
         # back to the requested size: cubic for the (band-limited) relief, linear for the rest
@@ -150,6 +159,7 @@ def extract_photo_detail(model: MorphableModel, rec: FaceReconstruction, photo: 
         "displacement_range_mm": [round(float(disp.min()), 4), round(float(disp.max()), 4)],
         "timings_s": {**timings, "total": round(time.perf_counter() - t0, 3)},
         **colour_info,
+        **marks_info,
         **info,
     }
     return PhotoDetail(displacement=disp.astype(np.float32), skin_mask=skin_seen.astype(np.float32),

@@ -13,6 +13,7 @@ from scipy.sparse import linalg as splinalg
 from ...core.imaging import LUMA, smoothstep
 from .. import sh_lighting
 from .filters import blur, wblur
+from . import marks
 from .lighting import Lighting
 from .surface import TexelSurface
 
@@ -161,14 +162,18 @@ def solve_displacement(c: np.ndarray, r: np.ndarray, w: np.ndarray, texel_mm: np
 def detail_from_shading(rgb_lin: np.ndarray, surface: TexelSurface, weight: np.ndarray, lighting: Lighting,
                         fade: np.ndarray | None = None, texels_per_pixel: float = 1.0,
                         highpass_mm: float = HIGHPASS_SIGMA_MM, screen_mm: float = SCREEN_MM,
-                        check: Optional[Callable[[], None]] = None, clamp: bool = True) -> tuple[np.ndarray, dict]:
+                        check: Optional[Callable[[], None]] = None, clamp: bool = True,
+                        trace: Optional[dict] = None, not_relief: Optional[np.ndarray] = None
+                        ) -> tuple[np.ndarray, dict]:
     """Steps 4-6 of the module docstring on UV-space arrays: the displacement (S,S) in mm.
 
     ``rgb_lin`` (S,S,3) linear photo colour per texel, ``surface`` the proxy (normals in the
     lighting's frame), ``weight`` (S,S) confidence of each texel's colour (skin x visibility),
     ``lighting`` from :func:`estimate_lighting`, ``fade`` (S,S) multiplies the result (default
     ``weight``), ``texels_per_pixel`` the photo's resolution in texels (its detail below that
-    is interpolation, not skin).
+    is interpolation, not skin). ``not_relief`` (S,S) 0..1 marks found upstream (see
+    :mod:`.marks`); spots and highlights are found here. ``trace``, when a dict, receives the intermediate maps
+    (residuals, the marks found) for tests and figures.
     """
     fade = weight if fade is None else fade
     mm = surface.median_texel_mm
@@ -204,7 +209,10 @@ def detail_from_shading(rgb_lin: np.ndarray, surface: TexelSurface, weight: np.n
     # band-pass the residual: below the photo's pixel it is bilinear interpolation and JPEG
     # noise, above highpass_mm the proxy's shape error and the lighting model's error
     lp = max(LOWPASS_PIXELS * texels_per_pixel, MIN_LOWPASS_TEXELS)
-    r_lp, _ = wblur(r, w, lp)
+    # marks found upstream carry no data: left out of the low-pass (normalised convolution), so
+    # their residual does not bleed into the skin around them
+    w_data = w if not_relief is None else w * (1.0 - np.asarray(not_relief, np.float32))
+    r_lp, _ = wblur(r, w_data, lp)
     r_hp = np.where(sel, r_lp - wblur(r_lp, w, highpass_mm / mm)[0], 0.0)
     # Specular highlights are bright blobs a Lambertian model cannot explain -- but so is the
     # lit flank of a deep crease. The difference is colour: a highlight adds light of the
@@ -216,6 +224,8 @@ def detail_from_shading(rgb_lin: np.ndarray, surface: TexelSurface, weight: np.n
     # blob would otherwise stay), by the one around it (normalised convolution from the
     # texels outside), so the relief continues smoothly under it. Grown softly: a
     # highlight's rim is part of it.
+    if trace is not None:
+        trace.update(r_lp=r_lp.astype(np.float32), weight=w)
     d_lp, _ = wblur(desat, w, lp)
     d_hp = d_lp - wblur(d_lp, w, highpass_mm / mm)[0]
     inv_alb = 1.0 / np.maximum(lighting.albedo.astype(np.float64), 1e-4)
@@ -224,10 +234,18 @@ def detail_from_shading(rgb_lin: np.ndarray, surface: TexelSurface, weight: np.n
     whiteness = np.where(white > 0.1, smoothstep(SPECULAR_WHITE_LO, SPECULAR_WHITE_HI, frac), 0.0)
     spec = (smoothstep(SPECULAR_LO, SPECULAR_HI, r_hp) * whiteness).astype(np.float32)
     spec = np.maximum(spec, np.clip(3.0 * blur(spec, SPECULAR_GROW_MM / mm), 0.0, 1.0))
-    if (spec > 0.01).any():
-        around, _ = wblur(r_lp, w * (1.0 - spec), 2.0 * SPECULAR_GROW_MM / mm)
-        r_lp = np.where(sel, spec * around + (1.0 - spec) * r_lp, 0.0).astype(np.float32)
+    # the other marks that are not relief (freckles and moles here, rims and strands upstream)
+    # are filled the same way
+    spots = marks.spot_marks(r_lp, w, mm, min_sigma=lp)
+    fill = np.maximum(spec, spots)
+    if not_relief is not None:
+        fill = np.maximum(fill, np.asarray(not_relief, np.float32))
+    if (fill > 0.01).any():
+        around, _ = wblur(r_lp, w * (1.0 - fill), 2.0 * SPECULAR_GROW_MM / mm)
+        r_lp = np.where(sel, fill * around + (1.0 - fill) * r_lp, 0.0).astype(np.float32)
         r_hp = np.where(sel, r_lp - wblur(r_lp, w, highpass_mm / mm)[0], 0.0)
+    if trace is not None:
+        trace.update(r_hp=r_hp.astype(np.float32), specular=spec, spots=spots, desat_hp=d_hp.astype(np.float32))
     # robust: what is left large (cast shadows, strands, the rest of a strong highlight) is
     # not a tilt. A fixed scale, not one from the residual's spread: most skin has no detail,
     # so a MAD-based scale would treat every real wrinkle as an outlier. Brighter than
