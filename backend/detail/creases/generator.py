@@ -24,6 +24,7 @@ from scipy import ndimage
 
 from ...core.imaging import resize_bilinear, smoothstep
 from ...core.progress import Job
+from ...geometry import raster
 from ...models import facs
 from ...models.morphable import MorphableModel
 from ...models.regions import landmark_uvs, region_masks
@@ -166,13 +167,13 @@ _coverage_cache: dict[tuple, np.ndarray] = {}
 
 def _coverage(mesh: SurfaceMesh, size: int) -> np.ndarray:
     """The texels the mesh's UV layout covers (read-only; kept per layout and size: it depends on
-    the UVs only, and rasterising them at 4096² costs ~0.6 s)."""
+    the UVs only; a mask-only raster of them at 4096² costs ~0.15 s)."""
     key = (hashlib.sha1(np.ascontiguousarray(mesh.uvs).tobytes() + np.ascontiguousarray(mesh.uv_tris).tobytes())
            .hexdigest(), int(size))
     with _micro_lock:
         if key in _coverage_cache:
             return _coverage_cache[key]
-    mask = texel_grid(mesh, size).mask
+    mask = raster.coverage(raster.uv_to_texel(mesh.uvs[mesh.uv_tris], size, mesh.tile), size)
     mask.setflags(write=False)
     with _micro_lock:
         if len(_coverage_cache) >= 4:
