@@ -1,12 +1,14 @@
 """DetH + RCAN as a detail model of the registry (FaceDet3D §3.2): DetH hallucinates the target
 expression's detail map at 256² from the photo's D(I_x), mask-blended with it, and RCAN
-super-resolves it to the asked size (``serve``)."""
+super-resolves it to 1024²; larger maps get the physical model's pores and fine lines on a
+bicubic upsample (``serve.LearnedDetails.to_size``)."""
 
 from __future__ import annotations
 
 import numpy as np
 
 from ..core.progress import Job
+from ..detail.creases import generator
 from ..detail.face import ReconstructedFace
 from ..detail.registry import Availability, DetailMaker, DetailModel
 from . import serve, weights
@@ -29,7 +31,9 @@ class DetHMaker(DetailMaker):
         return self._inputs
 
     def _map(self, y: np.ndarray, size: int, job: Job | None = None) -> np.ndarray:
-        return self.nets.to_size(self.nets.map_for(self._inp(), y[None], self.years)[0], size, job)
+        fine = (generator.face_micro_relief(self.face.model, self.face.identity, size, self.years)
+                if size > serve.SR_TOP else None)
+        return self.nets.to_size(self.nets.map_for(self._inp(), y[None], self.years)[0], size, job, fine=fine)
 
     def detail_map(self, weights_: np.ndarray, size: int, job: Job) -> np.ndarray:
         y = serve.controls_vector(self.face.rig, self.face.model.expression_names, weights_)

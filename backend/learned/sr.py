@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
+from ..core.imaging import block_reduce
 from .nets import RCAN
 
 SCALE = 4
@@ -44,3 +46,17 @@ def upscale(net: RCAN, m: np.ndarray, tile: int = 256, overlap: int = 32, job=No
             if job is not None:
                 job.report((a * len(starts) + b + 1) / total, f"Super-resolving {n}² → {n * SCALE}²")
     return out
+
+
+def upsample_with_fine(m: np.ndarray, size: int, fine: np.ndarray | None = None) -> np.ndarray:
+    """(n, n) -> (size, size) bicubically, plus what ``fine`` (size², texel-scale relief) holds
+    finer than the n² grid: ``bicubic(m - area(fine)) + fine``, one upsample."""
+    n = m.shape[0]
+    if fine is not None:
+        if size % n:
+            raise ValueError(f"fine relief needs a size that is a multiple of {n}, got {size}")
+        fine = np.asarray(fine, np.float32)
+        m = m - block_reduce(fine, size // n)
+    up = F.interpolate(torch.from_numpy(np.ascontiguousarray(m, np.float32))[None, None], size=(size, size),
+                       mode="bicubic", align_corners=False)[0, 0].numpy()
+    return up + fine if fine is not None else up

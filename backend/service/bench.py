@@ -23,6 +23,7 @@ from protocol.job import FaceReconstruction
 
 from ..core import exr_io
 from ..core.image_io import load_rgb
+from ..detail import microrelief
 from ..detail.creases import generator
 from ..detail.creases.generator import crease_map
 from ..detail.photo.extract import extract_photo_detail
@@ -77,11 +78,17 @@ def run_bench(repeat: int = 3, model_dir: str | None = None, only: str = "") -> 
     if only == "bfm":
         return _print(bench_bfm(repeat), repeat)
     rows = []
-    rows.append(("backend cold start (process -> health)", cold_start(repeat)))
+    if only != "details":
+        rows.append(("backend cold start (process -> health)", cold_start(repeat)))
     t, model = _median(lambda: load_model(model_dir), 1)
     rows.append(("model load (first, uncached)", t))
     img = load_rgb(PHOTO)
     landmarks.detect_face(img)  # load dlib's weights once; we time detection itself
+    if only == "details":  # the detail maps' and the learned nets' rows (a partial run)
+        det = landmarks.detect_face(img)
+        fit = fitting.fit_model(model, det, (img.shape[1], img.shape[0]))
+        rows += bench_details(model, fit, img, det, repeat) + bench_learned(repeat)
+        return _print(rows, repeat, "(partial: --only details)")
     t, det = _median(lambda: landmarks.detect_face(img), repeat)
     rows.append(("detection + 68 landmarks (512x512)", t))
     h, w = img.shape[:2]
@@ -239,8 +246,17 @@ def serve_child(repeat: int) -> None:
             rows.append(("DetH forward 256^2 (one target)", t))
         t, big = _median(lambda: sr.upscale(rcan, m), repeat)
         rows.append(("RCAN x4 256^2 -> 1024^2", t))
-        t, _ = _median(lambda: sr.upscale(rcan, big), repeat)
-        rows.append((f"RCAN x4 1024^2 -> 4096^2 (tiled, {torch.get_num_threads()} threads)", t))
+        # above 1024² a learned map is RCAN's bicubic-upsampled plus the face's fine relief
+        # (serve.LearnedDetails.to_size); the fine relief is the physical model's, kept per face
+        model = load_model()
+        fresh = time.perf_counter()
+        microrelief.face_line_direction(model, None)
+        rows.append(("fine-line direction field (once per backend process)", time.perf_counter() - fresh))
+        fresh = time.perf_counter()
+        fine = generator.face_micro_relief(model, None, 4096, 40.0)
+        rows.append(("fine relief 4096^2 (a face's first map; kept after)", time.perf_counter() - fresh))
+        t, _ = _median(lambda: sr.upsample_with_fine(big, 4096, fine), repeat)
+        rows.append(("1024^2 -> 4096^2: bicubic + the face's fine relief", t))
     # VmHWM, not getrusage: Linux carries ru_maxrss over fork and exec, so a child started by a
     # big parent would report the parent's peak
     hwm = next(int(line.split()[1]) for line in Path("/proc/self/status").read_text().splitlines()

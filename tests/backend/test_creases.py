@@ -204,3 +204,13 @@ def test_wrinkle_stats_measure_known_creases():
     assert min(abs(r.angle_deg), abs(180 - r.angle_deg)) < 2.0
     widened = max(st.creases, key=lambda c: c.asymmetry)
     assert widened.asymmetry > 0.15 and abs(sorted(c.asymmetry for c in st.creases)[0]) < 0.08
+
+
+def test_face_micro_relief_is_the_crease_maps_own(model):
+    """What other detail models add as pores and fine lines is exactly what a crease map gets."""
+    from backend.detail.creases import generator
+
+    w = facs.weights_from_aus(model, {"AU12": 1.0})
+    full = crease_map(model, None, w, size=512, seed=5, age=40.0).displacement
+    bare = crease_map(model, None, w, size=512, seed=5, age=40.0, micro=False).displacement
+    np.testing.assert_allclose(full - bare, generator.face_micro_relief(model, None, 512, 40.0, seed=5), atol=1e-6)

@@ -215,6 +215,16 @@ def _micro_relief(mesh: SurfaceMesh, model: MorphableModel, size: int, mask: np.
     return mr
 
 
+def face_micro_relief(model: MorphableModel, identity: Optional[np.ndarray], size: int, age: float,
+                      seed: int = 0) -> np.ndarray:
+    """The pores and fine lines a crease map of this face with this ``seed`` gets at ``size``
+    (read-only; kept per face like the maps' own): other detail models add them too."""
+    mesh = face_mesh(model, identity)
+    rng_micro = np.random.default_rng(np.random.SeedSequence(int(seed)).spawn(3)[2])  # as crease_field draws it
+    return _micro_relief(mesh, model, int(size), _coverage(mesh, int(size)), int(rng_micro.integers(1 << 31)),
+                         age, None)
+
+
 def crease_field(mesh: SurfaceMesh, deformed: np.ndarray, model: MorphableModel, size: int = 1024, *,
                  age: float = 35.0, person_detail: Optional[np.ndarray] = None, seed: int = 0,
                  job: Optional[Job] = None, micro: bool = True, aus: Optional[dict[str, float]] = None) -> CreaseResult:
