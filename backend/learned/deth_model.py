@@ -20,7 +20,10 @@ class DetHMaker(DetailMaker):
     def __init__(self, face: ReconstructedFace, years: float, seed: int, job: Job):
         self.nets = serve.get()
         self.face, self.years, self.job = face, years, job  # the nets are deterministic: no seed
-        self.made_by = self.tag_variant = self.nets.name
+        self.made_by = self.nets.name
+        # the tag names how maps above RCAN's size are made, so maps of the earlier second RCAN
+        # pass are never taken for this method's
+        self.tag_variant = f"{self.nets.name}+{serve.ABOVE_SR}"
         self.progress_message = f"Hallucinating details with {self.nets.name}"
         self._inputs = None
         self._zero: dict[int, np.ndarray] = {}

@@ -28,6 +28,7 @@ from .sr import SCALE, upsample_with_fine, upscale
 
 IN_SIZE = 256
 SR_TOP = 1024  # RCAN's training size: it runs up to here, bicubic + fine relief beyond (to_size)
+ABOVE_SR = "bicubic-fine"  # names that method in map tags (deth_model)
 _lock = threading.Lock()
 _loaded: dict = {}
 
