@@ -53,7 +53,7 @@ def _rms(a: np.ndarray) -> float:
     return round(float(np.sqrt(np.mean(a * a))), 4) if a.size else float("nan")
 
 
-def main(job: str, figure: str | None = None) -> dict:
+def main(job: str, figure: str | None = None, kinds=KINDS) -> dict:
     model = load_model()
     rec = FaceReconstruction.load(job)
     photo = load_rgb(rec.image)
@@ -66,7 +66,7 @@ def main(job: str, figure: str | None = None) -> dict:
     _, cover = paint(photo, lm)
     uv = marks_in_uv(model, rec, cover, SIZE)
     table = {}
-    for kind in KINDS:
+    for kind in kinds:
         painted, _ = paint(photo, lm, kinds=(kind,))
         on = extract.extract_photo_detail(model, rec, painted, size=SIZE)
         with no_cleaning():
