@@ -35,7 +35,7 @@ class DetHMaker(DetailMaker):
 
     def _map(self, y: np.ndarray, size: int, job: Job | None = None) -> np.ndarray:
         fine = (generator.face_micro_relief(self.face.model, self.face.identity, size, self.years)
-                if size > serve.SR_TOP else None)
+                if size > self.nets.fine_from else None)
         return self.nets.to_size(self.nets.map_for(self._inp(), y[None], self.years)[0], size, job, fine=fine)
 
     def detail_map(self, weights_: np.ndarray, size: int, job: Job) -> np.ndarray:

@@ -18,7 +18,7 @@ import threading
 import numpy as np
 import torch
 
-from ..core.imaging import resample
+from ..core.imaging import block_reduce, resample
 from ..core.progress import Job
 from ..detail.face import ReconstructedFace
 from ..detail.strain import face_mesh, texel_grid
@@ -41,6 +41,17 @@ class LearnedDetails:
         self.rcan, self.rcan_meta = weights.load("rcan", folder, device)
         self.device = device
         self.uses_faceid = bool(self.deth_meta["info"].get("uses_faceid", False))
+
+    @property
+    def creases_only(self) -> bool:
+        """RCAN's training maps had no pores and fine lines (its data's ``micro`` flag): serving
+        adds the face's own from DetH's grid up (``to_size``)."""
+        return not self.rcan_meta["info"].get("data", {}).get("micro", True)
+
+    @property
+    def fine_from(self) -> int:
+        """Maps larger than this get the face's fine relief (``to_size``'s ``fine``)."""
+        return IN_SIZE if self.creases_only else SR_TOP
 
     @property
     def name(self) -> str:
@@ -75,18 +86,30 @@ class LearnedDetails:
 
     def to_size(self, m: np.ndarray, size: int, job=None, fine: np.ndarray | None = None) -> np.ndarray:
         """RCAN ×4 up to SR_TOP² (one pass from 256²), then to exactly ``size``: area-reduced
-        below it; above it bicubic plus ``fine`` (size², the face's pores and fine lines),
-        of which only what the SR_TOP² grid cannot hold is added (``fine`` minus its own
-        SR_TOP² area mean), so the map keeps RCAN's creases and gets texel-scale relief.
+        below it, bicubic above it. ``fine`` (size², the face's pores and fine lines) is added
+        as the weights need: RCAN trained on creases alone (``creases_only``, v3) gets all of it
+        but what the input grid holds, at every size above that grid; RCAN trained with pores
+        (v2) gets, above SR_TOP², only what the SR_TOP² grid cannot hold. Either way the map
+        keeps RCAN's creases and gets texel-scale relief.
 
         A second RCAN pass (1024² → 4096²) was the rule before: 16× the first pass's work
         (12-22 s on 2 cores) for a net trained at 1024², whose crease widths are then 4× off
         its training scale. Measured on held-out 4096² generator maps (docs/deth.md): the
         bicubic + fine relief keeps crease width and depth as well or better and carries
         the generator's texel-scale relief, which the second pass did not, in 0.13 s."""
+        n_in = m.shape[0]
         while m.shape[0] < size and m.shape[0] < SR_TOP:
             m = upscale(self.rcan, m, job=job)
-        return resample(m, size) if m.shape[0] >= size else upsample_with_fine(m, size, fine)
+        if not self.creases_only:
+            return resample(m, size) if m.shape[0] >= size else upsample_with_fine(m, size, fine)
+        # RCAN trained on creases alone: the face's pores and fine lines are added whole, less
+        # the part DetH's own grid holds (the input's size), at every size above that grid
+        m = resample(m, size) if m.shape[0] >= size else upsample_with_fine(m, size)
+        if fine is None or size <= n_in:
+            return m
+        if size % n_in:
+            raise ValueError(f"fine relief needs a size that is a multiple of {n_in}, got {size}")
+        return m + fine - upsample_with_fine(block_reduce(np.asarray(fine, np.float32), size // n_in), size)
 
 
 def get(folder=None) -> LearnedDetails:

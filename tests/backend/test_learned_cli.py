@@ -45,7 +45,8 @@ def test_exported_weights_carry_their_provenance(run):
     net, meta = weights.load("deth", run / "w")
     info = meta["info"]
     assert info["name"] == "deth-deth" and info["steps"] == 4
-    assert info["data"] == {"samples": 8, "size": 64, "seeds": [10, 11], "source": "synthetic"}
+    assert info["data"] == {"samples": 8, "size": 64, "seeds": [10, 11], "source": "synthetic",
+                            "micro": True}
     ck = torch.load(run / "deth" / "checkpoint.pt", weights_only=False)["G"]
     for k, v in net.state_dict().items():
         torch.testing.assert_close(v, ck[k])
@@ -117,3 +118,19 @@ def test_tiled_upscale_matches_the_whole_map():
     assert tiled.shape == (640, 640)
     res = whole - sr.upscale(RCAN().eval(), m, tile=160)  # what the net adds to bicubic
     assert np.abs(tiled - whole).max() < 0.01 * np.abs(res).max()
+
+
+def test_maps_without_micro_relief_are_flagged_and_kept_apart(run, tmp_path):
+    """`synth --no-micro` (RCAN v3's data): the same identity's maps less its pores and fine lines,
+    flagged in the shards; shards of both kinds do not mix; an RCAN export must name its data."""
+    for name, extra in (("bare", ["--no-micro"]), ("full", [])):  # 256²: a 64² map holds no micro relief
+        assert main(["synth", "--out", str(tmp_path / name), "--n", "1", "--start", "10", "--size", "256",
+                     "--expressions", "2"] + extra) == 0
+    bare, full = (data.load_shards(sorted((tmp_path / n).glob("synth_*.npz"))) for n in ("bare", "full"))
+    assert bare["micro"] is False and full["micro"] is True
+    pores = full["dx"].astype(np.float32) - bare["dx"].astype(np.float32)
+    assert pores[:, bare["mask"]].std() > 1e-4 and np.array_equal(full["x"], bare["x"])  # 0.29 µm at 256²
+    with pytest.raises(ValueError, match="mix"):
+        data.load_shards(sorted((tmp_path / "full").glob("synth_*.npz")) + sorted((tmp_path / "bare").glob("synth_*.npz")))
+    with pytest.raises(SystemExit, match="--data"):
+        main(["export", "rcan", "--run", str(run / "rcan"), "--to", str(tmp_path / "r.safetensors")])

@@ -103,7 +103,7 @@ def use_learned(learned_dir, monkeypatch):
 def test_served_map_names_the_nets_and_keeps_the_input_off_the_face(job, use_learned):
     model = load_model(FaceReconstruction.load(job).model_dir)
     info = build_details(str(job), expression=list(_weights(model, BROWS)), sizes=(256, 1024), detail_model="deth")
-    assert info["model"] == "deth-test+rcan-synth-v2" == use_learned.name
+    assert info["model"] == "deth-test+rcan-synth-v3" == use_learned.name
     m256, m1024 = (exr_io.read_map(job / info["files"][k]) for k in ("256", "1024"))
     np.testing.assert_allclose(resample(m1024, 256), m256, atol=2e-3)  # one map, two sizes
 
@@ -169,13 +169,16 @@ def test_shipped_deth_changes_the_map_where_the_target_aus_act(job):
     assert rms(brows, "elsewhere") < 0.25 * rms(brows, "forehead"), "and leave the lower cheeks and chin alone"
 
 
-def test_maps_above_rcans_size_keep_its_creases_and_get_the_faces_fine_relief(use_learned, monkeypatch):
-    """Above SR_TOP² a map is RCAN's (one pass) upsampled bicubically plus the part of the face's
-    pores and fine lines the SR_TOP² grid cannot hold: at SR_TOP² it is RCAN's map; finer, it is
-    the fine relief's. (SR_TOP lowered to 256 here so the test stays small.)"""
+@pytest.mark.parametrize("creases_only", [True, False])
+def test_large_maps_keep_rcans_creases_and_get_the_faces_fine_relief(use_learned, monkeypatch, creases_only):
+    """RCAN runs up to SR_TOP² (lowered to 256 here so the test stays small; input 64²). Weights
+    trained on creases alone (shipped, rcan-synth-v3): every larger map is RCAN's, plus the face's
+    fine relief less what the input grid holds. Weights trained with pores (v2): above SR_TOP² the
+    map is RCAN's upsampled plus only what the SR_TOP² grid cannot hold of the fine relief."""
     from backend.core.imaging import block_reduce
 
     monkeypatch.setattr(serve, "SR_TOP", 256)
+    monkeypatch.setattr(serve.LearnedDetails, "creases_only", property(lambda self: creases_only))
     rec = dict(np.load(RECORDED))
     lr = rec["dx"].astype(np.float32)[96:160, 96:160]  # 64²
     rcan_out = sr.upscale(use_learned.rcan, lr)  # 256²
@@ -183,10 +186,15 @@ def test_maps_above_rcans_size_keep_its_creases_and_get_the_faces_fine_relief(us
     out = use_learned.to_size(lr, 1024, fine=fine)
     plain = use_learned.to_size(lr, 1024)
     assert out.shape == plain.shape == (1024, 1024)
-    # at RCAN's size: RCAN's map (bicubic up then area down is nearly the identity)
-    np.testing.assert_allclose(block_reduce(out, 4), rcan_out, atol=0.004)
-    # finer: the fine relief's, which the plain bicubic lacks
-    hf = lambda m: m - block_reduce(m, 4).repeat(4, 0).repeat(4, 1)  # noqa: E731
+    up = lambda m, k: m.repeat(k, 0).repeat(k, 1)  # noqa: E731
+    if creases_only:
+        # RCAN's map (bicubic up, area down: nearly the identity) plus the fine relief above 64²
+        want = rcan_out + block_reduce(fine, 4) - up(block_reduce(fine, 16), 4)
+        np.testing.assert_allclose(block_reduce(out, 4), want, atol=0.004)
+    else:  # at RCAN's size: RCAN's map
+        np.testing.assert_allclose(block_reduce(out, 4), rcan_out, atol=0.004)
+    # finer than 256²: the fine relief's, which the plain bicubic lacks
+    hf = lambda m: m - up(block_reduce(m, 4), 4)  # noqa: E731
     assert np.corrcoef(hf(out).ravel(), hf(fine).ravel())[0, 1] > 0.95
     assert hf(out).std() > 5 * hf(plain).std()
     with pytest.raises(ValueError, match="multiple"):
@@ -194,10 +202,11 @@ def test_maps_above_rcans_size_keep_its_creases_and_get_the_faces_fine_relief(us
 
 
 def test_a_large_deth_map_carries_the_faces_pores_and_fine_lines(job, use_learned):
-    """Through `details`: what a 2048² DetH map holds finer than RCAN's 1024² grid is the face's
-    own pores and fine lines, the physical model's (the old RCAN x2 path had 4 µm RMS there).
-    Measured: r 0.81 with them, RMS 9.2 µm against their 7.5; the rest is the bicubic's own
-    texel-scale content (this DetH is untrained: its map is rougher than a real one)."""
+    """Through `details`: what a 2048² DetH map holds finer than a 1024² grid is the face's own
+    pores and fine lines, the physical model's (the old RCAN x2 path had 4 µm RMS there).
+    Measured with rcan-synth-v3: r 0.89 with them, RMS 8.5 µm against their 7.5; the rest is
+    the bicubic's own texel-scale content (this DetH is untrained: its map is rougher than a
+    real one)."""
     from backend.core.imaging import block_reduce
     from backend.detail.creases import generator
 

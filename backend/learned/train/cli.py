@@ -30,6 +30,8 @@ def add_parsers(sub) -> None:
     s.add_argument("--start", type=int, default=0, help="first seed (split ranges across processes)")
     s.add_argument("--size", type=int, default=256, choices=(64, 256, 1024))
     s.add_argument("--expressions", type=int, default=4, help="expressions per identity (chained into pairs)")
+    s.add_argument("--no-micro", action="store_true",
+                   help="maps without pores and fine lines (RCAN's data: serving adds the face's own after it)")
     s.add_argument("--model-dir", default="")
 
     t = sub.add_parser("train", help="train DetH (+ D_Exp), RCAN or the evaluation AU regressor")
@@ -39,6 +41,8 @@ def add_parsers(sub) -> None:
     t.add_argument("--steps", type=int, default=0, help="total steps (0: the net's default)")
     t.add_argument("--batch", type=int, default=0)
     t.add_argument("--patch", type=int, default=0, help="rcan: high-resolution patch side (default 192)")
+    t.add_argument("--detail-share", type=float, default=None,
+                   help="rcan: share of patches drawn where bicubic misses most (default 0: uniform on the face)")
     t.add_argument("--threads", type=int, default=0, help="CPU threads (0: torch's default)")
     t.add_argument("--device", default="", help="cpu or cuda (default: cuda when present)")
 
@@ -77,7 +81,8 @@ def _run(args) -> int:
     if getattr(args, "threads", 0):
         torch.set_num_threads(args.threads)
     if args.command == "synth":
-        data.generate(args.out, args.n, args.start, args.model_dir or None, size=args.size, n_expr=args.expressions)
+        data.generate(args.out, args.n, args.start, args.model_dir or None, size=args.size, n_expr=args.expressions,
+                      micro=not args.no_micro)
         return 0
     if args.command == "train":
         if args.net == "aureg" and (args.steps or args.batch):
@@ -90,6 +95,10 @@ def _run(args) -> int:
             if args.net != "rcan":
                 raise SystemExit("error: --patch is an RCAN training setting")
             over["patch"] = args.patch
+        if args.detail_share is not None:
+            if args.net != "rcan":
+                raise SystemExit("error: --detail-share is an RCAN training setting")
+            over["detail_share"] = args.detail_share
         if args.net == "deth":
             last = train(d, args.out, TrainConfig(**over), device=dev)
         elif args.net == "rcan":
@@ -99,11 +108,15 @@ def _run(args) -> int:
         print(json.dumps(last))
         return 0
     if args.command == "export":
+        if args.net == "rcan" and not args.data:
+            raise SystemExit("error: exporting RCAN needs --data (its training shards): serving must know whether "
+                             "its maps had pores and fine lines")
         net, info = _from_run(args.net, Path(args.run))
         if args.data:
             d = data.load_shards(_shards(args.data))
             info["data"] = {"samples": int(len(d["seed"])), "size": int(d["dx"].shape[-1]),
-                            "seeds": [int(d["seed"].min()), int(d["seed"].max())], "source": "synthetic"}
+                            "seeds": [int(d["seed"].min()), int(d["seed"].max())], "source": "synthetic",
+                            "micro": bool(d["micro"])}
         # Unnamed exports take the run folder's name, so two runs never ship under one name.
         info["name"] = args.name or f"{args.net}-{Path(args.run).name}"
         print(weights.export(net, args.net, args.to or weights.path_for(args.net), info, nets=NETS))

@@ -94,10 +94,11 @@ class Synth:
         """One pair: identity ``seed`` moved between two expressions."""
         return self.samples(seed, size, 2)[0]
 
-    def samples(self, seed: int, size: int = SIZE, n_expr: int = 4) -> list[dict]:
+    def samples(self, seed: int, size: int = SIZE, n_expr: int = 4, micro: bool = True) -> list[dict]:
         """Pairs of identity ``seed`` under ``n_expr`` random expressions, chained e0→e1→…→e0
         (each map in two pairs; one pair for 2 expressions). The person's static detail and
-        micro relief are made once, so more pairs per identity cost less each."""
+        micro relief are made once, so more pairs per identity cost less each. ``micro=False``:
+        without pores and fine lines (the same identities, expressions and creases otherwise)."""
         rng = np.random.default_rng(seed)
         m = self.model
         ident = np.zeros(m.n_identity)
@@ -115,10 +116,12 @@ class Synth:
         ageing = 0.35 * np.clip((age - 18.0) / 62.0, 0.0, 1.0)
         first = w(habit)
         mesh = face_mesh(m, ident)
-        micro = microrelief.micro_relief(mesh, size, mask=first.mask, seed=mseed, age=age,
-                                         density=microrelief.face_pore_density(m),
-                                         direction=self.line_direction)
-        static = (ageing * first.displacement + micro).astype(np.float32)
+        static = ageing * first.displacement
+        if micro:
+            static = static + microrelief.micro_relief(mesh, size, mask=first.mask, seed=mseed, age=age,
+                                                       density=microrelief.face_pore_density(m),
+                                                       direction=self.line_direction)
+        static = static.astype(np.float32)
         maps = [(static + w(e, static).displacement).astype(np.float16) for e in exprs]
         chain = [(i, (i + 1) % n_expr) for i in range(n_expr if n_expr > 2 else 1)]
         return [{"dx": maps[a], "dy": maps[b], "x": exprs[a], "y": exprs[b], "age": np.float32(age),
@@ -126,16 +129,17 @@ class Synth:
                 for a, b in chain]
 
 
-def write_shard(path: Path, samples: list[dict]) -> None:
+def write_shard(path: Path, samples: list[dict], micro: bool = True) -> None:
     arrays = {k: np.stack([s[k] for s in samples]) for k in ("dx", "dy", "x", "y", "age", "identity", "seed")}
     arrays["mask"] = samples[0]["mask"]  # one topology: the same UV coverage for every sample
+    arrays["micro"] = np.bool_(micro)  # whether the maps hold pores and fine lines
     tmp = path.with_name(path.name + ".tmp.npz")
     np.savez_compressed(tmp, **arrays)
     os.replace(tmp, path)
 
 
 def generate(out_dir: str | os.PathLike, n: int, start: int = 0, model_dir: str | None = None,
-             size: int = SIZE, n_expr: int = 4, log=print) -> list[Path]:
+             size: int = SIZE, n_expr: int = 4, log=print, micro: bool = True) -> list[Path]:
     """Shards ``synth_<first seed>.npz`` for identities (seeds) start..start+n-1, SHARD pairs
     each (``Synth.samples``: ``n_expr`` expressions per identity); existing shards are kept (so
     generation resumes and several processes can split the seed range)."""
@@ -147,8 +151,8 @@ def generate(out_dir: str | os.PathLike, n: int, start: int = 0, model_dir: str 
     for s0 in range(start, start + n, per):
         path = out / f"synth_{s0:07d}.npz"
         if not path.is_file():
-            samples = [p for s in range(s0, min(s0 + per, start + n)) for p in syn.samples(s, size, n_expr)]
-            write_shard(path, samples)
+            samples = [p for s in range(s0, min(s0 + per, start + n)) for p in syn.samples(s, size, n_expr, micro)]
+            write_shard(path, samples, micro)
             log(f"wrote {path.name} ({len(samples)} samples)")
         made.append(path)
     return made
@@ -157,13 +161,18 @@ def generate(out_dir: str | os.PathLike, n: int, start: int = 0, model_dir: str 
 def load_shards(paths) -> dict[str, np.ndarray]:
     parts: dict[str, list] = {}
     mask = None
+    micro = set()
     for p in sorted(paths):
         with np.load(p) as z:
             for k in ("dx", "dy", "x", "y", "age", "identity", "seed"):
                 parts.setdefault(k, []).append(z[k])
             mask = z["mask"]
+            micro.add(bool(z["micro"]) if "micro" in z.files else True)  # shards before the flag had them
+    if len(micro) > 1:
+        raise ValueError("these shards mix maps with and without micro relief; keep them in separate folders")
     out = {k: np.concatenate(v) for k, v in parts.items()}
     out["mask"] = mask
+    out["micro"] = micro.pop() if micro else True
     return out
 
 

@@ -34,6 +34,9 @@ class SRConfig:
     ckpt_every: int = 250
     log_every: int = 25
     holdout_every: int = 10
+    # share of patches drawn where bicubic misses most (the creases) rather than uniformly on the
+    # face: crease maps are sparse, and uniform patches are mostly empty skin
+    detail_share: float = 0.0
     net: RCANConfig = RCANConfig()
 
 
@@ -43,21 +46,39 @@ def hr_maps(data: dict) -> tuple[np.ndarray, np.ndarray]:
     return maps, np.concatenate([data["seed"], data["seed"]])
 
 
+def _box_means(a: np.ndarray, patch: int) -> np.ndarray:
+    """Mean of ``a`` over every patch² window, indexed by the window's corner (summed-area table)."""
+    c = np.pad(a.astype(np.float64), ((1, 0), (1, 0))).cumsum(0).cumsum(1)
+    return (c[patch:, patch:] - c[:-patch, patch:] - c[patch:, :-patch] + c[:-patch, :-patch]) / patch ** 2
+
+
 class Patches:
-    def __init__(self, maps: np.ndarray, uv: np.ndarray, patch: int, rng: np.random.Generator):
-        self.maps, self.patch, self.rng = maps, patch, rng
+    def __init__(self, maps: np.ndarray, uv: np.ndarray, patch: int, rng: np.random.Generator,
+                 detail_share: float = 0.0):
+        self.maps, self.patch, self.rng, self.detail_share = maps, patch, rng, detail_share
         n = maps.shape[-1]
-        # patch corners whose patch is at least half on the face (summed-area table)
-        c = np.pad(uv.astype(np.float64), ((1, 0), (1, 0))).cumsum(0).cumsum(1)
-        cover = (c[patch:, patch:] - c[:-patch, patch:] - c[patch:, :-patch] + c[:-patch, :-patch]) / patch ** 2
-        ys, xs = np.nonzero(cover[: n - patch + 1: 4, : n - patch + 1: 4] > 0.5)
+        # patch corners whose patch is at least half on the face
+        ys, xs = np.nonzero(_box_means(uv, patch)[: n - patch + 1: 4, : n - patch + 1: 4] > 0.5)
         self.corners = np.stack([ys * 4, xs * 4], 1)
         if not len(self.corners):
             raise ValueError(f"no {patch}² patch of these {n}² maps is half on the face: use a smaller patch")
+        self.detail_cdf = None
+        if detail_share > 0.0:
+            # per map, each corner's share of what bicubic misses (|HR - bicubic(area(HR))| in the patch)
+            t = torch.from_numpy(np.ascontiguousarray(maps))[:, None]
+            miss = (t - F.interpolate(F.avg_pool2d(t, SCALE), scale_factor=SCALE, mode="bicubic",
+                                      align_corners=False)).abs()[:, 0].numpy()
+            w = np.maximum(np.stack([_box_means(m, patch)[self.corners[:, 0], self.corners[:, 1]] for m in miss]), 0.0)
+            # cumulative, for inverse-transform sampling (np.random.choice is strict about sums)
+            self.detail_cdf = np.cumsum(w, 1) / np.maximum(w.sum(1, keepdims=True), 1e-12)
 
     def get(self, b: int) -> np.ndarray:
         i = self.rng.integers(len(self.maps), size=b)
-        c = self.corners[self.rng.integers(len(self.corners), size=b)]
+        k = self.rng.integers(len(self.corners), size=b)
+        if self.detail_cdf is not None:
+            for j in np.nonzero(self.rng.random(b) < self.detail_share)[0]:
+                k[j] = min(int(np.searchsorted(self.detail_cdf[i[j]], self.rng.random())), len(self.corners) - 1)
+        c = self.corners[k]
         p = self.patch
         out = np.stack([self.maps[k, y:y + p, x:x + p] for k, (y, x) in zip(i, c)])
         flip = self.rng.random(b) < 0.5  # left/right faces mirror; up/down do not
@@ -90,7 +111,7 @@ def train_rcan(data: dict, out_dir: str | os.PathLike, cfg: SRConfig = SRConfig(
         log(f"resumed at step {start}")
     maps, seeds = hr_maps(data)
     train_maps = maps[seeds % cfg.holdout_every != 0]
-    patches = Patches(train_maps, data["mask"], cfg.patch, rng)
+    patches = Patches(train_maps, data["mask"], cfg.patch, rng, cfg.detail_share)
     t0 = time.perf_counter()
     last = {}
     with open(out / "losses.jsonl", "a", encoding="utf-8") as lf:
