@@ -1,6 +1,6 @@
-"""How a learned map should reach 4096²: RCAN x4 twice, or RCAN once and bicubic plus the face's fine
-relief (what `serve.LearnedDetails.to_size` does), or bicubic alone -- on held-out 4096² generator
-maps (docs/deth.md).
+"""How a learned map should reach 4096²: RCAN x4 twice, or what serving does (RCAN once, bicubic, the
+face's fine relief: `serve.LearnedDetails.to_size` with the shipped weights), or bicubic alone -- on
+held-out 4096² generator maps (docs/deth.md).
 
     .venv-backend/bin/python scripts/sr_4096.py [N]     # N identities from seed 300000 (default 3)
 
@@ -9,7 +9,8 @@ Each reference is the generator's 4096² map of a synthetic identity never train
 perfect DetH), RCAN makes 1024², then each method makes 4096². Printed: seconds, the RMS of
 relief finer than 8 texels on the face (the reference's too), and the crease errors of
 ``evaluate.crease_errors`` (wrinkle statistics per region against the reference's). The fine
-relief uses another seed than the reference's, so its pores are not the reference's pores.
+relief uses another seed than the reference's, so its pores are not the reference's pores. "served"
+includes its RCAN pass (RCAN's 256² -> 1024² time); the other two start from RCAN's 1024² map.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from backend.core.imaging import block_reduce  # noqa: E402
 from backend.detail import microrelief  # noqa: E402
 from backend.detail.stats import face_map_stats  # noqa: E402
 from backend.detail.strain import face_mesh  # noqa: E402
-from backend.learned import weights  # noqa: E402
+from backend.learned import serve  # noqa: E402
 from backend.learned.sr import upsample_with_fine, upscale  # noqa: E402
 from backend.learned.train.data import Synth  # noqa: E402
 from backend.learned.train.evaluate import crease_errors  # noqa: E402
@@ -39,8 +40,9 @@ def main(n: int = 3) -> dict:
     torch.set_num_threads(2)
     syn = Synth.load()
     model = syn.model
-    rcan, _ = weights.load("rcan")
-    res = {k: {"seconds": [], "fine_mm": [], "errors": []} for k in ("rcan_twice", "bicubic_fine", "bicubic")}
+    nets = serve.LearnedDetails()
+    rcan = nets.rcan
+    res = {k: {"seconds": [], "fine_mm": [], "errors": []} for k in ("rcan_twice", "served", "bicubic")}
     fine_ref = []
     for seed in range(300000, 300000 + 10 * n, 10):
         s = syn.samples(seed, 4096, 2)[0]
@@ -51,11 +53,12 @@ def main(n: int = 3) -> dict:
 
         fine_ref.append(fine(ref))
         st_ref = face_map_stats(model, ref)
-        m1024 = upscale(rcan, block_reduce(ref, 16))
+        lr = block_reduce(ref, 16)
+        m1024 = upscale(rcan, lr)
         micro = microrelief.micro_relief(face_mesh(model, None), 4096, mask=mask, seed=seed + 7, age=float(s["age"]),
                                          density=microrelief.face_pore_density(model), direction=syn.line_direction)
         for k, fn in (("rcan_twice", lambda: upscale(rcan, m1024)),
-                      ("bicubic_fine", lambda: upsample_with_fine(m1024, 4096, micro)),
+                      ("served", lambda: nets.to_size(lr, 4096, fine=micro)),
                       ("bicubic", lambda: upsample_with_fine(m1024, 4096))):
             t = time.perf_counter()
             m = fn()

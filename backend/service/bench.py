@@ -255,8 +255,12 @@ def serve_child(repeat: int) -> None:
         fresh = time.perf_counter()
         fine = generator.face_micro_relief(model, None, 4096, 40.0)
         rows.append(("fine relief 4096^2 (a face's first map; kept after)", time.perf_counter() - fresh))
-        t, _ = _median(lambda: sr.upsample_with_fine(big, 4096, fine), repeat)
-        rows.append(("1024^2 -> 4096^2: bicubic + the face's fine relief", t))
+        if serve.available():  # what serving does after DetH: RCAN, bicubic, the face's fine relief
+            t, _ = _median(lambda: nets.to_size(m, 4096, fine=fine), repeat)
+            rows.append(("DetH's 256^2 -> 4096^2 as served (RCAN x4, bicubic, fine relief)", t))
+        else:
+            t, _ = _median(lambda: sr.upsample_with_fine(big, 4096, fine), repeat)
+            rows.append(("1024^2 -> 4096^2: bicubic + the face's fine relief", t))
     # VmHWM, not getrusage: Linux carries ru_maxrss over fork and exec, so a child started by a
     # big parent would report the parent's peak
     hwm = next(int(line.split()[1]) for line in Path("/proc/self/status").read_text().splitlines()
