@@ -74,6 +74,7 @@ def test_resume_continues_exactly(tiny, tmp_path):
 
 
 TORCHRUN_SCRIPT = """
+import os
 import sys
 from backend.learned.nets import DetH, DetHConfig, DExp
 from backend.learned.train import data, deth
@@ -81,6 +82,8 @@ shard, out = sys.argv[1], sys.argv[2]
 cfg = deth.TrainConfig(steps=6, batch=4, log_every=1, ckpt_every=100, holdout_every=1000, warmup=3, r1_every=2,
                        deth=DetHConfig(width=8, res_blocks=1))
 deth.train(data.load_shards([shard]), out, cfg, device="cpu", log=lambda m: None)
+if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+    deth.exit_worker(0)  # as the CLI ends a torchrun worker
 """
 
 

@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -18,7 +19,7 @@ from .. import weights
 from ..nets import RCAN, DetH, DetHConfig, RCANConfig
 from . import data
 from .aureg import NETS, AURegConfig, AURegressor, AURegTrainConfig, train_aureg
-from .deth import TrainConfig, train
+from .deth import TrainConfig, exit_worker, train
 from .evaluate import evaluate
 from .rcan import SRConfig, train_rcan
 
@@ -106,6 +107,8 @@ def _run(args) -> int:
         else:
             last = train_aureg(d, args.out, AURegTrainConfig(), device=dev)
         print(json.dumps(last))
+        if args.net == "deth" and int(os.environ.get("WORLD_SIZE", "1")) > 1:
+            exit_worker(0)  # under torchrun: see exit_worker
         return 0
     if args.command == "export":
         if args.net == "rcan" and not args.data:
