@@ -8,7 +8,8 @@ replaced by "nothing found"; the specular test, older than the cleaning, stays i
 prints per kind the RMS change of the map on the mark (+1 mm) -- what the mark printed into the
 relief -- and the clean map's own RMS there (a mark hides the relief under it; the cleaning
 fills it smoothly, so this is about what a perfect cleaning still changes). Then the crease
-statistics of D(I_x) of the clean photo with and without the cleaning: what it keeps.
+statistics of D(I_x) of the clean photo with and without the cleaning: what it keeps. Last, the
+figures behind the marks' thresholds (``thresholds``; marks.py cites them).
 With a second argument, a figure: painted photo (all kinds), D(I_x) without and with the
 cleaning, and the clean photo's D(I_x).
 """
@@ -47,6 +48,45 @@ def no_cleaning():
         yield
     finally:
         extract.colour_marks, shading.marks.spot_marks = cm, sm
+
+
+def _pct(a: np.ndarray, q) -> list[float]:
+    return [round(float(x), 4) for x in np.percentile(a, q)] if a.size else []
+
+
+def constants_figures(model, rec, photo, lm, clean) -> dict:
+    """The measurements behind backend/detail/photo/marks.py's thresholds, on the working grid:
+    albedo brightness relative to skin's (as a ratio) on the clean map's valleys deeper than
+    0.1 mm and on a painted glasses rim; the spot response on clean skin and on painted moles
+    and freckles."""
+    def traced(img):
+        tr = {}
+        extract.extract_photo_detail(model, rec, img, size=SIZE, trace=tr)
+        return tr
+
+    tr0 = traced(photo)
+    w = tr0["r_lp"].shape[0]
+    k = SIZE // w
+    red = lambda a: a.reshape(w, k, w, k).mean((1, 3))  # noqa: E731
+    skin = tr0["weight"] > 0
+    valleys = skin & (red(clean.displacement) < -0.1)
+    out = {"valley_brightness_p50_p10": _pct(np.exp(tr0["albedo_brightness"][valleys]), [50, 10])}
+    painted, cover = paint(photo, lm, kinds=("glasses",))
+    tr = traced(painted)
+    rim = red(marks_in_uv(model, rec, cover, SIZE)["glasses"]) > 0.5
+    out["rim_brightness_p50"] = _pct(np.exp(tr["albedo_brightness"][rim & (tr["weight"] > 0)]), [50])
+
+    def strength(t):
+        return shading.marks.spot_strength(t["r_lp"], t["weight"], t["texel_mm"], t["min_sigma"])[0]
+
+    out["spot_response_clean_skin_p90_p99"] = _pct(strength(tr0)[skin], [90, 99])
+    painted, cover = paint(photo, lm, kinds=("moles", "freckles"))
+    tr = traced(painted)
+    uv = marks_in_uv(model, rec, cover, SIZE)
+    st = strength(tr)
+    for kind in ("moles", "freckles"):
+        out[f"spot_response_{kind}_p50"] = _pct(st[(red(uv[kind]) > 0.5) & (tr["weight"] > 0)], [50])
+    return out
 
 
 def _rms(a: np.ndarray) -> float:
@@ -90,7 +130,8 @@ def main(job: str, figure: str | None = None, kinds=KINDS) -> dict:
     for name, res in (("without", clean_off), ("with", clean)):
         st = stats.face_map_stats(model, res.displacement, np.asarray(rec.fit.identity))
         creases[name] = {r: (s.count, s.depth_mm) for r, s in st.regions.items() if s.count}
-    result = {"marks": table, "clean_photo": kept, "creases_count_depth": creases}
+    result = {"marks": table, "clean_photo": kept, "creases_count_depth": creases,
+              "thresholds": constants_figures(model, rec, photo, lm, clean)}
     print(json.dumps(result, indent=1))
     if figure:
         _figure(model, rec, photo, lm, clean, figure)

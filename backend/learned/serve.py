@@ -93,10 +93,10 @@ class LearnedDetails:
         keeps RCAN's creases and gets texel-scale relief.
 
         A second RCAN pass (1024² → 4096²) was the rule before: 16× the first pass's work
-        (12-22 s on 2 cores) for a net trained at 1024², whose crease widths are then 4× off
-        its training scale. Measured on held-out 4096² generator maps (docs/deth.md): the
-        bicubic + fine relief keeps crease width and depth as well or better and carries
-        the generator's texel-scale relief, which the second pass did not, in 0.13 s."""
+        (10-12 s on 2 cores) for a net trained at 1024², whose crease widths are then 4× off
+        its training scale. On held-out 4096² generator maps (`scripts/sr_4096.py`,
+        docs/deth.md) this way errs less in crease width and carries the generator's amount
+        of texel-scale relief, which the second pass did not."""
         n_in = m.shape[0]
         while m.shape[0] < size and m.shape[0] < SR_TOP:
             m = upscale(self.rcan, m, job=job)

@@ -27,7 +27,7 @@ from .masks import (
     hair_regions,
     outside_distance,
 )
-from .marks import colour_marks
+from .marks import albedo_brightness, colour_marks
 from .shading import MAX_MM, detail_from_shading
 from .surface import photo_texels_per_pixel, texel_surface, vertex_texels, working_size
 
@@ -133,7 +133,7 @@ def extract_photo_detail(model: MorphableModel, rec: FaceReconstruction, photo: 
     disp, info = detail_from_shading(rgb, surf, skin_seen, light, fade=skin_seen, texels_per_pixel=tpp, check=check,
                                      trace=trace, not_relief=not_relief)
     if trace is not None:
-        trace.update(colour_marks=not_relief)
+        trace.update(colour_marks=not_relief, albedo_brightness=albedo_brightness(rgb, shading_l.astype(np.float32), core))
     lap("solve")
     if k > 1:
         # back to the requested size: cubic for the (band-limited) relief, linear for the rest

@@ -16,13 +16,15 @@ relief continues smoothly under a mark instead of printing it.
   falling from a fringe over the forehead is a thin line like a crease, but it starts in the
   hair; a crease does not. Found by morphological reconstruction of the dark texels from the
   hair masses.
-- **Spots** -- freckles, moles, small scars: dark, round blobs up to ~5 mm. A crease is a
+- **Spots** -- moles, large freckles, small scars: dark, round blobs up to ~5 mm (and bright
+  ones: what the specular test leaves of a highlight). A crease is a
   line: at its scale one curvature of the residual is large and the other small; a spot is
   curved both ways. The test takes the smaller Hessian eigenvalue of the residual at a few
   scales (scale-normalised, Lindeberg 1998, "Feature detection with automatic scale
   selection"): above ``SPOT_LO`` a spot begins, from ``SPOT_HI`` it is certain. No colour
-  test: at the resolution of a typical portrait a freckle's hue shift is as small as a
-  crease's (measured: blue-minus-red residual over luminance residual 0.42 median in both).
+  test: in a development measurement on the bundled photo (not kept as a command) a painted
+  freckle's hue shift was no larger than a crease shadow's, its chroma being JPEG's, at half
+  the resolution.
 
 What is left, said plainly: marks that are neither round nor dark (a thin scar, a pale strand
 on pale skin, a strand that does not reach the hair in the photo, thin metal rims a pixel
@@ -38,12 +40,13 @@ from scipy import ndimage
 from skimage import morphology
 from skimage.feature import hessian_matrix, hessian_matrix_eigvals
 
-from ...core.imaging import LUMA, smoothstep
+from ...core.imaging import smoothstep
 from .filters import blur
+from .masks import log_albedo_brightness
 
-# Albedo brightness relative to skin's (core median) below which a texel is dark (measured on
-# the bundled photo: valleys of the map deeper than 0.1 mm keep a median 0.96 of skin's
-# brightness, 10th percentile 0.67; a 3 mm black rim 0.16).
+# Albedo brightness relative to skin's (core median) below which a texel is dark (on the bundled
+# photo, `scripts/photo_cleaning.py` "thresholds": valleys of the map deeper than 0.1 mm keep a
+# median 0.94 of skin's brightness, 10th percentile 0.69; a painted 3 mm black rim 0.16).
 DARK_FULL, DARK_NONE = 0.3, 0.45
 # Once a frame or a hair mass vouches for a dark line, its dimmer edge texels (a mark mixed
 # with skin in one pixel) and lighter strands count too: up to DIM_NONE of skin's brightness.
@@ -55,25 +58,25 @@ RING_RAYS, RING_MIN_MM, RING_MAX_MM = 72, 6.0, 32.0
 RING_COVERAGE = 0.6
 TEMPLE_HALF_MM = 6.0  # the temples run level with the eyes: a band this far above and below
 STRAND_JOIN_MM = 2.0  # a dark line this close to a hair mass starts in it
-# Spot test: scales (Gaussian sigma, mm) and the scale-normalised smaller Hessian eigenvalue
-# of the relative shading residual (measured on the bundled photo: skin 99th percentile
-# 0.030, painted 1-5 mm spots median 0.045).
+# Spot test: scales (Gaussian sigma, mm) and the scale-normalised blob response of the relative
+# shading residual (same script: clean skin 90th / 99th percentile 0.016 / 0.041, painted 3-5 mm
+# moles median 0.067, painted 1-2 mm freckles 0.007 -- under the skin's own, so not taken).
 SPOT_SCALES_MM = (0.8, 1.2, 1.8, 2.7)
 SPOT_LO, SPOT_HI = 0.03, 0.06
 MARK_GROW_MM = 1.0  # a mark's edge pixels mix it with skin: grown by this much
 
 
-def _grow(m: np.ndarray, grow_texels: float) -> np.ndarray:
+def grow(m: np.ndarray, grow_texels: float) -> np.ndarray:
+    """A soft mask grown softly by about ``grow_texels``: a mark's rim is part of it."""
     return np.maximum(m, np.clip(3.0 * blur(m.astype(np.float32), grow_texels), 0.0, 1.0)).astype(np.float32)
 
 
 def albedo_brightness(rgb_lin: np.ndarray, shading_luma: np.ndarray, core: np.ndarray) -> np.ndarray | None:
-    """log(luminance / modelled shading) relative to the robust median over ``core`` skin
-    (None when the core is too small to trust)."""
-    eps = 1e-4
-    b = np.log(np.maximum(rgb_lin, eps) @ LUMA.astype(np.float32) / np.maximum(shading_luma, eps))
+    """:func:`masks.log_albedo_brightness` relative to its median over ``core`` skin (None when the
+    core is too small to trust)."""
     if int(core.sum()) < 50:
         return None
+    b = log_albedo_brightness(rgb_lin, shading_luma)
     return (b - np.median(b[core])).astype(np.float32)
 
 
@@ -135,15 +138,16 @@ def colour_marks(rgb_lin: np.ndarray, shading_luma: np.ndarray, core: np.ndarray
     dim = (1.0 - smoothstep(np.log(DIM_FULL), np.log(DIM_NONE), bright)).astype(np.float32)
     rims, info = glasses_marks(dark, dim, eye_centres, texel_mm)
     strands = strand_marks(dim, hair, texel_mm)
-    grow = max(MARK_GROW_MM / texel_mm, texels_per_pixel)
-    out = _grow(np.maximum(rims, strands), grow)
+    grow_by = max(MARK_GROW_MM / texel_mm, texels_per_pixel)
+    out = grow(np.maximum(rims, strands), grow_by)
     info["strand_texels"] = int((strands > 0.5).sum())
     return out, info
 
 
-def spot_marks(residual: np.ndarray, weight: np.ndarray, texel_mm: float, min_sigma: float = 0.5) -> np.ndarray:
-    """Dark round spots in the (low-passed) relative shading residual (module docstring): a soft
-    mask 0..1, grown to the spot's extent."""
+def spot_strength(residual: np.ndarray, weight: np.ndarray, texel_mm: float, min_sigma: float = 0.5
+                  ) -> tuple[np.ndarray, np.ndarray]:
+    """Per texel, the strongest scale-normalised round-blob response of the residual over
+    SPOT_SCALES_MM (scales under ``min_sigma`` texels skipped), and the scale (texels) it came from."""
     best = np.zeros(residual.shape, np.float32)
     r = np.where(weight > 0, residual, 0.0).astype(np.float32)
     sigma_of = np.zeros(residual.shape, np.float32)
@@ -158,8 +162,15 @@ def spot_marks(residual: np.ndarray, weight: np.ndarray, texel_mm: float, min_si
         better = strength > best
         best = np.where(better, strength, best)
         sigma_of = np.where(better, s, sigma_of)
+    return best, sigma_of
+
+
+def spot_marks(residual: np.ndarray, weight: np.ndarray, texel_mm: float, min_sigma: float = 0.5) -> np.ndarray:
+    """Round spots, dark or bright, in the (low-passed) relative shading residual (module
+    docstring): a soft mask 0..1, grown to the spot's extent."""
+    best, sigma_of = spot_strength(residual, weight, texel_mm, min_sigma)
     spot = smoothstep(SPOT_LO, SPOT_HI, best) * (weight > 0)
     if not (spot > 0.01).any():
         return np.zeros(residual.shape, np.float32)
     # a blob detected at scale s covers about 2 s around its centre
-    return _grow(spot.astype(np.float32), float(np.median(sigma_of[spot > 0.5])) if (spot > 0.5).any() else 1.0)
+    return grow(spot.astype(np.float32), float(np.median(sigma_of[spot > 0.5])) if (spot > 0.5).any() else 1.0)

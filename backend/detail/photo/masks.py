@@ -94,6 +94,16 @@ def core_skin(model: MorphableModel, surface: TexelSurface, tile: int = 0) -> np
     return polygon_mask(poly, surface.size)
 
 
+EPS = 1e-4  # floor of linear colour and shading before logs and ratios
+
+
+def log_albedo_brightness(rgb_lin: np.ndarray, shading_luma: np.ndarray) -> np.ndarray:
+    """log(luminance / modelled shading): how bright a texel's albedo is, nearly free of the
+    lighting (the colour test's third feature; ``marks`` compares it with skin's)."""
+    luma = np.maximum(rgb_lin, EPS) @ LUMA.astype(np.float32)
+    return np.log(luma / np.maximum(shading_luma, EPS))
+
+
 def colour_skin_probability(rgb_lin: np.ndarray, shading_luma: np.ndarray, candidate: np.ndarray,
                             core: np.ndarray, texel_mm: float) -> tuple[np.ndarray, dict]:
     """How skin-like each texel's colour is (0..1), against robust statistics of ``core``.
@@ -104,11 +114,9 @@ def colour_skin_probability(rgb_lin: np.ndarray, shading_luma: np.ndarray, candi
     Mahalanobis distance to the core's robust mean and covariance (3-sigma trimmed);
     ``SKIN_D_FULL`` .. ``SKIN_D_NONE`` map to 1 .. 0.
     """
-    eps = 1e-4
-    c = np.maximum(rgb_lin, eps)
-    luma = c @ LUMA.astype(np.float32)
+    c = np.maximum(rgb_lin, EPS)
     f = np.stack([np.log(c[..., 0] / c[..., 1]), np.log(c[..., 2] / c[..., 1]),
-                  np.log(luma / np.maximum(shading_luma, eps))], axis=-1)
+                  log_albedo_brightness(rgb_lin, shading_luma)], axis=-1)
     ref = f[core & candidate]
     if len(ref) < 50:  # nothing trustworthy to compare against: colour does not decide
         return np.ones(candidate.shape, np.float32), {"colour_test": "skipped"}

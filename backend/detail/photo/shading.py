@@ -12,7 +12,7 @@ from scipy.sparse import linalg as splinalg
 
 from ...core.imaging import LUMA, smoothstep
 from .. import sh_lighting
-from .filters import blur, wblur
+from .filters import wblur
 from . import marks
 from .lighting import Lighting
 from .surface import TexelSurface
@@ -233,10 +233,12 @@ def detail_from_shading(rgb_lin: np.ndarray, surface: TexelSurface, weight: np.n
     frac = d_hp / np.maximum(r_hp * white, 1e-3)
     whiteness = np.where(white > 0.1, smoothstep(SPECULAR_WHITE_LO, SPECULAR_WHITE_HI, frac), 0.0)
     spec = (smoothstep(SPECULAR_LO, SPECULAR_HI, r_hp) * whiteness).astype(np.float32)
-    spec = np.maximum(spec, np.clip(3.0 * blur(spec, SPECULAR_GROW_MM / mm), 0.0, 1.0))
+    spec = marks.grow(spec, SPECULAR_GROW_MM / mm)
     # the other marks that are not relief (freckles and moles here, rims and strands upstream)
     # are filled the same way
     spots = marks.spot_marks(r_lp, w, mm, min_sigma=lp)
+    if trace is not None:
+        trace.update(min_sigma=lp, texel_mm=mm)
     fill = np.maximum(spec, spots)
     if not_relief is not None:
         fill = np.maximum(fill, np.asarray(not_relief, np.float32))

@@ -174,6 +174,7 @@ def evaluate_rcan(hr_dir: str, weights_folder=None, log=print) -> dict:
     rows = {"rcan": [], "bicubic": []}
     creases = {"rcan": [], "bicubic": []}
     near_psnr = {"rcan": [], "bicubic": []}
+    far_rms = {"rcan": [], "bicubic": []}
     face = hd["mask"] > 0.5
     for hr in test:
         lr = downsample(hr)
@@ -188,8 +189,10 @@ def evaluate_rcan(hr_dir: str, weights_folder=None, log=print) -> dict:
         near = ndimage.binary_dilation(np.abs(hr) > NEAR_MM, iterations=NEAR_TEXELS) & face
         if near.any():
             peak = float(hr[face].max() - hr[face].min())
+            far = face & ~near
             for k, m in (("rcan", pred), ("bicubic", bic)):
                 near_psnr[k].append(10.0 * np.log10(peak ** 2 / max(float(np.mean((m - hr)[near] ** 2)), 1e-20)))
+                far_rms[k].append(float(np.sqrt(np.mean((m - hr)[far] ** 2))))
         ref = face_map_stats(model, hr)
         for k, m in (("rcan", pred), ("bicubic", bic)):
             creases[k].append(crease_errors(ref, face_map_stats(model, m)))
@@ -202,6 +205,9 @@ def evaluate_rcan(hr_dir: str, weights_folder=None, log=print) -> dict:
         out[k] = {"psnr_db": round(float(np.mean([p for p, _ in v])), 2),
                   "psnr_near_creases_db": round(float(np.mean(near_psnr[k])), 2) if near_psnr[k] else None,
                   "maps_with_creases": len(near_psnr[k]),
+                  # the residue a net leaves on skin away from them (µm): what sets the whole-face
+                  # PSNR of maps of creases alone
+                  "rms_away_from_creases_um": round(1000.0 * float(np.mean(far_rms[k])), 3) if far_rms[k] else None,
                   "ssim": round(float(np.mean([s for _, s in v])), 4),
                   # per region with creases in the reference: |median width − reference's| (mm), the
                   # same for depth, and the share of those regions where creases are found at all
