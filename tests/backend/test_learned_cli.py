@@ -13,7 +13,7 @@ from backend.detail.stats import RegionStats, WrinkleStats
 from backend.learned import sr, weights
 from backend.learned.nets import RCAN
 from backend.learned.train import data
-from backend.learned.train.evaluate import crease_errors
+from backend.learned.train.evaluate import crease_errors, evaluate_rcan
 from backend.service.cli import main
 
 
@@ -71,6 +71,23 @@ def test_eval_figures(run):
     # RCAN after 4 steps is still almost bicubic (its residual starts at zero)
     assert abs(f["rcan"]["rcan"]["psnr_db"] - f["rcan"]["bicubic"]["psnr_db"]) < 1.0
     assert {"crease_width_error_mm", "crease_depth_error_mm", "crease_regions_found"} <= set(f["rcan"]["rcan"])
+
+
+def test_rcan_eval_leaves_maps_without_relief_out_of_psnr(run, tmp_path):
+    """A neutral face's crease map is all zeros: PSNR has no peak there (bicubic's exact zero would
+    score the floor's 200 dB), so such a map is reported by what each method puts on it."""
+    d = data.load_shards(sorted((run / "d").glob("synth_*.npz")))
+    held = np.flatnonzero(d["seed"] % 10 == 0)
+    d["dx"][held[0]] = 0.0
+    samples = [{k: d[k][i] for k in ("dx", "dy", "x", "y", "age", "identity", "seed")} | {"mask": d["mask"]}
+               for i in range(len(d["seed"]))]
+    data.write_shard(tmp_path / "synth_0000010.npz", samples)
+    f = evaluate_rcan(str(tmp_path), run / "w", log=lambda *a: None)
+    assert f["maps"] == 2 * len(held) and f["maps_without_relief"] == 1
+    assert f["bicubic"]["max_on_maps_without_relief_um"] == 0.0
+    assert 0.0 <= f["rcan"]["max_on_maps_without_relief_um"] < 1.0
+    for k in ("rcan", "bicubic"):
+        assert 20.0 < f[k]["psnr_db"] < 120.0, "the mean over maps with relief, no 200 dB floor in it"
 
 
 def test_crease_errors_compare_regions_the_reference_creases():

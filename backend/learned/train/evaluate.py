@@ -175,12 +175,19 @@ def evaluate_rcan(hr_dir: str, weights_folder=None, log=print) -> dict:
     creases = {"rcan": [], "bicubic": []}
     near_psnr = {"rcan": [], "bicubic": []}
     far_rms = {"rcan": [], "bicubic": []}
+    on_empty = {"rcan": [], "bicubic": []}
     face = hd["mask"] > 0.5
     for hr in test:
         lr = downsample(hr)
         pred = upscale(rcan, lr)
         bic = F.interpolate(torch.from_numpy(lr)[None, None], scale_factor=4, mode="bicubic",
                             align_corners=False)[0, 0].numpy()  # the same bicubic RCAN adds its residual to
+        if not np.ptp(hr[face]):
+            # a map without relief (a neutral face's creases): PSNR has no peak there, so such maps
+            # are left out of it and reported by what a method puts on them
+            for k, m in (("rcan", pred), ("bicubic", bic)):
+                on_empty[k].append(float(np.abs(m[face]).max()))
+            continue
         rows["rcan"].append(masked_psnr_ssim(pred, hr, hd["mask"]))
         rows["bicubic"].append(masked_psnr_ssim(bic, hr, hd["mask"]))
         # PSNR where the map has relief (within NEAR_TEXELS of texels deeper than NEAR_MM), the
@@ -197,7 +204,8 @@ def evaluate_rcan(hr_dir: str, weights_folder=None, log=print) -> dict:
         for k, m in (("rcan", pred), ("bicubic", bic)):
             creases[k].append(crease_errors(ref, face_map_stats(model, m)))
     log(f"RCAN on {len(test)} held-out 1024² maps")
-    out = {"maps": int(len(test)), "name": meta["info"].get("name")}
+    out = {"maps": int(len(test)), "maps_without_relief": len(on_empty["rcan"]),
+           "name": meta["info"].get("name")}
     for k, v in rows.items():
         widths = [e for c in creases[k] for e in c["width"]]
         depths = [e for c in creases[k] for e in c["depth"]]
@@ -209,6 +217,8 @@ def evaluate_rcan(hr_dir: str, weights_folder=None, log=print) -> dict:
                   # PSNR of maps of creases alone
                   "rms_away_from_creases_um": round(1000.0 * float(np.mean(far_rms[k])), 3) if far_rms[k] else None,
                   "ssim": round(float(np.mean([s for _, s in v])), 4),
+                  # the largest relief a method puts on maps that have none (µm)
+                  "max_on_maps_without_relief_um": round(1000.0 * max(on_empty[k]), 4) if on_empty[k] else None,
                   # per region with creases in the reference: |median width − reference's| (mm), the
                   # same for depth, and the share of those regions where creases are found at all
                   "crease_width_error_mm": round(float(np.mean(widths)), 3) if widths else None,
