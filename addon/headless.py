@@ -99,7 +99,7 @@ def bench(args) -> int:
     obj = next(o for o in bpy.data.objects if o.type == "MESH")
     slider = []
     for i in range(max(5, args.repeat)):
-        obj.facedet3d.aus["AU12L"].value = 0.2 + 0.1 * (i % 5)
+        au_rig.set_values(obj, {"AU12L": 0.2 + 0.1 * (i % 5)})
         t0 = time.perf_counter()
         bpy.context.view_layer.update()
         obj.evaluated_get(bpy.context.evaluated_depsgraph_get()).to_mesh()
@@ -132,7 +132,7 @@ def bench(args) -> int:
             obj.facedet3d.viewport_relief = mode
             times = []
             for i in range(max(5, args.repeat)):
-                obj.facedet3d.aus["AU12L"].value = 0.2 + 0.1 * (i % 5)
+                au_rig.set_values(obj, {"AU12L": 0.2 + 0.1 * (i % 5)})
                 t0 = time.perf_counter()
                 dg = bpy.context.evaluated_depsgraph_get()
                 dg.update()

@@ -18,7 +18,7 @@ from pathlib import Path
 import bpy
 
 from ...protocol.details import UNIT, WrinkleRig, wrinkle_sidecar
-from . import displacement, wrinkle_mix
+from . import au_rig, displacement, wrinkle_mix
 
 MAPS_JSON = "facedet3d_maps.json"
 
@@ -65,8 +65,7 @@ def export(obj, path: str | os.PathLike) -> dict:
     ad = obj.data.shape_keys.animation_data if obj.data.shape_keys else None
     for fc in (ad.drivers if ad else []):
         if fc.data_path.startswith('key_blocks["') and fc.driver.variables:
-            target = fc.driver.variables[0].targets[0].data_path  # facedet3d.aus["AU12L"].value
-            control = target.split('"')[1] if target.startswith("facedet3d.aus[") else None
+            control = au_rig.key_of(fc.driver.variables[0].targets[0].data_path)  # ["AU12L"]
             driven.setdefault(control, []).append(fc.data_path.split('"')[1])
     for item in fd.aus:
         info["au_controls"][item.name] = {"au": item.au, "side": item.side,

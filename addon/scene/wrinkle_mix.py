@@ -4,7 +4,8 @@
 
 B is the detail map ``displacement.attach`` wires; this module adds the sum over per-control
 maps W_c (RGB packs, weights = the AU controls) and key corrections C_k (weights β_k, keyed
-properties that cross-fade between the AU keyframes). The same sum is built twice from one
+properties that cross-fade between the AU keyframes; both are plain custom properties of the face
+object, as the AU controls are: scene/au_rig.py says why). The same sum is built twice from one
 description: a shader node group added to B's height in the skin material (Cycles, adaptive
 subdivision) and a Geometry Nodes modifier for the viewport (before the Displace modifier,
 along the smooth surface's normals). All weights are simple-expression drivers (``v``) reading
@@ -28,7 +29,6 @@ GEO_GROUP = "FaceDet3D wrinkles viewport"
 MODIFIER = "FaceDet3D Wrinkles"
 SUM_NODE = "FaceDet3D detail sum"
 GROUP_NODE = "FaceDet3D wrinkle mix"
-KEY_PREFIX = "facedet3d.wrinkle_keys"
 # Cycles bounds displaced geometry by this (metres); wrinkles peak at ~2.5 mm on top of the
 # person's detail (±1-3 mm). Too small clips the displacement, larger only loosens the BVH.
 MAX_DISPLACEMENT_M = 0.008
@@ -59,7 +59,7 @@ def _mix(nt, obj, packs, keys, sample) -> bpy.types.NodeSocket:
         w.name = f"weights {img.name}"
         w.location = (-400, -300 * i - 150)
         for ch, key in enumerate(controls):
-            au_rig.drive(w.inputs[ch], "default_value", obj, f'facedet3d.aus["{key}"].value')
+            au_rig.drive(w.inputs[ch], "default_value", obj, au_rig.path(key))
         dot = nt.nodes.new("ShaderNodeVectorMath")
         dot.operation = "DOT_PRODUCT"
         dot.location = (-150, -300 * i)
@@ -74,7 +74,7 @@ def _mix(nt, obj, packs, keys, sample) -> bpy.types.NodeSocket:
         m.name = f"beta {key_name}"
         m.location = (-150, y)
         links.new(col, m.inputs[0])
-        au_rig.drive(m.inputs[1], "default_value", obj, f'{KEY_PREFIX}["{key_name}"].weight')
+        au_rig.drive(m.inputs[1], "default_value", obj, au_rig.path(key_name))
         terms.append(m.outputs[0])
     if not terms:
         zero = nt.nodes.new("ShaderNodeValue")
@@ -206,10 +206,13 @@ def _key_weights(obj, keys: list[WrinkleKey]) -> None:
     """β_k keyframes: 1 at key k's frame, 0 at its neighbours' (constant outside), so the
     weights of neighbouring keys always sum to 1 and fade with the same ease."""
     fd = obj.facedet3d
+    old = {item.name for item in fd.wrinkle_keys}
     bag = _channelbag(obj)
     if bag is not None:
-        for fc in [fc for fc in bag.fcurves if fc.data_path.startswith(KEY_PREFIX)]:
+        for fc in [fc for fc in bag.fcurves if au_rig.key_of(fc.data_path) in old]:
             bag.fcurves.remove(fc)
+    for name in old:
+        au_rig.remove_value(obj, name)
     fd.wrinkle_keys.clear()
     ordered = sorted(keys, key=lambda k: k.frame)
     frames = [int(k.frame) for k in ordered]
@@ -218,9 +221,11 @@ def _key_weights(obj, keys: list[WrinkleKey]) -> None:
         item.name = Path(k.file).stem
         item.frame = frames[i]
         item.values_json = json.dumps(k.values, sort_keys=True)
+        au_rig.add_value(obj, item.name, 0.0, f"How much of the exact wrinkles of the key at frame {frames[i]} "
+                                              "show (keyed: 1 there, cross-fading to the neighbouring keys)")
         for f in {frames[max(i - 1, 0)], frames[i], frames[min(i + 1, len(frames) - 1)]}:
-            item.weight = 1.0 if f == frames[i] else 0.0
-            obj.keyframe_insert(f"{KEY_PREFIX}[{i}].weight", frame=f, group="FaceDet3D wrinkle keys")
+            obj[item.name] = 1.0 if f == frames[i] else 0.0
+            obj.keyframe_insert(au_rig.path(item.name), frame=f, group="FaceDet3D wrinkle keys")
 
 
 def attach(obj, rig: WrinkleRig) -> None:
@@ -291,15 +296,8 @@ def _au_fcurves(obj) -> dict[str, bpy.types.FCurve]:
     bag = _channelbag(obj)
     if bag is None:
         return {}
-    names = [item.name for item in obj.facedet3d.aus]
-    out = {}
-    for fc in bag.fcurves:
-        p = fc.data_path
-        if p.startswith("facedet3d.aus[") and p.endswith("].value"):
-            ref = p[len("facedet3d.aus["):-len("].value")]
-            name = names[int(ref)] if ref.isdigit() else ref.strip('"')
-            out[name] = fc
-    return out
+    names = {item.name for item in obj.facedet3d.aus}
+    return {au_rig.key_of(fc.data_path): fc for fc in bag.fcurves if au_rig.key_of(fc.data_path) in names}
 
 
 def animation_keys(obj) -> list[dict]:
@@ -310,8 +308,8 @@ def animation_keys(obj) -> list[dict]:
     frames = sorted({int(round(kp.co[0])) for fc in curves.values() for kp in fc.keyframe_points})
     keys = []
     for f in frames:
-        values = {item.name: float(curves[item.name].evaluate(f)) if item.name in curves else float(item.value)
-                  for item in obj.facedet3d.aus}
+        values = {item.name: float(curves[item.name].evaluate(f)) if item.name in curves
+                  else au_rig.value(obj, item.name) for item in obj.facedet3d.aus}
         keys.append({"frame": f, "values": values_key(values)})
     return keys
 
@@ -326,7 +324,7 @@ def stale_keys(obj) -> bool:
 def animated_controls(obj, keys: list[dict] | None = None) -> list[str]:
     """Controls that are non-zero now or at any keyed expression."""
     keys = animation_keys(obj) if keys is None else keys
-    used = {item.name for item in obj.facedet3d.aus if item.value > 0}
+    used = {item.name for item in obj.facedet3d.aus if au_rig.value(obj, item.name) > 0}
     for k in keys:
         used |= {n for n, v in k["values"].items() if v > 0}
     return [item.name for item in obj.facedet3d.aus if item.name in used]

@@ -7,7 +7,7 @@ import json
 import bpy
 
 from ..prefs import chosen_model, prefs
-from ..scene import wrinkle_mix
+from ..scene import au_rig, wrinkle_mix
 
 
 class _Sidebar:
@@ -69,7 +69,8 @@ class FACEDET3D_PT_expression(_Sidebar, bpy.types.Panel):
 
     def draw(self, context):
         layout = self.layout
-        fd = context.active_object.facedet3d
+        obj = context.active_object
+        fd = obj.facedet3d
         grid = layout.grid_flow(columns=4, align=True)
         for ident, label, _ in (("happy", "Happy", ""), ("sad", "Sad", ""), ("surprise", "Surprise", ""),
                                 ("fear", "Fear", ""), ("anger", "Anger", ""), ("disgust", "Disgust", ""),
@@ -96,7 +97,7 @@ class FACEDET3D_PT_expression(_Sidebar, bpy.types.Panel):
             row.label(text=f"AU{item.au} {item.label}")
             for other in fd.aus:
                 if other.au == item.au:
-                    row.prop(other, "value", text=other.side or "", slider=True)
+                    row.prop(obj, au_rig.path(other.name), text=other.side or "", slider=True)
 
 
 class FACEDET3D_PT_backend(_Sidebar, bpy.types.Panel):

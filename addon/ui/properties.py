@@ -8,17 +8,6 @@ from bpy.props import CollectionProperty, EnumProperty, FloatProperty, IntProper
 from ..scene import displacement
 
 
-def _au_changed(self, context):
-    # A Python-set property does not re-run the shape-key drivers that read it: tag the face's
-    # data so the viewport and renders follow the slider at once. (Animation playback needs
-    # nothing: frame changes re-evaluate drivers.)
-    obj = self.id_data
-    if getattr(obj, "type", None) == "MESH":
-        obj.data.update_tag()
-        if obj.data.shape_keys is not None:
-            obj.data.shape_keys.update_tag()
-
-
 def _relief_changed(self, context):
     obj = self.id_data
     if getattr(obj, "type", None) == "MESH":
@@ -26,22 +15,19 @@ def _relief_changed(self, context):
 
 
 class FACEDET3D_PG_au(bpy.types.PropertyGroup):
-    """One Action Unit control (``name`` is its key, e.g. "AU12L")."""
+    """One Action Unit control's description (``name`` is its key, e.g. "AU12L")."""
 
     au: IntProperty(name="AU")
     side: StringProperty(name="Side")  # "L", "R" or "" for AUs without sides
     label: StringProperty(name="Action Unit")
-    value: FloatProperty(name="Intensity", description="FACS intensity, 0 (absent) to 1 (maximum, E)",
-                         min=0.0, max=1.0, default=0.0, update=_au_changed)
+    # its value is the face object's custom property ``name`` (scene/au_rig.py says why)
 
 
 class FACEDET3D_PG_wrinkle_key(bpy.types.PropertyGroup):
     """One keyed expression's exact wrinkle map (``name``: the map's file stem)."""
 
     frame: IntProperty(name="Frame")
-    weight: FloatProperty(name="Weight", description="How much of this key's exact wrinkles show (keyed: "
-                          "1 at its frame, cross-fading to the neighbouring keys)", min=0.0, max=1.0,
-                          update=_au_changed)
+    # its weight is the face object's custom property ``name`` (scene/wrinkle_mix.py)
     values_json: StringProperty(name="AU values", description="The AU values the map was made for (JSON)")
 
 

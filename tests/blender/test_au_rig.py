@@ -46,14 +46,11 @@ def test_every_driver_is_a_simple_expression(face):
         assert fc.driver.is_valid
 
 
-def test_au_values_give_the_models_blendshape_combination(face, job_dir):
+def test_au_values_give_the_models_blendshape_combination(face, job_dir, ext):
     for kb in face.data.shape_keys.key_blocks[1:]:
         if not kb.id_data.animation_data.drivers.find(f'key_blocks["{kb.name}"].value'):
             kb.value = 0.0  # shapes outside the AU rig
-    for item in face.facedet3d.aus:
-        item.value = 0.0
-    aus = face.facedet3d.aus
-    aus["AU12L"].value, aus["AU1R"].value, aus["AU27"].value, aus["AU28"].value = 0.7, 0.4, 0.5, 0.3
+    ext.addon.scene.au_rig.apply_values(face, {"AU12L": 0.7, "AU1R": 0.4, "AU27": 0.5, "AU28": 0.3})
     got = _evaluated(face)
     want = _expected(face, job_dir, {"mouthSmile_L": 0.7, "browInnerUp_R": 0.4, "jawOpen": 0.5,
                                      "mouthRollLower": 0.3, "mouthRollUpper": 0.3})
@@ -66,11 +63,11 @@ def test_presets_and_keyframes_animate(face):
     neutral = _evaluated(face)
     bpy.context.scene.frame_set(21)
     bpy.ops.facedet3d.set_emotion(emotion="surprise", keyframe=True)
-    assert face.facedet3d.aus["AU1L"].value == 1.0 and face.facedet3d.aus["AU27"].value == pytest.approx(0.4)
+    assert face["AU1L"] == 1.0 and face["AU27"] == pytest.approx(0.4)
     surprise = _evaluated(face)
     bpy.context.scene.frame_set(11)
     half = _evaluated(face)
-    assert 0.0 < face.facedet3d.aus["AU2R"].value < 1.0, "interpolated between the keys"
+    assert 0.0 < face["AU2R"] < 1.0, "interpolated between the keys"
     moved = np.linalg.norm(surprise - neutral, axis=1)
     assert moved.max() > 0.005, "surprise moves the face (brows, jaw) by millimetres"
     between = np.linalg.norm(half - neutral, axis=1)
@@ -97,12 +94,11 @@ def test_animation_survives_save_and_reopen_from_a_moved_folder(face, tmp_path):
     assert np.abs(_evaluated(obj) - after).max() > 0.002, "the reopened keys still drive the face"
 
 
-def test_moving_only_an_au_control_updates_the_face_at_once(face):
+def test_moving_only_an_au_control_updates_the_face_at_once(face, ext):
     """What a slider in the panel does: nothing else is touched, the face must follow."""
-    aus = face.facedet3d.aus
-    aus["AU12L"].value = 0.0
+    ext.addon.scene.au_rig.set_values(face, {"AU12L": 0.0})
     before = _evaluated(face)
-    aus["AU12L"].value = 1.0
+    ext.addon.scene.au_rig.set_values(face, {"AU12L": 1.0})
     after = _evaluated(face)
     moved = np.linalg.norm(after - before, axis=1)
     assert moved.max() > 0.003, "the left lip corner moves by millimetres"

@@ -19,8 +19,7 @@ def face(empty_scene, job_dir, ext):
     obj = built.obj
     for k in obj.data.shape_keys.key_blocks[1:]:
         k.value = 0.0  # shapes outside the AU rig (the rig's drivers override the rest)
-    for item in obj.facedet3d.aus:
-        item.value = 1.0 if item.name in BROWS else 0.0
+    ext.addon.scene.au_rig.apply_values(obj, {k: 1.0 for k in BROWS})
     bpy.context.view_layer.objects.active = obj
     return obj
 

@@ -9,6 +9,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 from conftest import PHOTO, REPO, bpy
 
 
@@ -55,8 +56,10 @@ def test_cli_bad_input_exits_nonzero_with_a_message(tmp_path):
     assert not (tmp_path / "o").exists() or not any((tmp_path / "o").iterdir())
 
 
-def test_cli_animates_keys_into_frames_and_a_video(tmp_path, ext):
-    out = tmp_path / "anim"
+@pytest.fixture(scope="module")
+def animated(tmp_path_factory):
+    """One headless animation with wrinkles, a video and glTF: keys at frames 1 and 5."""
+    out = tmp_path_factory.mktemp("animate") / "anim"
     r = subprocess.run([sys.executable, "-m", "facedet3d", "animate", "--image", str(PHOTO), "--out", str(out),
                         "--key", "1:neutral", "--key", "5:AU1=1,AU2=1,AU27=0.6", "--samples", "2",
                         "--resolution", "128", "--texture-size", "512", "--video", "--wrinkles",
@@ -64,6 +67,11 @@ def test_cli_animates_keys_into_frames_and_a_video(tmp_path, ext):
                         "--detail-model", "physical"],
                        cwd=REPO, capture_output=True, text=True, timeout=900)
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-3000:]
+    return out
+
+
+def test_cli_animates_keys_into_frames_and_a_video(animated, ext):
+    out = animated
     frames = sorted((out / "astronaut_frames").glob("frame_*.png"))
     assert [f.name for f in frames] == [f"frame_{i:04d}.png" for i in range(1, 6)]
 
@@ -88,6 +96,40 @@ def test_cli_animates_keys_into_frames_and_a_video(tmp_path, ext):
     assert (out / "astronaut.glb").is_file() and len(side["keys"]) == 2
     # AU27 (the jaw drop) makes no crease of its own (no FACS line family): its map is skipped
     assert sorted(c for p in side["packs"] for c in p["channels"]) == ["AU1L", "AU1R", "AU2L", "AU2R"]
+
+
+def _blend_frames(blend, out, *extra):
+    """scripts/blend_frames.py in a fresh bpy process: frames 1, 3, 5 evaluated and rendered."""
+    r = subprocess.run([sys.executable, str(REPO / "scripts" / "blend_frames.py"), str(blend), str(out),
+                        "--frames", "1,3,5", "--render", "64", *extra],
+                       cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-3000:]
+    return json.loads((out / "report.json").read_text())
+
+
+def test_animated_blend_plays_and_renders_the_same_without_the_addon(animated, tmp_path):
+    """A render-farm worker or a colleague opens the .blend in a Blender without FaceDet3D: every
+    driver evaluates, the face moves as keyed, frames render the same pixels as with the add-on."""
+    plain = _blend_frames(animated / "astronaut.blend", tmp_path / "plain")
+    addon = _blend_frames(animated / "astronaut.blend", tmp_path / "addon", "--with-addon")
+    assert not plain["addon_registered"] and addon["addon_registered"]
+    assert plain["broken_drivers"] == [] == addon["broken_drivers"]
+
+    def png(folder, f):
+        img = bpy.data.images.load(str(tmp_path / folder / f"frame_{f}.png"))
+        px = np.empty(img.size[0] * img.size[1] * 4, np.float32)
+        img.pixels.foreach_get(px)
+        bpy.data.images.remove(img)
+        return px
+
+    for f in (1, 3, 5):
+        v_plain, v_addon = (np.load(tmp_path / d / f"vertices_{f}.npy") for d in ("plain", "addon"))
+        assert np.array_equal(v_plain, v_addon), f"frame {f}: the same evaluated face"
+        assert np.abs(png("plain", f) - png("addon", f)).max() <= 1.0 / 255, f"frame {f}: the same pixels"
+    moved = np.linalg.norm(np.load(tmp_path / "plain" / "vertices_5.npy") - np.load(tmp_path / "plain" / "vertices_1.npy"),
+                           axis=1)
+    assert moved.max() > 0.005, "without the add-on the face still moves (brows and jaw, millimetres)"
+    assert np.abs(png("plain", 5) - png("plain", 1)).max() > 0.1
 
 
 def test_cli_bad_animation_key_fails_before_any_work(tmp_path):
@@ -128,7 +170,7 @@ def test_cli_portrait_view_with_an_expression_and_its_wrinkles(tmp_path, ext):
     light = next(o for o in bpy.data.objects if o.type == "LIGHT")
     assert np.allclose(np.array(light.matrix_world), desc["portrait"]["light"]["matrix_world"], atol=1e-5)
     face = next(o for o in bpy.data.objects if o.type == "MESH" and o.data.shape_keys)
-    controls = {a.name: a.value for a in face.facedet3d.aus}
+    controls = {a.name: face[a.name] for a in face.facedet3d.aus}
     for key, value in desc["presets"]["surprise"].items():
         assert abs(controls[key] - value) < 1e-6, key
     side = json.loads((out / "astronaut_job" / f"detail_{face.facedet3d.detail_tag}.json").read_text())
