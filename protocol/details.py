@@ -2,6 +2,8 @@
 rule that names a keyed expression's map (docs/detail_maps.md).
 
     detail_photo_1024.exr          D(I_x), the person's own detail from the photo (cached)
+    detail_photo_1024.json         what it was made from (:func:`FaceReconstruction.source_key`)
+                                   and by which method: a cache that does not match is remade
     detail_<tag>.json              a detail request's side file (:class:`DetailInfo`)
     detail_<tag>_<size>.exr        its maps, one per size
     wrinkles_<tag>.json            a wrinkle rig's side file (:class:`WrinkleRig`)
@@ -29,6 +31,7 @@ from ._typed import from_json, to_json
 UNIT = "mm"
 PHOTO_DETAIL_SIZE = 1024
 PHOTO_DETAIL_FILE = f"detail_photo_{PHOTO_DETAIL_SIZE}.exr"
+PHOTO_DETAIL_STAMP = f"detail_photo_{PHOTO_DETAIL_SIZE}.json"
 SIZES = (256, 1024, 4096)  # what a detail request writes by default
 RIG_SIZES = (256, 512, 1024, 2048, 4096)  # sizes a wrinkle rig's maps may have
 AUTO_MODEL = "auto"  # the detail-model choice that lets the backend pick (its registry decides)
@@ -51,12 +54,15 @@ def values_key(values: Mapping[str, float]) -> dict[str, float]:
     return {k: round(float(v), 3) for k, v in sorted(values.items()) if round(float(v), 3) != 0.0}
 
 
-def target_tag(expression, age: float, seed: int, variant: str = "") -> str:
+def target_tag(expression, age: float, seed: int, variant: str = "", source: str = "") -> str:
     """The tag of a detail request: everything its maps depend on, so an identical request reuses
-    them and a different age, seed or model never overwrites maps a scene already uses.
-    ``variant``: what made the maps when it is not the physical model ("" for it)."""
+    them and a different age, seed, model or reconstruction never overwrites maps a scene already
+    uses. ``variant``: what made the maps when it is not the physical model ("" for it);
+    ``source``: the reconstruction's :func:`FaceReconstruction.source_key` (the photo's content
+    and fit: a new photo of the same name in the same folder must not find the old maps)."""
     q = np.round(np.asarray(expression, np.float64), 3)
     key = q.tobytes() + f"|{round(float(age), 1)}|{int(seed)}".encode() + (f"|{variant}".encode() if variant else b"")
+    key += f"|{source}".encode() if source else b""
     return hashlib.sha1(key).hexdigest()[:10]
 
 

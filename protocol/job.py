@@ -13,6 +13,8 @@ Later stages (details, animation, neural rendering) add typed fields here and fi
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -120,7 +122,16 @@ class FaceReconstruction:
     age: Optional[AgeEstimate] = None  # apparent age (detail depth)
     files: dict[str, str] = field(default_factory=dict)  # role -> path relative to the job folder
     stats: dict[str, Any] = field(default_factory=dict)  # timings and figures, for humans
+    photo_sha256: str = ""  # the photo's bytes (empty in jobs made before it was recorded)
     schema: int = SCHEMA
+
+    def source_key(self) -> str:
+        """A short digest of what every map made from this reconstruction depends on: the photo's
+        content, the model, the detection, the fit and the age. Caches keyed or stamped with it
+        are never reused for another photo or fit, even one of the same name in the same folder."""
+        parts = {"photo": self.photo_sha256 or self.image, "model": self.model, "detection": to_json(self.detection),
+                 "fit": to_json(self.fit), "age": to_json(self.age)}
+        return hashlib.sha1(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:10]
 
     @property
     def age_years(self) -> float:

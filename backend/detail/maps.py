@@ -72,7 +72,7 @@ def build_details(job_dir: str, expression: list[float] | None = None, aus: dict
     target = target_weights(face, expression, aus, controls)
     years = face.years(age)
     maker = which.open(face, years, seed, job)
-    tag = target_tag(target, years, seed, maker.tag_variant)
+    tag = target_tag(target, years, seed, maker.tag_variant, face.rec.source_key())
     cached = _cached(face.folder, tag, sizes)
     if cached is not None:
         job.report(1.0, "Details already made for this expression, age and seed")

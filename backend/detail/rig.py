@@ -91,7 +91,7 @@ def build_wrinkle_rig(job_dir: str, size: int = RIG_SIZE, age: float | None = No
         raise BadRequestError(f"size must be 256, 512, 1024, 2048 or 4096, got {size}")
     years = face.years(age)
     maker = which.open(face, years, seed, job)
-    parts = [VERSION, size, base_size, round(years, 1), int(seed), [c["key"] for c in rig_sel]]
+    parts = [VERSION, size, base_size, round(years, 1), int(seed), [c["key"] for c in rig_sel], face.rec.source_key()]
     tag = digest(*parts, *([maker.tag_variant] if maker.tag_variant else []))
     jd = face.folder
     if (jd / wrinkle_sidecar(tag)).is_file():

@@ -11,6 +11,8 @@ leaves a file that looks complete; ``face.json`` is written last.
 
 from __future__ import annotations
 
+import hashlib
+
 import time
 from pathlib import Path
 
@@ -81,7 +83,8 @@ def reconstruct(image: str, out_dir: str, model_dir: str | None = None, job: Job
         raise BadImageError(f"Cannot create the output folder {out} ({exc}).",
                             "Choose a folder you can write to.") from exc
     rec = FaceReconstruction(image=str(Path(image).resolve()), image_size=[w, h], model=model.name,
-                             model_dir=str(model.source))
+                             model_dir=str(model.source),
+                             photo_sha256=hashlib.sha256(Path(image).read_bytes()).hexdigest())
 
     job.stage(0.05, 0.25).report(0.0, "Detecting face and landmarks")
     rec.detection = timed("detect", landmarks.detect_face, photo, job)

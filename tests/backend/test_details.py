@@ -12,7 +12,13 @@ from backend.core import exr_io
 from backend.detail import maps as details
 from backend.models.loader import load_model
 from backend.models.regions import region_masks
-from protocol.details import PHOTO_DETAIL_FILE
+from conftest import PHOTO
+from PIL import Image
+
+from backend.detail.photo.extract import METHOD_VERSION
+from backend.reconstruct.pipeline import reconstruct
+from protocol.details import PHOTO_DETAIL_FILE, PHOTO_DETAIL_STAMP
+from protocol.job import FaceReconstruction
 
 
 # these tests are about the physical model (the learned one: test_learned_serve.py)
@@ -102,3 +108,26 @@ def test_another_age_or_seed_never_overwrites_existing_maps(job, maps):
     assert first.stat().st_mtime_ns == stamp, "the first request's map is untouched"
     again = build_details(str(job), expression=[0.0] * 57, sizes=(256,))
     assert again["tag"] == neutral["tag"] and first.stat().st_mtime_ns == stamp, "reused, not rewritten"
+
+
+def test_a_new_photo_of_the_same_name_in_the_same_folder_gets_its_own_maps(tmp_path):
+    """Caches are keyed by what they were made from (the photo's content and fit), not by file
+    names: reconstructing a different photo saved under the old one's name into the old job
+    folder must not reuse the old D(I_x) or the old detail maps."""
+    photo, job = tmp_path / "face.jpg", tmp_path / "out"
+    opts = {"texture_size": 512, "head_texture_size": 128}
+    Image.open(PHOTO).save(photo, quality=95)
+    reconstruct(str(photo), str(job), options=opts)
+    first = build_details(str(job), expression=[0.0] * 57, age=50.0, sizes=(256,))
+    d_first = exr_io.read_map(job / PHOTO_DETAIL_FILE)
+    again = build_details(str(job), expression=[0.0] * 57, age=50.0, sizes=(256,))
+    assert again["tag"] == first["tag"], "the same inputs reuse their maps"
+
+    Image.open(PHOTO).transpose(Image.Transpose.FLIP_LEFT_RIGHT).save(photo, quality=95)  # another photo
+    reconstruct(str(photo), str(job), options=opts)
+    second = build_details(str(job), expression=[0.0] * 57, age=50.0, sizes=(256,))
+    d_second = exr_io.read_map(job / PHOTO_DETAIL_FILE)
+    assert second["tag"] != first["tag"], "a new photo's maps are not the old ones"
+    assert np.abs(d_second - d_first).max() > 0.05, "D(I_x) was made again from the new photo"
+    stamp = json.loads((job / PHOTO_DETAIL_STAMP).read_text())
+    assert stamp == {"source": FaceReconstruction.load(job).source_key(), "method": METHOD_VERSION}

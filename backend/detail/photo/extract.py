@@ -37,6 +37,9 @@ VIEW_COS_NONE, VIEW_COS_FULL = 0.25, 0.6
 # Camera-facing frame: OpenCV camera axes (x right, y down, z forward) turned to x right,
 # y up, z towards the camera -- for a frontal pose it is the model frame itself.
 CAMERA_FACING = np.diag([1.0, -1.0, -1.0])
+# bump when D(I_x) changes meaning, so maps cached by an older method are remade
+# (2: glasses rims, hair strands, moles and specular spots are not relief)
+METHOD_VERSION = 2
 
 
 @dataclass
