@@ -8,17 +8,21 @@ Blender (``blender -b --python facedet3d.py -- reconstruct --image … --out DIR
 from __future__ import annotations
 
 import argparse
+import os
+import shutil
 import sys
+import tempfile
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import bpy
 
 from ..protocol import methods
 from ..protocol.details import AUTO_MODEL, DetailInfo, WrinkleRig, detail_sizes
-from ..protocol.methods import DetailsParams
-from ..protocol.job import FaceReconstruction
-from ..protocol.scene import VIEWS, SceneDescription
+from ..protocol._typed import from_json
+from ..protocol.methods import DetailsParams, RigParams
+from ..protocol.scene import VIEWS, FaceRig
 from .link import jobs, session, settings
 from .scene import au_rig, builder, displacement, gltf_export, wrinkle_mix
 
@@ -155,10 +159,69 @@ def _check_detail_model(client, name: str) -> str:
     return f"the backend has no detail model '{name}'; choose one of: {', '.join(offered)} (--detail-model)"
 
 
+MAX_FRAME = 1048574  # Blender's last frame (its first is 0)
+
+
+@dataclass
+class Run:
+    """A headless run in progress. Everything it makes goes into ``stage``, a fresh folder inside
+    ``out``; :func:`_publish` moves it all into ``out`` once the run has succeeded (each entry
+    replacing the earlier run's of that name) and :func:`_abandon` removes it after a failure,
+    so a failed run leaves an earlier run's results exactly as they were."""
+
+    out: Path
+    stage: Path
+    stem: str
+    created_out: bool  # ``out`` did not exist before this run
+    built: object = None
+    keyed: list = field(default_factory=list)  # [(frame, control values)]
+
+    @property
+    def blend(self) -> Path:
+        return self.stage / f"{self.stem}.blend"
+
+
+def _publish(run: Run) -> list[str]:
+    old = Path(tempfile.mkdtemp(prefix=".replaced-", dir=run.out))
+    moved, displaced = [], []
+    try:
+        for entry in sorted(run.stage.iterdir()):
+            dst = run.out / entry.name
+            if dst.exists() or dst.is_symlink():
+                os.replace(dst, old / entry.name)
+                displaced.append(entry.name)
+            os.replace(entry, dst)
+            moved.append(entry.name)
+    except OSError:
+        for name in reversed(moved):  # put everything back as it was
+            os.replace(run.out / name, run.stage / name)
+        for name in displaced:
+            os.replace(old / name, run.out / name)
+        _abandon(run)
+        shutil.rmtree(old, ignore_errors=True)
+        raise
+    shutil.rmtree(old, ignore_errors=True)
+    run.stage.rmdir()
+    return moved
+
+
+def _abandon(run: Run) -> None:
+    shutil.rmtree(run.stage, ignore_errors=True)
+    if run.created_out and run.out.is_dir() and not any(run.out.iterdir()):
+        run.out.rmdir()
+
+
+def _fail(message: str, code: int = 2) -> int:
+    session.shutdown()
+    print(f"error: {message}", file=sys.stderr)
+    return code
+
+
 def _scene(args, keys: tuple = ()):
-    """Steps shared by `reconstruct` and `animate`: backend job (and details), the face scene,
-    the saved .blend. ``keys``: (frame, preset or AU values) to check against the face's rig.
-    Returns (built, out, stem, blend, [(frame, control values)]), or an exit code after a message."""
+    """Steps shared by `reconstruct` and `animate`: every argument checked (the expression and the
+    keys against the model's rig, asked of the backend) before any work; then the backend job (and
+    details), the face scene and the saved .blend, all in a staging folder (:class:`Run`).
+    ``keys``: (frame, preset or AU values). Returns the Run, or an exit code after a message."""
     out = Path(args.out).expanduser().resolve()
     model_dir = settings.model_dir(args.model_dir)
     try:
@@ -172,22 +235,34 @@ def _scene(args, keys: tuple = ()):
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    if out.exists() and not out.is_dir():
+        print(f"error: --out {out} is a file; give a folder (it is made if it does not exist)", file=sys.stderr)
+        return 2
     client = session.get_client(args.backend_python)
-    if args.details or getattr(args, "wrinkles", False):
-        try:
+    try:
+        if args.details or getattr(args, "wrinkles", False):
             complaint = _check_detail_model(client, args.detail_model)
-        except Exception as exc:  # the backend cannot start: say why, before any work
-            complaint = jobs.describe(exc)
-        if complaint:
-            session.shutdown()
-            print(f"error: {complaint}", file=sys.stderr)
-            return 2
+            if complaint:
+                return _fail(complaint)
+        rig = from_json(FaceRig, client.call(methods.RIG, RigParams(model_dir=model_dir), timeout=3600,
+                                             on_progress=_progress))
+        values = rig.values(target) if target is not None else None
+        keyed = [(frame, rig.values(what, f"key {frame}")) for frame, what in keys]
+    except ValueError as exc:  # a name the rig lacks: the user's input
+        return _fail(str(exc))
+    except Exception as exc:  # the backend cannot start or cannot load the model: say why, before any work
+        return _fail(jobs.describe(exc))
     created_out = not out.exists()
-    out.mkdir(parents=True, exist_ok=True)
-    job_dir = out / f"{stem}_job"
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        stage = Path(tempfile.mkdtemp(prefix=f".{stem}.partial-", dir=out))
+    except OSError as exc:
+        return _fail(f"cannot write into the output folder {out} ({exc.strerror or exc}); "
+                     "choose a folder you can write to (--out)")
+    run = Run(out=out, stage=stage, stem=stem, created_out=created_out, keyed=keyed)
+    job_dir = stage / f"{stem}_job"
     bpy.ops.wm.read_factory_settings(use_empty=True)
     bpy.context.preferences.filepaths.save_version = 0  # no .blend1 beside our output
-    blend = out / f"{stem}.blend"
     t0 = time.perf_counter()
     options = {"texture_size": args.texture_size}
     if args.age > 0:
@@ -198,51 +273,69 @@ def _scene(args, keys: tuple = ()):
     try:
         res = client.call(methods.RECONSTRUCT, jobs.reconstruct_params(args.image, job_dir, model_dir, options),
                           timeout=3600, on_progress=_progress)
-        values = _target_controls(job_dir, target) if target is not None else None
-        # keys too, so a name the rig lacks stops the run before any scene or .blend is written
-        keyed = [(frame, _target_controls(job_dir, what, f"key {frame}")) for frame, what in keys]
         if args.details:
             detail = DetailInfo.from_dict(client.call(methods.DETAILS, DetailsParams(
                 job_dir=str(job_dir), sizes=detail_sizes(args.detail_size), model=args.detail_model,
                 controls=values), timeout=3600, on_progress=_progress))
     except Exception as exc:
-        jobs.discard(job_dir)
-        if created_out and not any(out.iterdir()):
-            out.rmdir()  # a failed run leaves nothing behind (the .blend is written only after it)
+        _abandon(run)
         print(f"error: {jobs.describe(exc)}", file=sys.stderr)
-        return 2 if isinstance(exc, ValueError) else 1  # a name the rig lacks: the user's input
+        return 1
     finally:
         session.shutdown()
     print(f"backend done in {time.perf_counter() - t0:.1f} s: fit error {res['stats']['fit_error_iod']:.3f} IOD")
-    # Save first so every path the builder stores is relative to the .blend.
-    bpy.ops.wm.save_as_mainfile(filepath=str(blend))
-    built = builder.build_face(bpy.context, job_dir, name=stem, view=args.view)
-    if values is not None:
-        au_rig.apply_values(built.obj, values)
-    if detail is not None:
-        displacement.attach(built.obj, job_dir / detail.largest(), vertex_range=detail.vertex_range,
-                            material_name=detail.material)
-        built.obj.facedet3d.detail_tag = detail.tag
-        built.obj.facedet3d.detail_model = detail.model
-        print(f"details: {detail.model} model, RMS {detail.stats['rms_mm']:.3f} mm")
-    bpy.context.scene.cycles.samples = args.samples
-    bpy.ops.wm.save_as_mainfile(filepath=str(blend))
-    return built, out, stem, blend, keyed
+    try:
+        # Save first so every path the builder stores is relative to the .blend.
+        bpy.ops.wm.save_as_mainfile(filepath=str(run.blend))
+        built = builder.build_face(bpy.context, job_dir, name=stem, view=args.view)
+        if values is not None:
+            au_rig.apply_values(built.obj, values)
+        if detail is not None:
+            displacement.attach(built.obj, job_dir / detail.largest(), vertex_range=detail.vertex_range,
+                                material_name=detail.material)
+            built.obj.facedet3d.detail_tag = detail.tag
+            built.obj.facedet3d.detail_model = detail.model
+            print(f"details: {detail.model} model, RMS {detail.stats['rms_mm']:.3f} mm")
+        bpy.context.scene.cycles.samples = args.samples
+        bpy.ops.wm.save_as_mainfile(filepath=str(run.blend))
+    except BaseException:
+        _abandon(run)
+        raise
+    run.built = built
+    return run
+
+
+def _finish(run: Run, work) -> int:
+    """``work(run)`` (renders, exports into the stage) then publish; a failure or an interrupt
+    abandons the stage, leaving ``out`` as it was."""
+    try:
+        code = work(run)
+    except BaseException:
+        _abandon(run)
+        raise
+    if code != 0:
+        _abandon(run)
+        return code
+    for name in _publish(run):
+        print(f"wrote {run.out / name}")
+    return 0
 
 
 def reconstruct(args) -> int:
-    r = _scene(args)
-    if isinstance(r, int):
-        return r
-    _built, out, stem, blend, _ = r
-    print(f"wrote {blend}")
-    if args.render:
-        png = out / f"{stem}_render.png"
-        bpy.context.scene.render.filepath = str(png)
-        t1 = time.perf_counter()
-        bpy.ops.render.render(write_still=True)
-        print(f"wrote {png} ({time.perf_counter() - t1:.1f} s)")
-    return 0
+    run = _scene(args)
+    if isinstance(run, int):
+        return run
+
+    def work(run: Run) -> int:
+        if args.render:
+            png = run.stage / f"{run.stem}_render.png"
+            bpy.context.scene.render.filepath = str(png)
+            t1 = time.perf_counter()
+            bpy.ops.render.render(write_still=True)
+            print(f"rendered {png.name} ({time.perf_counter() - t1:.1f} s)")
+        return 0
+
+    return _finish(run, work)
 
 
 PRESETS = ("happy", "sad", "surprise", "fear", "anger", "disgust", "contempt", "neutral")
@@ -274,22 +367,22 @@ def parse_key(text: str) -> tuple[int, str | dict[str, float]]:
     frame, sep, what = text.partition(":")
     if not sep or not frame.strip().lstrip("-").isdigit():
         raise ValueError(f"key '{text}': write FRAME:PRESET or FRAME:AU1=1,AU2=0.5")
-    return int(frame), parse_expression(what, f"key '{text}'")
+    f = int(frame)
+    if not 0 <= f <= MAX_FRAME:
+        raise ValueError(f"key '{text}': frame {f} is outside Blender's frames 0 .. {MAX_FRAME}")
+    return f, parse_expression(what, f"key '{text}'")
 
 
-def _target_controls(job_dir: Path, what: str | dict[str, float], where: str = "--expression") -> dict[str, float]:
-    """The AU control values of a preset name or an {AU: value} dict on this face's rig
-    (scene.json, the backend's); unknown names are refused (``where`` names the argument)."""
-    desc = SceneDescription.load(job_dir / FaceReconstruction.load(job_dir).files["scene"])
-    if isinstance(what, str):
-        return dict(desc.presets.get(what, {}))  # 'neutral': every control at 0
-    known = {c.key for c in desc.au_rig} | {f"AU{c.au}" for c in desc.au_rig}
-    unknown = sorted(set(what) - known)
-    if unknown:
-        raise ValueError(f"{where}: this face has no control {', '.join(unknown)}; it has "
-                         f"{', '.join(sorted(known, key=lambda k: (len(k), k)))}")
-    # a sided control takes its own value, else its AU's (AU1=1 sets AU1L and AU1R)
-    return {c.key: what.get(c.key, what.get(f"AU{c.au}", 0.0)) for c in desc.au_rig}
+def parse_keys(texts: list[str]) -> list[tuple[int, str | dict[str, float]]]:
+    """Every --key, in frame order; two keys at one frame are refused (neither would win knowingly)."""
+    keys = [parse_key(t) for t in texts]
+    seen: dict[int, str] = {}
+    for t, (f, _) in zip(texts, keys):
+        if f in seen:
+            raise ValueError(f"keys '{seen[f]}' and '{t}' are both at frame {f}: give one key per frame "
+                             "(AU values and a preset do not mix; write the AUs you want as AU1=1,AU12=0.5)")
+        seen[f] = t
+    return sorted(keys, key=lambda k: k[0])
 
 
 def _encode_video(frames: list[Path], path: Path, fps: int, size) -> None:
@@ -335,44 +428,61 @@ def _animate_wrinkles(args, obj) -> int:
 
 def animate(args) -> int:
     try:
-        keys = sorted(parse_key(k) for k in args.key) if args.key else []
+        keys = parse_keys(args.key or [])
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    r = _scene(args, tuple(keys))
-    if isinstance(r, int):
-        return r
-    built, out, stem, blend, keyed = r
-    obj, scene = built.obj, bpy.context.scene
-    for frame, values in keyed:
-        au_rig.apply_values(obj, values)
-        au_rig.keyframe(obj, frame)
-    scene.frame_start, scene.frame_end = keys[0][0], keys[-1][0]
-    if args.wrinkles and _animate_wrinkles(args, obj) != 0:
-        return 1
-    if args.gltf:
-        glb = out / f"{stem}.glb"
-        gltf_export.export(obj, glb)
-        print(f"wrote {glb} (+ maps in {glb.stem}_maps/)")
-    scene.render.fps = args.fps
-    frames_dir = out / f"{stem}_frames"
-    frames_dir.mkdir(exist_ok=True)
-    scene.render.filepath = str(frames_dir / "frame_")
-    bpy.ops.wm.save_as_mainfile(filepath=str(blend))
-    print(f"wrote {blend}")
-    t1 = time.perf_counter()
-    bpy.ops.render.render(animation=True)
-    frames = sorted(frames_dir.glob("frame_*.png"))
-    print(f"wrote {len(frames)} frames to {frames_dir} ({time.perf_counter() - t1:.1f} s)")
-    if args.video:
-        mp4 = out / f"{stem}.mp4"
-        _encode_video(frames, mp4, args.fps, (scene.render.resolution_x, scene.render.resolution_y))
-        print(f"wrote {mp4}")
-    return 0
+    run = _scene(args, tuple(keys))
+    if isinstance(run, int):
+        return run
+
+    def work(run: Run) -> int:
+        obj, scene = run.built.obj, bpy.context.scene
+        for frame, values in run.keyed:
+            au_rig.apply_values(obj, values)
+            au_rig.keyframe(obj, frame)
+        scene.frame_start, scene.frame_end = keys[0][0], keys[-1][0]
+        if args.wrinkles and _animate_wrinkles(args, obj) != 0:
+            return 1
+        if args.gltf:
+            glb = run.stage / f"{run.stem}.glb"
+            gltf_export.export(obj, glb)
+            print(f"exported {glb.name} (+ maps in {glb.stem}_maps/)")
+        scene.render.fps = args.fps
+        frames_dir = run.stage / f"{run.stem}_frames"
+        frames_dir.mkdir(exist_ok=True)
+        # relative to the .blend (saved in the stage), so the file renders into its own folder
+        # wherever it moves: after the publish, on a farm
+        scene.render.filepath = f"//{frames_dir.name}/frame_"
+        bpy.ops.wm.save_as_mainfile(filepath=str(run.blend))
+        t1 = time.perf_counter()
+        bpy.ops.render.render(animation=True)
+        frames = sorted(frames_dir.glob("frame_*.png"))
+        print(f"rendered {len(frames)} frames into {frames_dir.name} ({time.perf_counter() - t1:.1f} s)")
+        if args.video:
+            mp4 = run.stage / f"{run.stem}.mp4"
+            _encode_video(frames, mp4, args.fps, (scene.render.resolution_x, scene.render.resolution_y))
+        return 0
+
+    return _finish(run, work)
+
+
+def _joined_keys(argv: list[str]) -> list[str]:
+    """``--key -3:happy`` as ``--key=-3:happy``: argparse takes a value that starts with '-' for
+    an option and would answer "expected one argument" instead of our message on the frame."""
+    out, i = [], 0
+    while i < len(argv):
+        if argv[i] == "--key" and i + 1 < len(argv) and argv[i + 1].startswith("-") and ":" in argv[i + 1]:
+            out.append(f"--key={argv[i + 1]}")
+            i += 2
+        else:
+            out.append(argv[i])
+            i += 1
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    args = _parser().parse_args(_joined_keys(list(sys.argv[1:] if argv is None else argv)))
     if args.command == "reconstruct":
         return reconstruct(args)
     if args.command == "animate":

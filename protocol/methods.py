@@ -25,6 +25,7 @@ HEALTH = "health"
 RECONSTRUCT = "reconstruct"
 DETAILS = "details"
 WRINKLES = "wrinkles"
+RIG = "rig"
 CANCEL = "cancel"
 CANCEL_NOTIFICATION = "$/cancelRequest"  # the LSP spelling, a notification
 SHUTDOWN = "shutdown"
@@ -57,6 +58,11 @@ class ReconstructParams:
     out_dir: str  # the job folder to write
     model_dir: Optional[str] = None  # the default model's folder or a Basel Face Model file
     options: Optional[dict] = None  # texture_size, head_texture_size, n_identity, render_long_side, age
+
+
+@dataclass
+class RigParams:
+    model_dir: Optional[str] = None  # as ReconstructParams.model_dir
 
 
 @dataclass
@@ -102,7 +108,7 @@ class CancelParams:
 
 
 PARAMS: dict[str, type] = {
-    HEALTH: NoParams, RECONSTRUCT: ReconstructParams, DETAILS: DetailsParams, WRINKLES: WrinklesParams,
+    HEALTH: NoParams, RECONSTRUCT: ReconstructParams, DETAILS: DetailsParams, WRINKLES: WrinklesParams, RIG: RigParams,
     CANCEL: CancelParams, CANCEL_NOTIFICATION: CancelParams, SHUTDOWN: NoParams, WAIT: WaitParams, FAIL: FailParams,
 }
 

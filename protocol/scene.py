@@ -69,6 +69,31 @@ class RigControl:
 
 
 @dataclass
+class FaceRig:
+    """A model's AU controls and emotion presets (the ``rig`` method's answer, and what
+    scene.json holds of them): enough to check an expression before any work."""
+
+    controls: list[RigControl] = field(default_factory=list)
+    presets: dict[str, dict[str, float]] = field(default_factory=dict)  # emotion -> control values
+
+    def values(self, what: "str | dict[str, float]", where: str = "--expression") -> dict[str, float]:
+        """Every control's value for a preset name ('neutral': all 0) or {AU: value} (AU12L sets
+        one side, AU12 both); an unknown name raises ValueError naming ``where`` and the choices."""
+        if isinstance(what, str):
+            if what != "neutral" and what not in self.presets:
+                raise ValueError(f"{where}: no preset '{what}'; this face has {', '.join(sorted(self.presets))}"
+                                 " and neutral")
+            return dict(self.presets.get(what, {}))
+        known = {c.key for c in self.controls} | {f"AU{c.au}" for c in self.controls}
+        unknown = sorted(set(what) - known)
+        if unknown:
+            raise ValueError(f"{where}: this face has no control {', '.join(unknown)}; it has "
+                             f"{', '.join(sorted(known, key=lambda k: (len(k), k)))}")
+        # a sided control takes its own value, else its AU's (AU1=1 sets AU1L and AU1R)
+        return {c.key: float(what.get(c.key, what.get(f"AU{c.au}", 0.0))) for c in self.controls}
+
+
+@dataclass
 class RenderDesc:
     resolution: list[int]  # width, height in pixels
 

@@ -16,6 +16,18 @@ MAX_PIXELS = 100_000_000
 Image.MAX_IMAGE_PIXELS = MAX_PIXELS
 
 
+def _to_8bit(im: Image.Image) -> Image.Image:
+    """A 16-bit or 32-bit single-channel image (16-bit grayscale PNG/TIFF: modes I;16*, I, F)
+    as 8-bit grey. Integers are 16-bit samples (0-65535) unless none exceeds 255; floats are
+    0-1 unless some exceed 1 (then 0-255)."""
+    a = np.asarray(im, np.float64)
+    if im.mode == "F":
+        scale = 255.0 if a.max() <= 1.0 else 1.0
+    else:
+        scale = 1.0 / 257.0 if a.max() > 255 or im.mode.startswith("I;16") else 1.0
+    return Image.fromarray(np.clip(np.rint(a * scale), 0, 255).astype(np.uint8), "L")
+
+
 def load_rgb(path: str | os.PathLike) -> np.ndarray:
     """The photo as an (H, W, 3) uint8 RGB array, EXIF orientation applied.
 
@@ -37,6 +49,8 @@ def load_rgb(path: str | os.PathLike) -> np.ndarray:
                 im = im.convert("RGBA")
                 bg = Image.new("RGBA", im.size, (128, 128, 128, 255))
                 im = Image.alpha_composite(bg, im)
+            if im.mode in ("I", "F") or im.mode.startswith("I;16"):
+                im = _to_8bit(im)  # convert("RGB") would clip 16-bit grey to white
             arr = np.asarray(im.convert("RGB"))
     except UnidentifiedImageError as exc:
         raise BadImageError(f"{p.name} is not an image Pillow can read.",

@@ -7,6 +7,8 @@ typed dataclasses of :mod:`protocol.methods`; results are JSON-able (the typed s
                               -> backend.reconstruct.pipeline.reconstruct's summary
     details {job_dir, ...}    -> protocol.details.DetailInfo (backend.detail.maps)
     wrinkles {job_dir, ...}   -> protocol.details.WrinkleRig with its keys (backend.detail.rig)
+    rig {model_dir?}          -> protocol.scene.FaceRig: the model's AU controls and presets (to check
+                                 an expression or keys before a reconstruction)
     diagnostics.wait / .fail  -> test jobs (sleep with progress and cancel; always an error)
     cancel / $/cancelRequest / shutdown   handled by the transport itself
 """
@@ -24,6 +26,7 @@ from dataclasses import asdict
 from protocol import methods, rpc
 from protocol.details import SIZES
 from protocol.health import Health
+from protocol.scene import FaceRig, RigControl
 
 from .. import __version__
 from ..core.errors import NoFaceError
@@ -31,6 +34,8 @@ from ..core.progress import Job
 from ..detail import registry
 from ..detail.maps import build_details
 from ..detail.rig import build_animation
+from ..models.emotions import au_rig, preset_controls
+from ..models.loader import load_model
 from ..reconstruct.pipeline import reconstruct as run_reconstruct
 from .transport import Handler, Server
 
@@ -55,6 +60,13 @@ def health(server: Server, p: methods.NoParams, job: None) -> dict:
 
 def reconstruct(server: Server, p: methods.ReconstructParams, job: Job) -> dict:
     return run_reconstruct(p.image, p.out_dir, p.model_dir or None, job, p.options)
+
+
+def rig(server: Server, p: methods.RigParams, job: Job) -> dict:
+    job.report(0.0, "Loading the face model")
+    model = load_model(p.model_dir or None, None, job)  # a BFM file converts on first use
+    controls = au_rig(model)
+    return asdict(FaceRig(controls=[RigControl(**c) for c in controls], presets=preset_controls(model, controls)))
 
 
 def details(server: Server, p: methods.DetailsParams, job: Job) -> dict:
@@ -124,6 +136,7 @@ TABLE: dict[str, Handler] = {
     methods.RECONSTRUCT: Handler(reconstruct, "job"),
     methods.DETAILS: Handler(details, "job"),
     methods.WRINKLES: Handler(wrinkles, "job"),
+    methods.RIG: Handler(rig, "job"),
     methods.WAIT: Handler(wait, "job"),
     methods.FAIL: Handler(fail, "quick"),
     methods.CANCEL: Handler(cancel, "inline"),

@@ -7,6 +7,7 @@ import os
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -190,3 +191,58 @@ def test_cli_expression_naming_an_au_the_rig_lacks_writes_nothing(tmp_path):
     assert r.returncode == 2, r.stdout[-2000:] + r.stderr[-3000:]
     assert "--expression: this face has no control AU99" in r.stderr
     assert not out.exists(), "no job folder, no .blend"
+
+
+def _tree(folder):
+    """Every file under ``folder`` (hidden ones too) with its bytes' digest."""
+    import hashlib
+
+    return {str(p.relative_to(folder)): hashlib.sha1(p.read_bytes()).hexdigest()
+            for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def test_a_failed_rerun_leaves_the_earlier_results_exactly_as_they_were(tmp_path):
+    out = tmp_path / "out"
+    r = subprocess.run([sys.executable, "-m", "facedet3d", "reconstruct", "--image", str(PHOTO), "--out", str(out),
+                        "--texture-size", "512"], cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+    before = _tree(out)
+    assert "astronaut.blend" in before and "astronaut_job/face.json" in before
+    # a photo with no face, under the earlier photo's name, into the same folder
+    other = tmp_path / "new" / "astronaut.jpg"
+    other.parent.mkdir()
+    bpy.data.images.new("grey", 400, 300).save(filepath=str(other.with_suffix(".png")))
+    other.with_suffix(".png").rename(other)
+    r = subprocess.run([sys.executable, "-m", "facedet3d", "reconstruct", "--image", str(other), "--out", str(out),
+                        "--texture-size", "512"], cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 1 and "No face found" in r.stderr and "Traceback" not in r.stderr, r.stderr[-2000:]
+    assert _tree(out) == before, "the earlier .blend, job folder and nothing else"
+    assert sorted(p.name for p in out.iterdir()) == ["astronaut.blend", "astronaut_job"], "no staging folder left"
+
+
+@pytest.mark.parametrize("case", ["out_is_a_file", "out_cannot_be_made", "two_keys_at_a_frame",
+                                  "two_presets_at_a_frame", "negative_frame", "unknown_au"])
+def test_bad_arguments_are_refused_with_a_message_before_any_work(case, tmp_path):
+    out = tmp_path / "o"
+    keys = ["--key", "1:neutral", "--key", "5:happy"]
+    if case == "out_is_a_file":
+        out.write_text("my notes")
+        words = "is a file"
+    elif case == "out_cannot_be_made":
+        out = Path("/proc/facedet3d-test/o")  # not creatable, even by root
+        words = "cannot write into the output folder"
+    elif case == "two_keys_at_a_frame":
+        keys, words = ["--key", "5:happy", "--key", "5:AU1=1"], "both at frame 5"
+    elif case == "two_presets_at_a_frame":
+        keys, words = ["--key", "5:happy", "--key", "5:sad"], "both at frame 5"
+    elif case == "negative_frame":
+        keys, words = ["--key", "-3:happy", "--key", "5:sad"], "frame -3 is outside"
+    else:
+        keys, words = ["--key", "1:happy", "--key", "5:AU999=1"], "no control AU999"
+    r = subprocess.run([sys.executable, "-m", "facedet3d", "animate", "--image", str(PHOTO), "--out", str(out),
+                        *keys], cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 2 and words in r.stderr and "Traceback" not in r.stderr, r.stderr[-2000:]
+    if case == "out_is_a_file":
+        assert out.read_text() == "my notes"
+    else:
+        assert not out.exists(), "nothing made"
