@@ -8,6 +8,7 @@ Pure standard library, so both interpreters (Python 3.11 backend, Python 3.13 Bl
 from __future__ import annotations
 
 import json
+import math
 from typing import Any
 
 PROTOCOL_VERSION = 2  # reported by `health`; bump when a method or a field changes meaning
@@ -82,15 +83,30 @@ def _default(obj: Any):
 
 
 def encode(msg: dict) -> bytes:
-    """One line of ASCII JSON (non-ASCII escaped, so no raw newline can appear inside)."""
-    return (json.dumps(msg, ensure_ascii=True, separators=(",", ":"), default=_default) + "\n").encode("ascii")
+    """One line of ASCII JSON (non-ASCII escaped, so no raw newline can appear inside). NaN and
+    infinities raise ValueError: Python would write them as NaN/Infinity, which is not JSON."""
+    return (json.dumps(msg, ensure_ascii=True, separators=(",", ":"), default=_default, allow_nan=False)
+            + "\n").encode("ascii")
+
+
+def _not_json(word: str):
+    raise ValueError(f"{word} is not a JSON value")
+
+
+def _finite(text: str) -> float:
+    v = float(text)
+    if not math.isfinite(v):
+        raise ValueError(f"the number {text[:40]} is out of range")
+    return v
 
 
 def decode(line: bytes | str) -> Any:
-    """Parse one line; raises ``ValueError`` (json.JSONDecodeError, UnicodeDecodeError)."""
+    """Parse one line of strict JSON; raises ``ValueError`` (json.JSONDecodeError,
+    UnicodeDecodeError, and for NaN, Infinity or a number too large for a double, which Python's
+    parser would otherwise take and an answer would echo back as non-JSON)."""
     if isinstance(line, bytes):
         line = line.decode("utf-8")
-    return json.loads(line)
+    return json.loads(line, parse_constant=_not_json, parse_float=_finite)
 
 
 def request(id_: int | str, method: str, params: dict | None = None) -> dict:

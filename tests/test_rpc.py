@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import math
 import os
 import queue
 import signal
@@ -405,3 +406,111 @@ def test_raw_eof_exits_cleanly(raw):
     assert raw.recv()["method"] == "progress"
     raw.p.stdin.close()
     assert raw.p.wait(timeout=5) == 0
+
+
+# ---- fuzzing: whatever arrives, the answer is JSON-RPC and the server lives on ---------------
+
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+_json = st.recursive(
+    st.none() | st.booleans() | st.integers(min_value=-2 ** 70, max_value=2 ** 70)
+    | st.floats(allow_nan=False, allow_infinity=False) | st.text(max_size=20),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
+    max_leaves=12)
+# every method except the ones that stop the server or sleep on request
+_methods = st.sampled_from(["health", "reconstruct", "details", "wrinkles", "rig", "cancel", "$/cancelRequest",
+                            "diagnostics.fail", "no.such.method", ""]) | st.text(max_size=12)
+_params = _json | st.fixed_dictionaries({}, optional={
+    k: _json for k in ("image", "out_dir", "model_dir", "options", "job_dir", "sizes", "size", "keys", "controls",
+                       "aus", "expression", "age", "seed", "model", "base_size", "id", "kind")})
+_ids = st.none() | st.integers() | st.floats() | st.text(max_size=10) | st.booleans() | st.lists(st.integers(), max_size=2)
+_messages = st.fixed_dictionaries({}, optional={"jsonrpc": st.sampled_from(["2.0", "1.0", 2]), "method": _methods,
+                                                "params": _params, "id": _ids, "result": _json})
+
+
+def _line(msg) -> bytes:
+    """The message as one line, written as a careless client might (NaN and Infinity included)."""
+    return json.dumps(msg, allow_nan=True).encode() + b"\n"
+
+
+def _strict_json(line: bytes):
+    """JSON as RFC 8259 has it (the test's own parser, not the protocol's under test): NaN,
+    Infinity and numbers beyond a double fail."""
+    def bad(word):
+        raise AssertionError(f"not JSON: {word} in {line[:200]!r}")
+
+    def number(text):
+        v = float(text)
+        if not math.isfinite(v):
+            bad(text)
+        return v
+    return json.loads(line, parse_constant=bad, parse_float=number)
+
+
+def _valid_jsonrpc(m) -> None:
+    assert isinstance(m, dict) and m.get("jsonrpc") == "2.0", m
+    if "method" in m:  # a notification from the server: progress
+        assert m["method"] == "progress" and "id" not in m, m
+        return
+    assert "id" in m and (("result" in m) ^ ("error" in m)), m
+    if "error" in m:
+        e = m["error"]
+        assert isinstance(e.get("code"), int) and isinstance(e.get("message"), str), m
+
+
+@pytest.fixture(scope="module")
+def fuzz_server(tmp_path_factory):
+    s = RawServer(tmp_path_factory.mktemp("fuzz") / "fuzz.log")
+    yield s
+    s.close()
+
+
+def _probe(server, n: int) -> list[dict]:
+    """Ask for health and return every message before its answer, each parsed as strict JSON."""
+    pid = f"probe-{n}-{os.getpid()}"
+    server.send({"jsonrpc": "2.0", "id": pid, "method": "health"})
+    seen = []
+    deadline = time.monotonic() + 30
+    while True:
+        line = server.q.get(timeout=max(0.01, deadline - time.monotonic()))
+        assert line is not None, "the server closed its stdout"
+        m = _strict_json(line)
+        _valid_jsonrpc(m)
+        if m.get("id") == pid and "method" not in m:
+            assert m["result"]["ok"] is True
+            return seen
+        seen.append(m)
+
+
+_count = iter(range(10 ** 9))
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
+                                                                    HealthCheck.too_slow])
+@given(msg=_messages | _json)
+def test_fuzzed_requests_get_json_rpc_answers_and_the_server_survives(fuzz_server, msg):
+    fuzz_server.send(_line(msg))
+    _probe(fuzz_server, next(_count))
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.binary(max_size=200))
+def test_fuzzed_bytes_get_json_rpc_answers_and_the_server_survives(fuzz_server, data):
+    fuzz_server.send(data.replace(b"\n", b" ") + b"\n")
+    _probe(fuzz_server, next(_count))
+
+
+@pytest.mark.parametrize("id_text", ["1e999", "-1e999", "NaN", "Infinity", "1" * 5000])
+def test_ids_that_are_not_json_numbers_are_refused_in_json(fuzz_server, id_text):
+    """Python's parser takes 1e999 (inf) and NaN; echoing them back would write non-JSON."""
+    fuzz_server.send(b'{"jsonrpc": "2.0", "id": ' + id_text.encode() + b', "method": "health"}\n')
+    seen = _probe(fuzz_server, next(_count))
+    assert [m["error"]["code"] for m in seen] == [-32700] and seen[0]["id"] is None, seen
+
+
+def test_a_huge_line_is_answered_and_the_server_survives(fuzz_server):
+    fuzz_server.send(b'{"jsonrpc": "2.0", "id": 5, "method": "health", "params": {"x": "' + b"a" * 20_000_000
+                     + b'"}}\n')
+    seen = _probe(fuzz_server, next(_count))
+    assert len(seen) == 1 and seen[0]["id"] == 5 and seen[0]["error"]["code"] == -32602, seen
