@@ -47,6 +47,65 @@ def _one_of(values) -> Check:
     return lambda v: None if v in values else f"must be {text}"
 
 
+def _number(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def _integer(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _in(lo, hi, integer: bool = False) -> Callable[[Any], Optional[str]]:
+    """'' for a number in lo..hi (an integer if asked), else what it must be."""
+    def f(v):
+        if not (_integer(v) if integer else _number(v)) or not lo <= v <= hi:
+            return f"must be {'an integer' if integer else 'a number'} in {lo} .. {hi}"
+        return None
+    return f
+
+
+# reconstruct's options: each one's check (docs: backend.reconstruct.pipeline.DEFAULT_OPTIONS)
+OPTIONS: dict[str, Check] = {"texture_size": _in(64, 8192, True), "head_texture_size": _in(64, 8192, True),
+                             "n_identity": _in(1, 500, True), "render_long_side": _in(16, 16384, True),
+                             "age": _in(1, 120)}
+
+
+def _options(v: dict) -> Optional[str]:
+    for k, val in v.items():
+        if k not in OPTIONS:
+            return f"has an unknown option '{k}' (known: {', '.join(OPTIONS)})"
+        complaint = OPTIONS[k](val)
+        if complaint:
+            return f"option '{k}' {complaint}, not {json.dumps(val)[:40]}"
+    return None
+
+
+def _list_of(item: Check) -> Check:
+    def f(v: list) -> Optional[str]:
+        for i, x in enumerate(v):
+            complaint = item(x)
+            if complaint:
+                return f"item {i} ({json.dumps(x)[:40]}) {complaint}"
+        return None
+    return f
+
+
+def _values(v) -> Optional[str]:
+    """{name: number 0..1}: AU or control values."""
+    if not isinstance(v, dict):
+        return "must be an object of AU values"
+    for k, x in v.items():
+        if not _number(x) or not 0.0 <= x <= 1.0:
+            return f"'{k}' must be a number in 0 .. 1, not {json.dumps(x)[:40]}"
+    return None
+
+
+def _key(v) -> Optional[str]:
+    if not isinstance(v, dict) or set(v) != {"frame", "values"} or not _integer(v["frame"]):
+        return 'must be {"frame": <integer>, "values": {<control>: <0..1>}}'
+    return _values(v["values"])
+
+
 @dataclass
 class NoParams:
     """health, shutdown."""
@@ -57,7 +116,7 @@ class ReconstructParams:
     image: str  # the photo
     out_dir: str  # the job folder to write
     model_dir: Optional[str] = None  # the default model's folder or a Basel Face Model file
-    options: Optional[dict] = None  # texture_size, head_texture_size, n_identity, render_long_side, age
+    options: Optional[dict] = check(_options, default=None)  # OPTIONS
 
 
 @dataclass
@@ -68,12 +127,13 @@ class RigParams:
 @dataclass
 class DetailsParams:
     job_dir: str
-    expression: Optional[list] = None  # target weights in the model's shape order, or
-    aus: Optional[dict] = None  # target Action Units (AU12, AU12L), or
-    controls: Optional[dict] = None  # the face's AU rig controls (scene.json au_rig keys), as Blender shows
+    # target weights in the model's shape order, or
+    expression: Optional[list] = check(_list_of(_in(-1.0, 2.0)), default=None)
+    aus: Optional[dict] = check(_values, default=None)  # target Action Units (AU12, AU12L), or
+    controls: Optional[dict] = check(_values, default=None)  # the face's AU rig controls (scene.json au_rig keys)
     # none of the three: the photo's own expression
-    age: Optional[float] = None  # years; None: the face's estimated age
-    sizes: Optional[list] = None  # None: details.SIZES
+    age: Optional[float] = check(_in(1, 120), default=None)  # years; None: the face's estimated age
+    sizes: Optional[list] = check(_list_of(_in(16, 8192, True)), default=None)  # None: details.SIZES
     seed: int = 0
     model: str = AUTO_MODEL  # a detail model of the backend's registry (health lists them)
 
@@ -81,11 +141,13 @@ class DetailsParams:
 @dataclass
 class WrinklesParams:
     job_dir: str
-    size: int = 1024  # per-AU and key map size
-    age: Optional[float] = None
+    size: int = check(_one_of(RIG_SIZES), default=1024)  # per-AU and key map size
+    age: Optional[float] = check(_in(1, 120), default=None)
     seed: int = 0
-    controls: Optional[list] = None  # AU controls to make maps for; None: all
-    keys: list = field(default_factory=list)  # [{"frame": int, "values": {control: value}}]
+    # AU controls to make maps for; None: all
+    controls: Optional[list] = check(_list_of(lambda x: None if isinstance(x, str) else "must be a control name"),
+                                     default=None)
+    keys: list = check(_list_of(_key), default_factory=list)  # [{"frame": int, "values": {control: value}}]
     base_size: int = check(_one_of(RIG_SIZES), default=4096)
     model: str = AUTO_MODEL
 

@@ -33,6 +33,7 @@ NO_FACE = -32011  # no face found in the photo
 MODEL_NOT_FOUND = -32012  # the face model's folder or file is missing, foreign or damaged
 FIT_FAILED = -32013  # the model could not be fitted to the landmarks
 BAD_REQUEST = -32014  # understood but not doable as asked (unknown AU control, maps missing)
+DAMAGED_FILE = -32015  # a file the backend reads is truncated, foreign or holds NaN (weights, maps)
 # The LSP convention for a cancelled request.
 REQUEST_CANCELLED = -32800
 

@@ -50,6 +50,14 @@ class CancelledError(FaceDetError):
         super().__init__(message, hint)
 
 
+class DamagedFileError(FaceDetError, ValueError):
+    """A file the backend reads (learned weights, a map in the job folder, a training map) is
+    truncated, not what its name says, or holds NaN: the message names the file. A ValueError
+    too, so callers that guard a file's reading with ``except ValueError`` keep working."""
+
+    code = rpc.DAMAGED_FILE
+
+
 class BadRequestError(FaceDetError):
     """A request the backend understood but cannot do as asked (unknown AU control, missing
     maps a later step needs); the message says what to change."""

@@ -14,6 +14,8 @@ from pathlib import Path
 import numpy as np
 import OpenEXR
 
+from .errors import DamagedFileError
+
 CHANNEL = "Y"  # single-channel luminance: Blender reads it as grey in R, G and B
 PACK_CHANNELS = ("R", "G", "B")  # packs of three maps (per-AU wrinkle maps)
 UNIT_ATTRIBUTE = "facedet3dUnit"
@@ -55,22 +57,43 @@ def _write(path, channels: dict[str, np.ndarray], unit: str) -> Path:
     return p
 
 
+def _channels(path) -> dict:
+    try:
+        with OpenEXR.File(str(path)) as f:
+            return {k: np.asarray(c.pixels, np.float32) for k, c in f.channels().items()}
+    except FileNotFoundError:
+        raise
+    except Exception as exc:  # the OpenEXR module raises RuntimeError/OSError for a damaged file
+        raise DamagedFileError(f"{path} is not a readable EXR map ({exc})",
+                               "Delete it so it is made again (or rebuild the details).") from exc
+
+
+def _finite(path, m: np.ndarray) -> np.ndarray:
+    bad = int(np.count_nonzero(~np.isfinite(m)))
+    if bad:
+        raise DamagedFileError(f"{path} holds {bad} NaN or infinite values of {m.size}",
+                               "Delete it so it is made again (or rebuild the details); maps hold millimetres.")
+    return m
+
+
 def read_channels(path: str | os.PathLike) -> list[np.ndarray]:
-    """The R, G, B maps of a pack written by :func:`write_channels`, float32, row 0 = v=1."""
-    with OpenEXR.File(str(path)) as f:
-        chans = f.channels()
-        if "RGB" in chans:  # the OpenEXR module groups R, G, B into one (H, W, 3) array
-            rgb = np.asarray(chans["RGB"].pixels, np.float32)
-            return [rgb[..., i] for i in range(3)]
-        missing = [c for c in PACK_CHANNELS if c not in chans]
-        if missing:
-            raise ValueError(f"{Path(path).name} is not an RGB map pack (no {', '.join(missing)} channel)")
-        return [np.asarray(chans[c].pixels, np.float32) for c in PACK_CHANNELS]
+    """The R, G, B maps of a pack written by :func:`write_channels`, float32, row 0 = v=1;
+    a damaged file or one holding NaN raises :class:`DamagedFileError` naming it."""
+    chans = _channels(path)
+    if "RGB" in chans:  # the OpenEXR module groups R, G, B into one (H, W, 3) array
+        rgb = _finite(path, chans["RGB"])
+        return [rgb[..., i] for i in range(3)]
+    missing = [c for c in PACK_CHANNELS if c not in chans]
+    if missing:
+        raise DamagedFileError(f"{path} is not an RGB map pack (no {', '.join(missing)} channel)",
+                               "Delete it so it is made again.")
+    return [_finite(path, chans[c]) for c in PACK_CHANNELS]
 
 
 def read_map(path: str | os.PathLike) -> np.ndarray:
-    """A map written by :func:`write_map` (or any one-channel EXR) as float32, row 0 = v=1."""
-    with OpenEXR.File(str(path)) as f:
-        chans = f.channels()
-        name = CHANNEL if CHANNEL in chans else next(iter(chans))
-        return np.asarray(chans[name].pixels, np.float32)
+    """A map written by :func:`write_map` (or any one-channel EXR) as float32, row 0 = v=1; a
+    damaged file or one holding NaN raises :class:`DamagedFileError` naming it."""
+    chans = _channels(path)
+    if not chans:
+        raise DamagedFileError(f"{path} has no channels", "Delete it so it is made again.")
+    return _finite(path, chans[CHANNEL] if CHANNEL in chans else next(iter(chans.values())))

@@ -52,6 +52,9 @@ def load_rgb(path: str | os.PathLike) -> np.ndarray:
             if im.mode in ("I", "F") or im.mode.startswith("I;16"):
                 im = _to_8bit(im)  # convert("RGB") would clip 16-bit grey to white
             arr = np.asarray(im.convert("RGB"))
+    except Image.DecompressionBombError as exc:  # Pillow's own limit (200 MP) comes before ours
+        raise BadImageError(f"{p.name} is over the {MAX_PIXELS // 1_000_000} MP limit ({exc}).",
+                            "Scale the photo down (a face 500-2000 pixels wide is plenty).") from exc
     except UnidentifiedImageError as exc:
         raise BadImageError(f"{p.name} is not an image Pillow can read.",
                             "Choose a JPEG, PNG, TIFF, BMP or WebP photo.") from exc

@@ -15,6 +15,7 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
+from ..core.errors import DamagedFileError
 from .nets import RCAN, DetH, DetHConfig, RCANConfig
 
 SHIPPED = Path(__file__).resolve().parent / "weights"
@@ -60,10 +61,11 @@ def metadata(kind: str, folder=None) -> dict:
         with safe_open(str(path), "pt") as f:
             meta = f.metadata() or {}
     except Exception as e:  # safetensors raises its own error type for a truncated or foreign file
-        raise ValueError(f"{path} is not a readable safetensors file ({e}); copy it again or "
-                         f"re-export it (`python -m backend export {kind} ...`)") from e
+        raise DamagedFileError(f"{path} is not a readable safetensors file ({e})",
+                               f"Copy it again or re-export it (`python -m backend export {kind} ...`).") from e
     if meta.get("kind") != kind:
-        raise ValueError(f"{path} holds {meta.get('kind') or 'no FaceDet3D'} weights, not {kind}")
+        raise DamagedFileError(f"{path} holds {meta.get('kind') or 'no FaceDet3D'} weights, not {kind}",
+                               f"Put the {kind} weights there, or use the physical model.")
     return {"kind": kind, "config": json.loads(meta["config"]), "info": json.loads(meta.get("info", "{}"))}
 
 

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import json
 import os
+import zipfile
+import zlib
 from functools import lru_cache
 from pathlib import Path
 
@@ -125,9 +127,10 @@ def _load_ict_cached(folder: str) -> MorphableModel:
             jaw_rows=(list(ICT_JAW_RIGHT), list(ICT_JAW_LEFT)),
             regions=dict(ICT_REGIONS),
         )
-    except (KeyError, ValueError, OSError) as exc:
+    except (KeyError, ValueError, OSError, EOFError, zipfile.BadZipFile, zlib.error) as exc:
         raise ModelNotFoundError(
-            f"{path} is not a readable ICT-FaceKit Light archive ({exc}).",
+            f"{path} is not a readable ICT-FaceKit Light archive ({type(exc).__name__}: {exc}; truncated or "
+            "damaged?).",
             "Restore the file from the model release, or point the model folder elsewhere.",
         ) from exc
     model.facs = facs_table(model.expression_names, ICT_FACS)
