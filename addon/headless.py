@@ -73,6 +73,9 @@ def _job_args(r) -> None:
                    help="add detail maps (photo detail + wrinkles for the photo's expression) as displacement")
     r.add_argument("--detail-size", type=int, default=4096, help="largest detail map size (default 4096)")
     r.add_argument("--age", type=float, default=0.0, help="age for wrinkle depth (default: from the photo)")
+    r.add_argument("--face", default="", metavar="N|L,T,R,B",
+                   help="which face of a photo with several: its number from the left (0 = leftmost) or its box "
+                        "in pixels (left,top,right,bottom); default: the largest")
     r.add_argument("--view", choices=VIEWS, default="photo",
                    help="the camera: the photo's own (default), or portrait: a three-quarter close-up with a raking "
                         "key light, where relief and wrinkles show")
@@ -235,6 +238,11 @@ def _scene(args, keys: tuple = ()):
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    try:
+        face = parse_face(args.face) if args.face else None
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     if out.exists() and not out.is_dir():
         print(f"error: --out {out} is a file; give a folder (it is made if it does not exist)", file=sys.stderr)
         return 2
@@ -269,6 +277,8 @@ def _scene(args, keys: tuple = ()):
         options["age"] = args.age
     if args.resolution:
         options["render_long_side"] = args.resolution
+    if face is not None:
+        options["face"] = face
     detail = None
     try:
         res = client.call(methods.RECONSTRUCT, jobs.reconstruct_params(args.image, job_dir, model_dir, options),
@@ -284,6 +294,8 @@ def _scene(args, keys: tuple = ()):
     finally:
         session.shutdown()
     print(f"backend done in {time.perf_counter() - t0:.1f} s: fit error {res['stats']['fit_error_iod']:.3f} IOD")
+    for w in res.get("warnings", []):
+        print(f"warning: {w}", file=sys.stderr)
     try:
         # Save first so every path the builder stores is relative to the .blend.
         bpy.ops.wm.save_as_mainfile(filepath=str(run.blend))
@@ -360,6 +372,20 @@ def parse_expression(what: str, where: str) -> str | dict[str, float]:
                              f"({', '.join(PRESETS)})")
         values[name] = v
     return values
+
+
+def parse_face(text: str) -> int | list[float]:
+    """'2' -> 2; '120,40,260,210' -> [120.0, 40.0, 260.0, 210.0]."""
+    parts = [p.strip() for p in text.split(",")]
+    try:
+        if len(parts) == 1 and int(parts[0]) >= 0:
+            return int(parts[0])
+        box = [float(p) for p in parts]
+        if len(box) == 4 and box[0] < box[2] and box[1] < box[3]:
+            return box
+    except ValueError:
+        pass
+    raise ValueError(f"--face '{text}': give a face number (0 = the leftmost) or a box left,top,right,bottom in pixels")
 
 
 def parse_key(text: str) -> tuple[int, str | dict[str, float]]:

@@ -78,6 +78,9 @@ class Detection:
     landmarks: list[list[float]]  # (68, 2) x, y
     detector: str
     faces_found: int = 1
+    faces: list[list[float]] = field(default_factory=list)  # every face found, boxes left to right
+    chosen: int = 0  # which of ``faces`` is used (its index; -1: a box the user gave that no detection matched)
+    chosen_by: str = "largest"  # or "number", "box": how the user picked it
 
     @property
     def points(self) -> np.ndarray:

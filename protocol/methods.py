@@ -65,9 +65,18 @@ def _in(lo, hi, integer: bool = False) -> Callable[[Any], Optional[str]]:
 
 
 # reconstruct's options: each one's check (docs: backend.reconstruct.pipeline.DEFAULT_OPTIONS)
+def _face(v) -> Optional[str]:
+    """Which face of a photo with several: its number from the left, or a box [l, t, r, b] in pixels."""
+    if _integer(v) and v >= 0:
+        return None
+    if isinstance(v, list) and len(v) == 4 and all(_number(x) for x in v) and v[0] < v[2] and v[1] < v[3]:
+        return None
+    return "must be a face number (0 = the leftmost) or a box [left, top, right, bottom] in pixels"
+
+
 OPTIONS: dict[str, Check] = {"texture_size": _in(64, 8192, True), "head_texture_size": _in(64, 8192, True),
                              "n_identity": _in(1, 500, True), "render_long_side": _in(16, 16384, True),
-                             "age": _in(1, 120)}
+                             "age": _in(1, 120), "face": _face}
 
 
 def _options(v: dict) -> Optional[str]:

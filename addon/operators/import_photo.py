@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import bpy
-from bpy.props import BoolProperty, EnumProperty, StringProperty
+from bpy.props import BoolProperty, EnumProperty, IntProperty, StringProperty
 from bpy_extras.io_utils import ImportHelper
 
 from ..link import jobs
@@ -28,6 +28,9 @@ class FACEDET3D_OT_import_photo(BackendJobMixin, bpy.types.Operator, ImportHelpe
     view: EnumProperty(name="View", default="photo", items=[
         ("photo", "Photo", "The photo's own camera and framing"),
         ("portrait", "Portrait", "A three-quarter close-up with a raking key light: relief and wrinkles show")])
+    face: IntProperty(name="Face", default=-1, min=-1,
+                      description="Which face of a photo with several: its number from the left (0 = leftmost); "
+                                  "-1: the largest")
 
     _job_dir: Path | None = None
 
@@ -39,7 +42,8 @@ class FACEDET3D_OT_import_photo(BackendJobMixin, bpy.types.Operator, ImportHelpe
                                   "Preferences > Add-ons > FaceDet3D, or switch 'Face model' back to Default.")
         jobs.check_inputs(self.filepath, model_dir, reference)
         self._job_dir = storage.new_job_dir(self.filepath, context)
-        return "reconstruct", jobs.reconstruct_params(self.filepath, self._job_dir, model_dir)
+        options = {"face": self.face} if self.face >= 0 else {}
+        return "reconstruct", jobs.reconstruct_params(self.filepath, self._job_dir, model_dir, options)
 
     def discard(self, context):
         if self._job_dir is not None:
@@ -53,6 +57,8 @@ class FACEDET3D_OT_import_photo(BackendJobMixin, bpy.types.Operator, ImportHelpe
         context.view_layer.objects.active = built.obj
         self.report({"INFO"}, f"Imported {built.obj.name} (fit error "
                               f"{built.obj.facedet3d.fit_error_iod * 100:.1f}% of eye distance)")
+        for w in (result or {}).get("warnings", []):
+            self.report({"WARNING"}, w[:1].upper() + w[1:].replace("(--face)", "(Import Photo's Face option)"))
         return {"FINISHED"}
 
 

@@ -39,6 +39,26 @@ DEFAULT_OPTIONS = {
 }
 
 
+# Below this face width (pixels) the photo holds too little skin detail for D(I_x) and the texture
+# (about 0.4 px per mm of face); the job still runs, with a warning. A choice: dlib's HOG finds
+# faces down to ~40 px after its upsampling, and at 60 px pores and fine lines are sub-pixel.
+SMALL_FACE_PX = 60
+
+
+def detection_warnings(det) -> list[str]:
+    """What the user should know about the face the job used: which of several, and a small one."""
+    out = []
+    if det.faces_found > 1:
+        which = "the largest" if det.chosen_by == "largest" else f"by its {det.chosen_by}, as asked"
+        out.append(f"{det.faces_found} faces found; used face {det.chosen} from the left ({which}, box "
+                   f"{', '.join(f'{v:.0f}' for v in det.box)}): choose another by number or box (--face)")
+    width = det.box[2] - det.box[0]
+    if width < SMALL_FACE_PX:
+        out.append(f"the face is only {width:.0f} px wide: its texture and the person's own skin detail will be "
+                   "poor; use a larger photo or a closer crop")
+    return out
+
+
 def iris_color(image: np.ndarray, points: np.ndarray) -> list[float] | None:
     """Median colour of the darkest pixels inside both eye outlines (linear RGB), or None."""
     cols = []
@@ -87,7 +107,7 @@ def reconstruct(image: str, out_dir: str, model_dir: str | None = None, job: Job
                              photo_sha256=hashlib.sha256(Path(image).read_bytes()).hexdigest())
 
     job.stage(0.05, 0.25).report(0.0, "Detecting face and landmarks")
-    rec.detection = timed("detect", landmarks.detect_face, photo, job)
+    rec.detection = timed("detect", landmarks.detect_face, photo, job, opts.get("face"))
     rec.age = timed("age", age.estimate_age, photo, rec.detection, opts.get("age"))
 
     job.stage(0.25, 0.55).report(0.0, "Fitting the face model")
@@ -115,9 +135,10 @@ def reconstruct(image: str, out_dir: str, model_dir: str | None = None, job: Job
     scene.save(out / job_files.SCENE_FILE)
     rec.files["scene"] = job_files.SCENE_FILE
     rec.stats = {"timings_s": timings, "texture_coverage": face_tex.coverage,
-                 "fit_error_iod": rec.fit.error_iod, "fit_error_px": rec.fit.error_px}
+                 "fit_error_iod": rec.fit.error_iod, "fit_error_px": rec.fit.error_px,
+                 "warnings": detection_warnings(rec.detection)}
     job.check()  # a cancel during writing still leaves no face.json
     rec.save(out)
     job.report(1.0, "Done")
     return {"job_dir": str(out.resolve()), "face": job_files.FACE_JSON, "aus": rec.aus, "stats": rec.stats,
-            "n_vertices": model.n_vertices}
+            "n_vertices": model.n_vertices, "warnings": rec.stats["warnings"]}

@@ -30,7 +30,7 @@ with warnings.catch_warnings():  # face_recognition_models imports pkg_resources
 
 from protocol.job import Detection
 
-from ..core.errors import NoFaceError
+from ..core.errors import BadRequestError, NoFaceError
 from ..core.progress import Job
 
 # HOG on a 1600 px copy takes ~0.3 s on one core; beyond that the face is large anyway.
@@ -123,8 +123,39 @@ def _cnn_faces(image: np.ndarray) -> list[tuple[list[float], float]]:
              float(d.confidence)) for d in dets]
 
 
-def _largest(faces: list[tuple[list[float], float]]) -> tuple[list[float], float]:
-    return max(faces, key=lambda f: (f[0][2] - f[0][0]) * (f[0][3] - f[0][1]))
+def _largest(faces: list[tuple[list[float], float]]) -> int:
+    """The index of the largest face; equal sizes (HOG boxes come in steps): the more confident."""
+    return max(range(len(faces)), key=lambda i: ((faces[i][0][2] - faces[i][0][0]) * (faces[i][0][3] - faces[i][0][1]),
+                                                 faces[i][1]))
+
+
+def _iou(a, b) -> float:
+    w = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    h = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    inter = w * h
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return inter / union if union > 0 else 0.0
+
+
+def choose_face(faces: list[tuple[list[float], float]], face=None) -> tuple[list[float], float, int]:
+    """(box, score, index) of the face to use among ``faces`` (boxes left to right): ``face`` None
+    takes the largest, an int that index, a box [left, top, right, bottom] the detected face that
+    overlaps it most — or the box itself when none does (a face the detectors missed)."""
+    if face is None:
+        i = _largest(faces)
+    elif isinstance(face, int):
+        if not 0 <= face < len(faces):
+            raise BadRequestError(f"face {face} was asked for, but the photo has {len(faces)} "
+                                  f"face{'s' if len(faces) != 1 else ''} (numbered 0 to {len(faces) - 1} from the left)",
+                                  "Choose one of those numbers, or give the face's box.")
+        i = face
+    else:
+        box = [float(v) for v in face]
+        overlaps = [_iou(box, f[0]) for f in faces]
+        i = int(np.argmax(overlaps)) if faces else -1
+        if i < 0 or overlaps[i] < 0.1:
+            return box, 0.0, -1
+    return faces[i][0], faces[i][1], i
 
 
 def _clip_box(box: list[float], w: int, h: int) -> list[float]:
@@ -200,10 +231,11 @@ def _fan_landmarks(image: np.ndarray, box: list[float]) -> Optional[np.ndarray]:
 
 
 # ---- public ---------------------------------------------------------------------------------
-def detect_face(image: np.ndarray, job: Job | None = None) -> Detection:
-    """Find the largest confident face in an (H, W, 3) uint8 RGB photo and its 68 landmarks.
+def detect_face(image: np.ndarray, job: Job | None = None, face=None) -> Detection:
+    """Find the confident faces in an (H, W, 3) uint8 RGB photo and place 68 landmarks on one:
+    the largest, or the one ``face`` names (:func:`choose_face`: an index from the left, or a box).
 
-    Raises :class:`NoFaceError` when no detector finds a face.
+    Raises :class:`NoFaceError` when no detector finds a face (and no box is given).
     """
     img = _as_rgb8(image)
     h, w = img.shape[:2]
@@ -221,13 +253,18 @@ def detect_face(image: np.ndarray, job: Job | None = None) -> Detection:
         step(0.35, "No clear frontal face; trying the CNN face detector")
         confident = [f for f in _cnn_faces(img) if f[1] >= CNN_THRESHOLD]
         detector = "dlib-cnn"
-    if not confident:
+    confident.sort(key=lambda f: f[0][0])  # numbered from the left, as a user counts them
+    if not confident and face is not None and not isinstance(face, int):
+        confident, detector = [], "user-box"
+    elif not confident:
         raise NoFaceError(
             f"No face found in the {w}x{h} photo.",
             "Use a photo with a frontal or three-quarter view of one face at least ~100 px wide, "
             "evenly lit and not cut off by the frame.",
         )
-    box, score = _largest(confident)
+    box, score, chosen = choose_face(confident, face)
+    if chosen < 0:
+        detector = "user-box"
     box = _clip_box(box, w, h)
 
     step(0.7, "Placing 68 landmarks")
@@ -239,4 +276,6 @@ def detect_face(image: np.ndarray, job: Job | None = None) -> Detection:
         detector += "+dlib-68"
     step(1.0, f"Face found ({detector})")
     return Detection(box=[float(v) for v in box], score=float(score), landmarks=pts.tolist(),
-                     detector=detector, faces_found=len(confident))
+                     detector=detector, faces_found=len(confident),
+                     faces=[[round(float(v), 1) for v in _clip_box(f[0], w, h)] for f in confident], chosen=chosen,
+                     chosen_by="largest" if face is None else ("number" if isinstance(face, int) else "box"))

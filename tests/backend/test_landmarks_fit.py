@@ -8,13 +8,13 @@ import skimage.data
 from PIL import Image
 from scipy.spatial.transform import Rotation
 
-from backend.core.errors import CancelledError, FitError, NoFaceError
+from backend.core.errors import BadRequestError, CancelledError, FitError, NoFaceError
 from backend.core.progress import Job
 from backend.models import facs
 from backend.models.loader import load_model
 from backend.reconstruct import fitting
 from backend.vision import landmarks
-from protocol.job import Camera, Detection
+from protocol.job import Camera, Detection, FaceReconstruction
 
 # Eye centres of skimage's astronaut photo, read off a 12x zoom of the pixels (the midpoint
 # of each eye's corners, which is also where the iris sits): subject's right eye (image
@@ -75,6 +75,44 @@ def test_largest_confident_face_is_chosen(astronaut):
     expected = ASTRONAUT_EYES * 1.5 + [520, 16]
     got = np.stack([p[36:42].mean(0), p[42:48].mean(0)])
     assert np.linalg.norm(got - expected, axis=1).max() < 5.0
+
+
+@pytest.fixture(scope="module")
+def two_faces(astronaut) -> np.ndarray:
+    a = Image.fromarray(astronaut)
+    canvas = Image.new("RGB", (1300, 800), (200, 200, 200))
+    canvas.paste(a, (0, 150))  # face ~90 px wide, on the left
+    canvas.paste(a.resize((768, 768), Image.BICUBIC), (520, 16))  # the same face 1.5x, right
+    return np.asarray(canvas)
+
+
+def test_a_face_is_chosen_by_number_or_box(two_faces):
+    largest = landmarks.detect_face(two_faces)
+    assert largest.faces_found == 2 and largest.chosen == 1 and largest.chosen_by == "largest"
+    assert [f[0] < 520 for f in largest.faces] == [True, False], "numbered from the left"
+    left = landmarks.detect_face(two_faces, face=0)
+    assert left.chosen == 0 and left.box == largest.faces[0] and left.chosen_by == "number"
+    iod = np.linalg.norm(left.points[42:48].mean(0) - left.points[36:42].mean(0))
+    assert 38 < iod < 50, iod  # her ~44.5 px at the original scale
+    by_box = landmarks.detect_face(two_faces, face=[100, 200, 260, 380])  # roughly the left face
+    assert by_box.chosen == 0 and by_box.chosen_by == "box"
+    with pytest.raises(BadRequestError, match="face 2 was asked for, but the photo has 2 faces"):
+        landmarks.detect_face(two_faces, face=2)
+
+
+def test_reconstruct_says_which_face_it_used_and_warns_of_a_small_one(two_faces, astronaut, tmp_path):
+    from backend.reconstruct.pipeline import reconstruct
+
+    fast = {"texture_size": 256, "head_texture_size": 128}
+    src = tmp_path / "two.png"
+    Image.fromarray(two_faces).save(src)
+    res = reconstruct(str(src), str(tmp_path / "a"), options=fast)
+    assert len(res["warnings"]) == 1 and "2 faces found; used face 1 from the left (the largest" in res["warnings"][0]
+    small = tmp_path / "small.png"
+    Image.fromarray(astronaut).resize((300, 300), Image.BICUBIC).save(small)  # her face ~53 px wide
+    res = reconstruct(str(small), str(tmp_path / "b"), options=fast)
+    assert any("px wide" in w for w in res["warnings"]), res["warnings"]
+    assert FaceReconstruction.load(tmp_path / "b").stats["warnings"] == res["warnings"]
 
 
 @pytest.mark.parametrize("kind", ["coffee", "flat"])

@@ -221,7 +221,7 @@ def test_a_failed_rerun_leaves_the_earlier_results_exactly_as_they_were(tmp_path
 
 
 @pytest.mark.parametrize("case", ["out_is_a_file", "out_cannot_be_made", "two_keys_at_a_frame",
-                                  "two_presets_at_a_frame", "negative_frame", "unknown_au"])
+                                  "two_presets_at_a_frame", "negative_frame", "unknown_au", "bad_face"])
 def test_bad_arguments_are_refused_with_a_message_before_any_work(case, tmp_path):
     out = tmp_path / "o"
     keys = ["--key", "1:neutral", "--key", "5:happy"]
@@ -237,8 +237,10 @@ def test_bad_arguments_are_refused_with_a_message_before_any_work(case, tmp_path
         keys, words = ["--key", "5:happy", "--key", "5:sad"], "both at frame 5"
     elif case == "negative_frame":
         keys, words = ["--key", "-3:happy", "--key", "5:sad"], "frame -3 is outside"
-    else:
+    elif case == "unknown_au":
         keys, words = ["--key", "1:happy", "--key", "5:AU999=1"], "no control AU999"
+    else:
+        keys, words = keys + ["--face", "left"], "give a face number"
     r = subprocess.run([sys.executable, "-m", "facedet3d", "animate", "--image", str(PHOTO), "--out", str(out),
                         *keys], cwd=REPO, capture_output=True, text=True, timeout=300)
     assert r.returncode == 2 and words in r.stderr and "Traceback" not in r.stderr, r.stderr[-2000:]
