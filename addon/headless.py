@@ -37,10 +37,15 @@ def _parser() -> argparse.ArgumentParser:
                         "contempt, neutral) or AU1=1,AU2=0.6; with --details its wrinkles are made for it")
     a = sub.add_parser("animate", help="photo + keys -> AU animation: PNG frames, optional video, .blend")
     _job_args(a)
-    a.add_argument("--key", action="append", required=True, metavar="FRAME:WHAT",
+    a.add_argument("--key", action="append", default=[], metavar="FRAME:WHAT",
                    help="a key: FRAME:PRESET (happy, sad, surprise, fear, anger, disgust, contempt, "
                         "neutral) or FRAME:AU1=1,AU2=0.6,AU12L=0.8 (AUn without a side sets both sides); "
                         "repeat for each key")
+    a.add_argument("--keys", default="", metavar="'FRAME:WHAT;FRAME:WHAT'",
+                   help="several keys in one argument, separated by ';' (for job templates that pass one string)")
+    a.add_argument("--no-render", action="store_true",
+                   help="build the animated .blend (and maps, glTF) without rendering: a farm renders its frames "
+                        "(`render`) and encodes them (`encode`)")
     a.add_argument("--video", action="store_true", help="also write an MP4 (H.264) with Blender's FFmpeg")
     a.add_argument("--fps", type=int, default=24)
     a.add_argument("--wrinkles", action="store_true",
@@ -50,6 +55,14 @@ def _parser() -> argparse.ArgumentParser:
     a.add_argument("--wrinkle-aus", choices=("all", "animated"), default="all",
                    help="per-AU maps for every AU (sliders move wrinkles live in the .blend) or only the keyed ones")
     a.add_argument("--gltf", action="store_true", help="also export <name>.glb with its maps in <name>_maps/")
+    rn = sub.add_parser("render", help="render frames of a .blend into its own output path (no backend, no add-on "
+                                       "needed): one farm task")
+    rn.add_argument("--blend", required=True)
+    rn.add_argument("--frames", required=True, metavar="RANGE",
+                    help="frames as a range expression: 1-24, 1-24:2, 1,5,9 (an Open Job Description chunk)")
+    en = sub.add_parser("encode", help="the rendered frames of a .blend -> MP4 (H.264) with Blender's FFmpeg")
+    en.add_argument("--blend", required=True)
+    en.add_argument("--out", required=True, help="the .mp4 to write")
     b = sub.add_parser("bench", help="median timings: scene build and a 512^2 Cycles render")
     b.add_argument("--job", required=True, help="a finished job folder (from `reconstruct`)")
     b.add_argument("--repeat", type=int, default=3)
@@ -60,6 +73,7 @@ def _parser() -> argparse.ArgumentParser:
 def _job_args(r) -> None:
     r.add_argument("--image", required=True, help="the photo")
     r.add_argument("--out", required=True, help="output folder (job files, .blend, render)")
+    r.add_argument("--name", default="", help="name of the .blend and its folders (default: the photo's)")
     r.add_argument("--model-dir", default="",
                    help="face model folder (default: preferences/env/checkout), or a Basel Face Model file "
                         "(.mat / .h5), converted on first use with the default model as reference")
@@ -232,7 +246,7 @@ def _scene(args, keys: tuple = ()):
     except jobs.InputError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    stem = settings.slug(Path(args.image).stem)
+    stem = settings.slug(args.name or Path(args.image).stem)
     try:
         target = parse_expression(args.expression, "--expression") if getattr(args, "expression", "") else None
     except ValueError as exc:
@@ -453,8 +467,12 @@ def _animate_wrinkles(args, obj) -> int:
 
 
 def animate(args) -> int:
+    texts = list(args.key) + [k.strip() for k in args.keys.replace("\n", ";").split(";") if k.strip()]
+    if not texts:
+        print("error: give at least one key (--key FRAME:WHAT, or --keys 'FRAME:WHAT;FRAME:WHAT')", file=sys.stderr)
+        return 2
     try:
-        keys = parse_keys(args.key or [])
+        keys = parse_keys(texts)
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -481,6 +499,8 @@ def animate(args) -> int:
         # wherever it moves: after the publish, on a farm
         scene.render.filepath = f"//{frames_dir.name}/frame_"
         bpy.ops.wm.save_as_mainfile(filepath=str(run.blend))
+        if args.no_render:
+            return 0
         t1 = time.perf_counter()
         bpy.ops.render.render(animation=True)
         frames = sorted(frames_dir.glob("frame_*.png"))
@@ -491,6 +511,76 @@ def animate(args) -> int:
         return 0
 
     return _finish(run, work)
+
+
+def parse_frames(text: str) -> list[int]:
+    """A range expression as Open Job Description writes a chunk of frames: '1-24', '1-24:2',
+    '1,5,9', '3'; in order, without repeats."""
+    frames: list[int] = []
+    for part in (p.strip() for p in text.split(",")):
+        rng, _, step = part.partition(":")
+        a, dash, b = rng.partition("-") if not rng.startswith("-") else ("", "", "")
+        try:
+            lo = int(a)
+            hi = int(b) if dash else lo
+            st = int(step) if step else 1
+        except ValueError:
+            raise ValueError(f"--frames '{text}': '{part}' is not N, A-B or A-B:STEP") from None
+        if st < 1 or hi < lo or lo < 0 or hi > MAX_FRAME:
+            raise ValueError(f"--frames '{text}': '{part}' is not a range of frames 0 .. {MAX_FRAME} with a step >= 1")
+        frames.extend(range(lo, hi + 1, st))
+    return sorted(set(frames))
+
+
+def _open_blend(path: str) -> Path | None:
+    blend = Path(path).expanduser().resolve()
+    if not blend.is_file():
+        print(f"error: no .blend at {blend}", file=sys.stderr)
+        return None
+    bpy.ops.wm.open_mainfile(filepath=str(blend))
+    return blend
+
+
+def render(args) -> int:
+    """Frames of a saved .blend, each written where an animation render of the file writes it
+    (its own output path, relative to it): a farm task renders its chunk, any worker, any order."""
+    try:
+        frames = parse_frames(args.frames)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if _open_blend(args.blend) is None:
+        return 2
+    scene = bpy.context.scene
+    base = scene.render.filepath
+    t0 = time.perf_counter()
+    for f in frames:
+        scene.frame_set(f)
+        scene.render.filepath = scene.render.frame_path(frame=f)
+        bpy.ops.render.render(write_still=True)
+        scene.render.filepath = base
+    print(f"rendered frames {args.frames} ({len(frames)}) in {time.perf_counter() - t0:.1f} s")
+    return 0
+
+
+def encode(args) -> int:
+    """The frames of a .blend's scene range, found where `render` writes them, as an MP4."""
+    if _open_blend(args.blend) is None:
+        return 2
+    scene = bpy.context.scene
+    frames = [Path(scene.render.frame_path(frame=f)) for f in range(scene.frame_start, scene.frame_end + 1)]
+    missing = [p.name for p in frames if not p.is_file()]
+    if missing:
+        print(f"error: {len(missing)} of {len(frames)} frames are not rendered yet ({', '.join(missing[:5])}"
+              f"{' …' if len(missing) > 5 else ''}); render them first", file=sys.stderr)
+        return 1
+    out = Path(args.out).expanduser().resolve()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(out.stem + ".partial" + out.suffix)
+    _encode_video(frames, tmp, scene.render.fps, (scene.render.resolution_x, scene.render.resolution_y))
+    os.replace(tmp, out)  # a failed encode leaves an earlier video as it was
+    print(f"wrote {out}")
+    return 0
 
 
 def _joined_keys(argv: list[str]) -> list[str]:
@@ -515,4 +605,8 @@ def main(argv: list[str] | None = None) -> int:
         return animate(args)
     if args.command == "bench":
         return bench(args)
+    if args.command == "render":
+        return render(args)
+    if args.command == "encode":
+        return encode(args)
     return 2

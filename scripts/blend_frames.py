@@ -6,7 +6,8 @@ colleague without the FaceDet3D add-on gets from our files.
 
 Writes OUT_DIR/vertices_<frame>.npy (the evaluated mesh of every object with shape keys, world
 space, objects in name order), OUT_DIR/frame_<frame>.png with --render N (N pixels wide, 2
-samples, a fixed seed and thread count, no denoiser: the same file renders the same pixels) and
+samples, a fixed seed and thread count, no denoiser: the same file renders the same pixels) or
+--render-as-is (the file's own render settings, as a stock `blender -b` render job) and
 OUT_DIR/report.json (whether the add-on was registered; every driver that does not evaluate).
 ``--with-addon`` registers the add-on of this checkout first, to compare against.
 """
@@ -28,6 +29,9 @@ def _args(argv):
     p.add_argument("out")
     p.add_argument("--frames", default="1", help="comma-separated frame numbers")
     p.add_argument("--render", type=int, default=0, help="also render each frame, this many pixels wide")
+    p.add_argument("--render-as-is", action="store_true",
+                   help="also render each frame with the file's own settings, as `blender -b FILE -o OUT -f N` "
+                        "does (a stock farm job such as Flamenco's Simple Blender Render)")
     p.add_argument("--with-addon", action="store_true", help="register this checkout's add-on first")
     return p.parse_args(argv)
 
@@ -88,7 +92,7 @@ def main(argv) -> int:
     for f in frames:
         scene.frame_set(f)
         np.save(out / f"vertices_{f}.npy", evaluated_vertices())
-        if a.render:
+        if a.render or a.render_as_is:
             scene.render.filepath = str(out / f"frame_{f}.png")
             bpy.ops.render.render(write_still=True)
     report = {"addon_registered": hasattr(bpy.types.Object, "facedet3d"), "frames": frames,
