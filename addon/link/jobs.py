@@ -6,6 +6,7 @@ import shutil
 from pathlib import Path
 
 from ...protocol.methods import ReconstructParams
+from ...protocol.models import ICT_ARCHIVE, ICT_RELEASE_FOLDER, ICT_RELEASE_NEUTRAL, ict_layout
 from . import settings
 from .client import BackendError
 
@@ -45,6 +46,11 @@ def check_inputs(image: str, model_dir: str, reference_dir: str = "") -> None:
     if not Path(model_dir).is_dir():
         raise InputError(f"The model folder '{model_dir}' does not exist. Fix 'Model folder' in "
                          "Preferences > Add-ons > FaceDet3D (headless: --model-dir or FACEDET3D_MODEL_DIR).")
+    if ict_layout(model_dir) is None:
+        raise InputError(f"The model folder '{model_dir}' holds neither ICT-FaceKit Light's {ICT_ARCHIVE} nor its "
+                         f"release ({ICT_RELEASE_NEUTRAL} and the other OBJs, in the folder or its "
+                         f"{ICT_RELEASE_FOLDER}/). Point 'Model folder' in Preferences > Add-ons > FaceDet3D at a "
+                         "download or checkout of the ICT-FaceKit release.")
 
 
 def reconstruct_params(image: str, job_dir: Path, model_dir: str, options: dict | None = None) -> ReconstructParams:

@@ -21,7 +21,8 @@ class FACEDET3D_AP_preferences(bpy.types.AddonPreferences):
     )
     model_dir: StringProperty(
         name="Model folder",
-        description="Folder of the default face model (ICT-FaceKit Light: holds ict_facekit_light.npz); "
+        description="Folder of the default face model, ICT-FaceKit Light: a download or checkout of its release "
+                    "(the OBJs of FaceXModel/, converted once) or the folder holding ict_facekit_light.npz; "
                     "a Basel Face Model is registered to it. "
                     "Empty: $FACEDET3D_MODEL_DIR, else shared/models/ict-facekit of a checkout",
         subtype="DIR_PATH",

@@ -15,10 +15,12 @@ from pathlib import Path
 
 import numpy as np
 
+from protocol.models import ICT_ARCHIVE, ICT_RELEASE_FOLDER, ICT_RELEASE_NEUTRAL, ict_layout
+
 from ..core.errors import ModelNotFoundError
+from . import ict_release
 from .morphable import MorphableModel, facs_table
 
-ICT_ARCHIVE = "ict_facekit_light.npz"
 
 # Vertex and polygon ranges of the ICT-FaceKit release (its README, "Face Model Topology"),
 # end-exclusive. These are facts of the release's layout, not mesh data.
@@ -81,30 +83,41 @@ ICT_FACS = {
 }
 
 
-def _check_archive(path: Path) -> None:
-    if not path.parent.is_dir():
+def archive_path(folder: str | os.PathLike, job=None) -> Path:
+    """The repacked archive of the model in ``folder``: the archive itself, or — for the public
+    release's folder of OBJs (or a checkout of its repository) — its conversion, made once and
+    cached (:mod:`.ict_release`)."""
+    f = Path(folder).expanduser()
+    if not f.is_dir():
         raise ModelNotFoundError(
-            f"Model folder not found: {path.parent}",
-            "Set the model folder in the add-on preferences (or --model-dir) to the folder that "
-            f"holds {ICT_ARCHIVE}, e.g. shared/models/ict-facekit.",
+            f"Model folder not found: {f}",
+            "Set the model folder in the add-on preferences (or --model-dir) to ICT-FaceKit Light: the folder "
+            f"holding {ICT_ARCHIVE}, or the release's {ICT_RELEASE_FOLDER} folder.",
         )
-    if not path.is_file():
+    layout = ict_layout(f)
+    if layout is None:
         raise ModelNotFoundError(
-            f"The model folder {path.parent} has no {ICT_ARCHIVE}.",
-            "Point the model folder at an ICT-FaceKit Light folder holding ict_facekit_light.npz.",
+            f"The model folder {f} has neither {ICT_ARCHIVE} nor the ICT-FaceKit release's {ICT_RELEASE_NEUTRAL} "
+            f"(in it or in {ICT_RELEASE_FOLDER}/).",
+            "Point the model folder at ICT-FaceKit Light: a download or checkout of the release, or the folder "
+            f"holding {ICT_ARCHIVE}.",
         )
+    kind, where = layout
+    if kind == "archive":
+        return where / ICT_ARCHIVE
+    return ict_release.archive_for(where, job)
 
 
-def load_ict_facekit(folder: str | os.PathLike) -> MorphableModel:
-    """Read ICT-FaceKit Light from its repacked archive (see the folder's DATA_CARD.md)."""
+def load_ict_facekit(folder: str | os.PathLike, job=None) -> MorphableModel:
+    """ICT-FaceKit Light from ``folder``: the repacked archive (DATA_CARD.md of the model folder)
+    or the public release's OBJs (converted on first use, with progress on ``job``)."""
     folder = Path(folder).expanduser()
-    return _load_ict_cached(str(folder.resolve()))
+    return _load_ict_cached(str(archive_path(folder, job).resolve()), str(folder.resolve()))
 
 
 @lru_cache(maxsize=2)
-def _load_ict_cached(folder: str) -> MorphableModel:
-    path = Path(folder) / ICT_ARCHIVE
-    _check_archive(path)
+def _load_ict_cached(archive: str, folder: str) -> MorphableModel:
+    path = Path(archive)
     try:
         d = np.load(path)
         neutral_cm = d["neutral"].astype(np.float32)

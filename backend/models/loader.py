@@ -25,4 +25,4 @@ def load_model(folder: str | os.PathLike | None = None, reference: str | os.Path
             )
     if Path(folder).expanduser().is_file():
         return load_bfm_model(folder, reference, job)
-    return load_ict_facekit(folder)
+    return load_ict_facekit(folder, job)

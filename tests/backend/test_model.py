@@ -51,7 +51,7 @@ def test_missing_folder_and_missing_archive(tmp_path):
     with pytest.raises(ModelNotFoundError, match="not found") as e:
         load_ict_facekit(tmp_path / "nowhere")
     assert "preferences" in e.value.hint
-    with pytest.raises(ModelNotFoundError, match="has no ict_facekit_light.npz"):
+    with pytest.raises(ModelNotFoundError, match="has neither ict_facekit_light.npz nor the ICT-FaceKit release"):
         load_ict_facekit(tmp_path)
     (tmp_path / "ict_facekit_light.npz").write_bytes(b"garbage")
     with pytest.raises(ModelNotFoundError, match="not a readable"):

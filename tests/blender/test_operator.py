@@ -116,3 +116,21 @@ def test_detail_model_menus_are_the_backends_registry(ext, monkeypatch):
         assert [i[0] for i in items(None, bpy.context)] == ["auto"]
     finally:
         session.shutdown()
+
+
+def test_model_folder_check_knows_both_layouts_of_the_default_model(ext, tmp_path):
+    """The archive's folder, the release's FaceXModel folder, or a checkout of the release
+    repository pass; a folder with neither is refused with what to point at."""
+    import shutil
+
+    jobs = ext.addon.link.jobs
+    model = Path(os.environ.get("FACEDET3D_MODEL_DIR") or Path(__file__).resolve().parents[3] / "shared" / "models"
+                 / "ict-facekit")
+    jobs.check_inputs(str(PHOTO), str(model))
+    checkout = tmp_path / "ICT-FaceKit"
+    (checkout / "FaceXModel").mkdir(parents=True)
+    shutil.copy(model / "generic_neutral_mesh.obj", checkout / "FaceXModel")
+    jobs.check_inputs(str(PHOTO), str(checkout))
+    jobs.check_inputs(str(PHOTO), str(checkout / "FaceXModel"))
+    with pytest.raises(jobs.InputError, match="holds neither ICT-FaceKit Light's ict_facekit_light.npz nor its release"):
+        jobs.check_inputs(str(PHOTO), str(tmp_path))

@@ -35,8 +35,11 @@ from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 from scipy.spatial import cKDTree
 
+from protocol.models import ict_layout
+
 from ...core.errors import ModelNotFoundError
-from ..ict import ICT_ARCHIVE, ICT_FACS, default_model_dir, load_ict_facekit
+from ..cache import cache_dir
+from ..ict import ICT_FACS, archive_path, default_model_dir, load_ict_facekit
 from ..morphable import MorphableModel, facs_table
 from . import files as bfm_files
 from . import registration, uv_param
@@ -47,14 +50,6 @@ PCA_FIT_MAX = 0.3  # relative residual under which an AU shape is taken in the B
 PCA_RIDGE = 1e-3  # ridge on expression coefficients, relative to the basis' mean squared column norm
 UV_SIDECARS = ("{stem}_uv.obj", "{stem}_uv.npy", "{stem}_uv.npz", "{stem}_uv.mat", "BFM_UV.mat")
 EXP_PCA_SIDECAR = "Exp_Pca.bin"
-
-
-def cache_dir() -> Path:
-    env = os.environ.get("FACEDET3D_CACHE_DIR")
-    if env:
-        return Path(env).expanduser() / "models"
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "facedet3d" / "models"
 
 
 def sidecars(path: Path) -> dict[str, Path]:
@@ -76,14 +71,14 @@ def _stat_key(p: Path) -> str:
 
 
 def cache_key(path: Path, reference: Path) -> str:
-    parts = [f"v{CONVERTER_VERSION}", _stat_key(path), _stat_key(reference / ICT_ARCHIVE)]
+    parts = [f"v{CONVERTER_VERSION}", _stat_key(path), _stat_key(archive_path(reference))]
     parts += [f"{k}={_stat_key(p)}" for k, p in sorted(sidecars(path).items())]
     return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:16]
 
 
 def _reference_dir(reference: str | os.PathLike | None) -> Path:
     ref = Path(reference).expanduser() if reference else default_model_dir()
-    if ref is None or not (ref / ICT_ARCHIVE).is_file():
+    if ref is None or ict_layout(ref) is None:
         raise ModelNotFoundError(
             "Converting a Basel Face Model needs the default model (ICT-FaceKit Light) for its landmarks, "
             f"regions and expression rig, and it was not found{f' in {ref}' if ref else ''}.",

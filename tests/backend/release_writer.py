@@ -1,0 +1,45 @@
+"""Builds the ICT-FaceKit release's own folder layout from the repacked archive, for tests: every
+OBJ as the release has them (the release's header, material groups and faces, taken from its
+``generic_neutral_mesh.obj``, which the model folder keeps exactly as released; each shape's
+vertex lines written from the archive with the release's number format), and
+``vertex_indices.json``. Never written into the repository: the arrays are the model's."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from backend.models.ict import default_model_dir
+
+
+def _num(x: np.float32) -> str:
+    # the release's neutral mesh is written with 6 significant digits ("%g", reproduced byte for
+    # byte); a shape value that needs more to read back as the same float32 gets 9 (always enough)
+    short = f"{float(x):g}"
+    return short if np.float32(short) == x else f"{float(x):.9g}"
+
+
+def _v_lines(pos: np.ndarray) -> list[str]:
+    return ["v " + " ".join(_num(c) for c in row) for row in pos.astype(np.float32)]
+
+
+def write_release(out: Path, model_dir: Path | None = None, only: int | None = None) -> Path:
+    """``out``/FaceXModel with every OBJ of the archive (``only``: the first N identities and
+    expressions, for quick tests); returns the FaceXModel folder."""
+    src = Path(model_dir or default_model_dir())
+    folder = out / "FaceXModel"
+    folder.mkdir(parents=True, exist_ok=True)
+    template = (src / "generic_neutral_mesh.obj").read_text(encoding="utf-8").split("\n")
+    first_v = next(i for i, ln in enumerate(template) if ln.startswith("v "))
+    n_v = sum(1 for ln in template if ln.startswith("v "))
+    head, tail = template[:first_v], template[first_v + n_v:]
+    with np.load(src / "ict_facekit_light.npz") as d:
+        shapes = [("generic_neutral_mesh", d["neutral"])]
+        names = list(d["identity_names"])[:only] + list(d["expression_names"])[:only]
+        arrays = list(d["identity_shapes"][:only]) + list(d["expression_shapes"][:only])
+        shapes += list(zip(map(str, names), arrays))
+        (folder / "vertex_indices.json").write_text(str(d["vertex_indices_json"]), encoding="utf-8")
+    for name, pos in shapes:
+        (folder / f"{name}.obj").write_text("\n".join(head + _v_lines(pos) + tail), encoding="utf-8")
+    return folder
