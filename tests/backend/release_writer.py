@@ -13,15 +13,19 @@ import numpy as np
 from backend.models.ict import default_model_dir
 
 
-def _num(x: np.float32) -> str:
-    # the release's neutral mesh is written with 6 significant digits ("%g", reproduced byte for
-    # byte); a shape value that needs more to read back as the same float32 gets 9 (always enough)
-    short = f"{float(x):g}"
-    return short if np.float32(short) == x else f"{float(x):.9g}"
+def _round_trips(pos: np.ndarray, fmt: str) -> bool:
+    """Whether every value reads back as the same float32 from ``fmt`` (the later-added
+    PupilDilate shapes carry more than 6 digits: written with 15 decimals here)."""
+    flat = pos.astype(np.float32).ravel()
+    return bool(np.array_equal(np.array([fmt % x for x in flat.astype(np.float64)], np.float32), flat))
 
 
-def _v_lines(pos: np.ndarray) -> list[str]:
-    return ["v " + " ".join(_num(c) for c in row) for row in pos.astype(np.float32)]
+def _v_lines(pos: np.ndarray, fmt: str) -> list[str]:
+    # the release writes its neutral mesh and expression shapes with 6 significant digits ("%g":
+    # browDown_L.obj of github.com/ICT-VGL/ICT-FaceKit begins "v 4.54747e-13 -2.48251 11.8387";
+    # the neutral mesh is reproduced byte for byte here) and its identity shapes with 15 decimals
+    # (identity000.obj: "v -0.966604409664474 -2.603905819219730 10.569665691341031")
+    return [f"v {fmt % x} {fmt % y} {fmt % z}" for x, y, z in pos.astype(np.float64)]
 
 
 def write_release(out: Path, model_dir: Path | None = None, only: int | None = None) -> Path:
@@ -41,5 +45,6 @@ def write_release(out: Path, model_dir: Path | None = None, only: int | None = N
         shapes += list(zip(map(str, names), arrays))
         (folder / "vertex_indices.json").write_text(str(d["vertex_indices_json"]), encoding="utf-8")
     for name, pos in shapes:
-        (folder / f"{name}.obj").write_text("\n".join(head + _v_lines(pos) + tail), encoding="utf-8")
+        fmt = "%.15f" if name.startswith("identity") or not _round_trips(pos, "%g") else "%g"
+        (folder / f"{name}.obj").write_text("\n".join(head + _v_lines(pos, fmt) + tail), encoding="utf-8")
     return folder
