@@ -26,6 +26,7 @@ RECONSTRUCT = "reconstruct"
 DETAILS = "details"
 WRINKLES = "wrinkles"
 RIG = "rig"
+FETCH_MODEL = "fetch_model"
 CANCEL = "cancel"
 CANCEL_NOTIFICATION = "$/cancelRequest"  # the LSP spelling, a notification
 SHUTDOWN = "shutdown"
@@ -134,6 +135,12 @@ class RigParams:
 
 
 @dataclass
+class FetchModelParams:
+    dest: str  # a new folder for the default model (the release's files)
+    source: Optional[str] = None  # a mirror or local copy of the repository instead of GitHub
+
+
+@dataclass
 class DetailsParams:
     job_dir: str
     # target weights in the model's shape order, or
@@ -180,6 +187,7 @@ class CancelParams:
 
 PARAMS: dict[str, type] = {
     HEALTH: NoParams, RECONSTRUCT: ReconstructParams, DETAILS: DetailsParams, WRINKLES: WrinklesParams, RIG: RigParams,
+    FETCH_MODEL: FetchModelParams,
     CANCEL: CancelParams, CANCEL_NOTIFICATION: CancelParams, SHUTDOWN: NoParams, WAIT: WaitParams, FAIL: FailParams,
 }
 

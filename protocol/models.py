@@ -16,6 +16,19 @@ ICT_ARCHIVE = "ict_facekit_light.npz"
 ICT_RELEASE_NEUTRAL = "generic_neutral_mesh.obj"
 ICT_RELEASE_FOLDER = "FaceXModel"  # where the release repository keeps the model's OBJs
 VERTEX_INDICES = "vertex_indices.json"
+# where `python -m backend fetch-model` (scripts/setup.sh on a clone without a model) puts the
+# release, relative to the extension root (ignored by git and left out of the extension zip)
+FETCHED_MODEL = Path(".models") / "ict-facekit"
+
+
+def default_model_folder(root: str | os.PathLike) -> Optional[Path]:
+    """The default model folder of an extension root when none is configured: a development
+    checkout's ``../shared/models/ict-facekit``, else the release fetched into ``.models/``."""
+    r = Path(root)
+    for cand in (r.parent / "shared" / "models" / "ict-facekit", r / FETCHED_MODEL):
+        if cand.is_dir():
+            return cand
+    return None
 
 
 def ict_layout(folder: str | os.PathLike) -> Optional[tuple[str, Path]]:

@@ -59,3 +59,15 @@ PY
 
 make_env .venv-backend 3.11 requirements/backend.txt
 make_env .venv-blender 3.13 requirements/blender.txt
+
+# The default face model: a configured folder ($FACEDET3D_MODEL_DIR), a development checkout's
+# ../shared/models/ict-facekit, or the public release fetched once into .models/ (pinned commit,
+# every file's SHA-256 checked; $FACEDET3D_MODEL_SOURCE: a mirror or local copy of the repository
+# instead of GitHub). Without a network, say what to download and where to point.
+if [[ -z "${FACEDET3D_MODEL_DIR:-}" && ! -d ../shared/models/ict-facekit && ! -d .models/ict-facekit ]]; then
+  echo "setup: no face model found; fetching ICT-FaceKit Light (the release, ~400 MB) into .models/ict-facekit …" >&2
+  if ! .venv-backend/bin/python -m backend fetch-model --to .models/ict-facekit --source "${FACEDET3D_MODEL_SOURCE:-}"; then
+    echo "setup: the model could not be fetched (above: what to download and where to point it;" \
+         "then set FACEDET3D_MODEL_DIR or the add-on's Model folder). The environments are ready." >&2
+  fi
+fi

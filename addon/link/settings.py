@@ -11,6 +11,8 @@ import os
 import sys
 from pathlib import Path
 
+from ...protocol.models import default_model_folder
+
 EXTENSION_ROOT = Path(__file__).resolve().parents[2]  # holds backend/ and protocol/
 ADDON_ID = __package__.rsplit(".", 2)[0]  # the extension's own package name (root of addon.link)
 
@@ -28,10 +30,12 @@ def backend_python(pref: str = "") -> str:
 
 
 def model_dir(pref: str = "") -> str:
-    """'' when nothing is configured and no checkout model is beside us: callers say so."""
-    cand = EXTENSION_ROOT.parent / "shared" / "models" / "ict-facekit"
-    found = _resolve(pref, "FACEDET3D_MODEL_DIR", cand)
-    return "" if (found == str(cand) and not cand.is_dir()) else found
+    """'' when nothing is configured and no model is beside us (a checkout's, or one fetched
+    into .models/): callers say so."""
+    if pref or os.environ.get("FACEDET3D_MODEL_DIR"):
+        return _resolve(pref, "FACEDET3D_MODEL_DIR", EXTENSION_ROOT)
+    found = default_model_folder(EXTENSION_ROOT)
+    return str(found) if found is not None else ""
 
 
 MODEL_CHOICES = (

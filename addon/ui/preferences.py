@@ -62,6 +62,7 @@ class FACEDET3D_AP_preferences(bpy.types.AddonPreferences):
         col.prop(self, "model_dir")
         col.label(text="Using: " + (settings.model_dir(self.model_dir) or "(none found: set a folder)"),
                   icon="MESH_MONKEY")
+        col.operator("facedet3d.get_default_model", icon="IMPORT")
         col.prop(self, "face_model")
         if self.face_model == "BFM2009":
             col.prop(self, "bfm2009_file")

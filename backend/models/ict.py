@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from protocol.models import ICT_ARCHIVE, ICT_RELEASE_FOLDER, ICT_RELEASE_NEUTRAL, ict_layout
+from protocol.models import ICT_ARCHIVE, ICT_RELEASE_FOLDER, ICT_RELEASE_NEUTRAL, default_model_folder, ict_layout
 
 from ..core.errors import ModelNotFoundError
 from . import ict_release
@@ -154,13 +154,11 @@ def _load_ict_cached(archive: str, folder: str) -> MorphableModel:
 
 
 def default_model_dir() -> Path | None:
-    """The model folder when none is configured: $FACEDET3D_MODEL_DIR, else the checkout's
-    ``../shared/models/ict-facekit`` (a development checkout)."""
+    """The model folder when none is configured: $FACEDET3D_MODEL_DIR, else a development
+    checkout's ``../shared/models/ict-facekit``, else the release fetched into ``.models/``."""
     env = os.environ.get("FACEDET3D_MODEL_DIR")
     if env:
         return Path(env)
-    root = Path(__file__).resolve().parents[2]  # the extension root (holds backend/)
-    cand = root.parent / "shared" / "models" / "ict-facekit"
-    return cand if cand.is_dir() else None
+    return default_model_folder(Path(__file__).resolve().parents[2])  # the extension root (holds backend/)
 
 

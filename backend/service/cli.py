@@ -25,6 +25,7 @@ from ..core.progress import Job
 from ..detail import registry
 from ..detail.maps import build_details
 from ..detail.stats import face_map_stats
+from ..models import fetch
 from ..models.bfm import convert as bfm_model
 from ..models.loader import load_model
 from ..reconstruct.pipeline import reconstruct
@@ -132,6 +133,15 @@ def _convert_model(args) -> int:
     return 0
 
 
+def _fetch_model(args) -> int:
+    try:
+        dest = fetch.fetch_model(args.to, args.source or None, _job())
+    except FaceDetError as exc:
+        return _error(exc)
+    print(f"the default model is in {dest}: point the model folder at it (or FACEDET3D_MODEL_DIR)")
+    return 0
+
+
 def parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="python -m backend")
     sub = ap.add_subparsers(dest="command", required=True)
@@ -158,6 +168,11 @@ def parser() -> argparse.ArgumentParser:
     c = sub.add_parser("convert-model", help="convert a Basel Face Model file once (cached) and print its report")
     c.add_argument("file")
     c.add_argument("--reference", default="", help="the default model's folder (default: as for reconstruct)")
+    fm = sub.add_parser("fetch-model", help="get the default model (the ICT-FaceKit release at its pinned commit, every "
+                                            "file checked against its SHA-256) into a new folder")
+    fm.add_argument("--to", required=True, help="the new folder")
+    fm.add_argument("--source", default="", help="where the files come from instead of GitHub: a checkout or unzipped "
+                                                 "download of the repository, or a URL of one (file://, https://)")
     b = sub.add_parser("bench", help="print median timings of the backend stages")
     b.add_argument("--repeat", type=int, default=3)
     b.add_argument("--model-dir", default="")
@@ -169,7 +184,7 @@ def parser() -> argparse.ArgumentParser:
 
 
 COMMANDS = {"reconstruct": _reconstruct, "details": _details, "models": _models, "wrinkle-stats": _wrinkle_stats,
-            "convert-model": _convert_model,
+            "convert-model": _convert_model, "fetch-model": _fetch_model,
             "bench": lambda args: run_bench(args.repeat, args.model_dir or None, args.only)}
 
 

@@ -9,6 +9,7 @@ typed dataclasses of :mod:`protocol.methods`; results are JSON-able (the typed s
     wrinkles {job_dir, ...}   -> protocol.details.WrinkleRig with its keys (backend.detail.rig)
     rig {model_dir?}          -> protocol.scene.FaceRig: the model's AU controls and presets (to check
                                  an expression or keys before a reconstruction)
+    fetch_model {dest, source?} -> {model_dir}: the default model's pinned release, verified (models.fetch)
     diagnostics.wait / .fail  -> test jobs (sleep with progress and cancel; always an error)
     cancel / $/cancelRequest / shutdown   handled by the transport itself
 """
@@ -34,6 +35,7 @@ from ..core.progress import Job
 from ..detail import registry
 from ..detail.maps import build_details
 from ..detail.rig import build_animation
+from ..models import fetch
 from ..models.emotions import au_rig, preset_controls
 from ..models.loader import load_model
 from ..reconstruct.pipeline import reconstruct as run_reconstruct
@@ -67,6 +69,10 @@ def rig(server: Server, p: methods.RigParams, job: Job) -> dict:
     model = load_model(p.model_dir or None, None, job)  # a BFM file converts on first use
     controls = au_rig(model)
     return asdict(FaceRig(controls=[RigControl(**c) for c in controls], presets=preset_controls(model, controls)))
+
+
+def fetch_model(server: Server, p: methods.FetchModelParams, job: Job) -> dict:
+    return {"model_dir": str(fetch.fetch_model(p.dest, p.source or None, job))}
 
 
 def details(server: Server, p: methods.DetailsParams, job: Job) -> dict:
@@ -137,6 +143,7 @@ TABLE: dict[str, Handler] = {
     methods.DETAILS: Handler(details, "job"),
     methods.WRINKLES: Handler(wrinkles, "job"),
     methods.RIG: Handler(rig, "job"),
+    methods.FETCH_MODEL: Handler(fetch_model, "job"),
     methods.WAIT: Handler(wait, "job"),
     methods.FAIL: Handler(fail, "quick"),
     methods.CANCEL: Handler(cancel, "inline"),

@@ -124,3 +124,82 @@ def test_missing_or_malformed_release_files_are_named(case, release, cache, tmp_
         load_model(str(folder))
     assert e.value.hint
     assert not list(cache.glob("*.npz")), "nothing half-converted is cached"
+
+
+# ---- getting the model: the pinned release, every file verified ---------------------------------
+
+def _stand_in(release: Path, tmp_path: Path) -> tuple[Path, dict]:
+    """A local copy standing in for the remote repository, and a manifest of its files (the real
+    manifest pins the real release's bytes, which only the one OBJ of the model folder has here)."""
+    import hashlib
+
+    from backend.models import fetch
+
+    real = fetch.manifest()
+    files = {}
+    for rel in real["files"]:
+        p = release / rel
+        if not p.is_file():  # LICENSE, README.md, CREDITS.md: the model folder's own copies
+            p.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy(Path(default_model_dir()) / Path(rel).name, p)
+        files[rel] = {"sha256": hashlib.sha256(p.read_bytes()).hexdigest(), "bytes": p.stat().st_size}
+    return release, {**real, "files": files}
+
+
+def test_the_pinned_manifest_matches_the_real_release_file_we_have():
+    from backend.models import fetch
+
+    m = fetch.manifest()
+    assert len(m["commit"]) == 40 and m["repository"] == "ICT-VGL/ICT-FaceKit"
+    assert len([r for r in m["files"] if r.startswith("FaceXModel/") and r.endswith(".obj")]) == 158
+    import hashlib
+
+    real = Path(default_model_dir()) / "generic_neutral_mesh.obj"
+    want = m["files"]["FaceXModel/generic_neutral_mesh.obj"]
+    assert hashlib.sha256(real.read_bytes()).hexdigest() == want["sha256"] and real.stat().st_size == want["bytes"]
+    assert fetch.default_source(m).startswith(f"https://raw.githubusercontent.com/ICT-VGL/ICT-FaceKit/{m['commit']}/")
+
+
+@pytest.mark.parametrize("as_url", [False, True])
+def test_fetch_from_a_stand_in_gets_a_verified_model_that_loads(as_url, release, cache, tmp_path):
+    from backend.models import fetch
+
+    src, m = _stand_in(_copy(release, tmp_path / "remote").parent, tmp_path)
+    dest = tmp_path / "models" / "ict-facekit"
+    seen = []
+    out = fetch.fetch_model(dest, src.as_uri() if as_url else str(src), Job(lambda f, msg: seen.append(msg)), m=m)
+    assert out == dest and not dest.with_name("ict-facekit.partial").exists()
+    assert (dest / "LICENSE").is_file() and (dest / "FaceXModel" / "identity099.obj").is_file()
+    assert ict_layout(dest) == ("release", dest / "FaceXModel")
+    model = load_model(str(dest))
+    np.testing.assert_array_equal(model.expression_basis, load_model(str(default_model_dir())).expression_basis)
+    assert any("identity050.obj" in s for s in seen)
+
+
+def test_fetch_refuses_a_changed_file_and_resumes_after_a_failure(release, cache, tmp_path):
+    from backend.models import fetch
+
+    src, m = _stand_in(_copy(release, tmp_path / "remote").parent, tmp_path)
+    bad = src / "FaceXModel" / "jawOpen.obj"
+    data = bad.read_bytes()
+    bad.unlink()
+    bad.write_bytes(data.replace(b"v ", b"v  ", 1))  # one byte more: not the pinned file
+    dest = tmp_path / "m"
+    with pytest.raises(ModelNotFoundError, match="jawOpen.obj from .* is not the pinned release's file") as e:
+        fetch.fetch_model(dest, str(src), m=m)
+    assert "Download the ICT-FaceKit repository at commit" in e.value.hint and not dest.exists()
+    kept = dest.with_name("m.partial") / "FaceXModel" / "identity000.obj"
+    assert kept.is_file(), "verified files are kept for the next try"
+    bad.unlink()
+    bad.write_bytes(data)
+    before = kept.stat().st_mtime_ns
+    fetch.fetch_model(dest, str(src), m=m)
+    assert (dest / "FaceXModel" / "identity000.obj").stat().st_mtime_ns == before, "not downloaded again"
+
+
+def test_fetch_without_a_network_says_what_to_download(tmp_path):
+    from backend.models import fetch
+
+    with pytest.raises(ModelNotFoundError, match="Could not get") as e:
+        fetch.fetch_model(tmp_path / "m", "http://127.0.0.1:9/", timeout=5)  # nothing listens on port 9
+    assert "archive/" in e.value.hint and "point the model" in e.value.hint

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -134,3 +135,42 @@ def test_model_folder_check_knows_both_layouts_of_the_default_model(ext, tmp_pat
     jobs.check_inputs(str(PHOTO), str(checkout / "FaceXModel"))
     with pytest.raises(jobs.InputError, match="holds neither ICT-FaceKit Light's ict_facekit_light.npz nor its release"):
         jobs.check_inputs(str(PHOTO), str(tmp_path))
+
+
+def test_get_default_model_downloads_checks_and_refuses_a_changed_file(ext, tmp_path, monkeypatch):
+    """The preferences' button, through the real backend: files from a stand-in for the remote
+    (a local mirror, $FACEDET3D_MODEL_SOURCE) checked against a pinned manifest; a changed file
+    fails with what to download, and nothing is left where the model would go."""
+    import hashlib
+    import json
+
+    model = Path(os.environ.get("FACEDET3D_MODEL_DIR") or Path(__file__).resolve().parents[3] / "shared" / "models"
+                 / "ict-facekit")
+    mirror = tmp_path / "mirror"
+    (mirror / "FaceXModel").mkdir(parents=True)
+    for rel in ("LICENSE", "FaceXModel/generic_neutral_mesh.obj"):
+        (mirror / rel).write_bytes((model / Path(rel).name).read_bytes())
+    files = {rel: {"sha256": hashlib.sha256((mirror / rel).read_bytes()).hexdigest(),
+                   "bytes": (mirror / rel).stat().st_size} for rel in ("LICENSE", "FaceXModel/generic_neutral_mesh.obj")}
+    manifest = tmp_path / "manifest.json"
+    manifest.write_text(json.dumps({"repository": "ICT-VGL/ICT-FaceKit", "commit": "0" * 40, "files": files}))
+    monkeypatch.setenv("FACEDET3D_MODEL_MANIFEST", str(manifest))
+    monkeypatch.setenv("FACEDET3D_MODEL_SOURCE", str(mirror))
+    users = tmp_path / "user"
+    monkeypatch.setattr(ext.addon.link.session, "user_folder", lambda name: users / name)
+    ext.addon.link.session.shutdown()  # the backend starts again with this environment
+    try:
+        assert bpy.ops.facedet3d.get_default_model() == {"FINISHED"}
+        dest = users / "models" / "ict-facekit"
+        assert (dest / "FaceXModel" / "generic_neutral_mesh.obj").read_bytes() == (model / "generic_neutral_mesh.obj"
+                                                                                   ).read_bytes()
+        assert ext.protocol.models.ict_layout(dest)[0] == "release"
+        with pytest.raises(RuntimeError, match="already holds a model"):
+            bpy.ops.facedet3d.get_default_model()
+        shutil.rmtree(dest)
+        (mirror / "LICENSE").write_text("changed")
+        with pytest.raises(RuntimeError, match="LICENSE from .* is not the pinned release's file"):
+            bpy.ops.facedet3d.get_default_model()
+        assert not dest.exists()
+    finally:
+        ext.addon.link.session.shutdown()
