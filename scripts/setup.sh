@@ -57,7 +57,7 @@ PY
   echo "$hash" > "$stamp"
 }
 
-make_env .venv-backend 3.11 requirements/backend.txt
+make_env .venv-backend 3.11 backend/requirements.txt
 make_env .venv-blender 3.13 requirements/blender.txt
 
 # The default face model: a configured folder ($FACEDET3D_MODEL_DIR), a development checkout's

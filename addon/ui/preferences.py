@@ -5,7 +5,7 @@ from __future__ import annotations
 import bpy
 from bpy.props import EnumProperty, StringProperty
 
-from ..link import settings
+from ..link import backend_env, session, settings
 from ..prefs import ADDON_ID
 
 
@@ -16,6 +16,13 @@ class FACEDET3D_AP_preferences(bpy.types.AddonPreferences):
         name="Backend interpreter",
         description="Python 3.11 interpreter of the backend environment (with torch). "
                     "Empty: $FACEDET3D_BACKEND_PYTHON, else .venv-backend beside the add-on",
+        subtype="FILE_PATH",
+        default="",
+    )
+    setup_python: StringProperty(
+        name="Python for the backend",
+        description="A Python 3.11 that Set Up Backend makes the environment with. Empty: Blender's own if it "
+                    "fits, else one found on this machine",
         subtype="FILE_PATH",
         default="",
     )
@@ -57,6 +64,17 @@ class FACEDET3D_AP_preferences(bpy.types.AddonPreferences):
 
     def draw(self, context):
         col = self.layout.column()
+        box = col.box()
+        env = session.user_folder("backend") / "env"
+        st = backend_env.state(env)
+        box.label(text="Backend environment: " + st.detail,
+                  icon={"ready": "CHECKMARK", "broken": "ERROR"}.get(st.status, "INFO"))
+        row = box.row()
+        row.operator("facedet3d.setup_backend", text="Set Up Backend" if st.status == "missing" else "Repair",
+                     icon="CONSOLE")
+        if st.status != "missing":
+            row.operator("facedet3d.remove_backend", icon="TRASH")
+        box.prop(self, "setup_python")
         col.prop(self, "backend_python")
         col.label(text="Using: " + settings.backend_python(self.backend_python), icon="CONSOLE")
         col.prop(self, "model_dir")
