@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import json
+import os
 
 import bpy
 
-from ..prefs import chosen_model, prefs
+from ...protocol.models import ict_layout
+from ..link import settings
+from ..prefs import ADDON_ID, chosen_model, prefs
 from ..scene import au_rig, wrinkle_mix
 
 
@@ -18,6 +21,21 @@ class _Sidebar:
     bl_category = "FaceDet3D"
 
 
+def first_run_steps(p) -> list[tuple[str, str, str]]:
+    """What must be done before Import Photo can run, in order: (words, operator, its button
+    text). Empty when the backend's interpreter and the default model are both there."""
+    steps = []
+    py = settings.backend_python(p.backend_python if p else "")
+    if not os.path.isfile(py):
+        steps.append(("Set up the backend (a Python environment with PyTorch, ~2 GB, once)",
+                      "facedet3d.setup_backend", "Set Up Backend"))
+    folder = settings.model_dir(p.model_dir if p else "")
+    if not folder or ict_layout(folder) is None:
+        steps.append(("Get the default face model (ICT-FaceKit, MIT, ~400 MB, once), or set its folder in the "
+                      "preferences", "facedet3d.get_default_model", "Get the Default Model"))
+    return steps
+
+
 class FACEDET3D_PT_main(_Sidebar, bpy.types.Panel):
     bl_label = "FaceDet3D"
     bl_idname = "FACEDET3D_PT_main"
@@ -25,6 +43,16 @@ class FACEDET3D_PT_main(_Sidebar, bpy.types.Panel):
     def draw(self, context):
         layout = self.layout
         p = prefs(context)
+        steps = first_run_steps(p)
+        if steps:  # a first run: the steps in order, instead of buttons that cannot work yet
+            col = layout.column()
+            col.label(text="Before the first face:", icon="INFO")
+            for i, (words, op, button) in enumerate(steps, 1):
+                box = col.box()
+                box.label(text=f"{i}. {words}")
+                box.operator(op, text=button)
+            col.operator("preferences.addon_show", text="Preferences", icon="PREFERENCES").module = ADDON_ID
+            return
         if p is not None:  # the model Import Photo builds on (the file paths live in the preferences)
             layout.prop(p, "face_model", text="Model")
             if p.face_model != "DEFAULT" and not chosen_model(p)[0]:

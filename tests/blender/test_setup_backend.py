@@ -53,3 +53,13 @@ def test_setup_backend_names_what_is_wrong_with_a_python(ext, tmp_path):
 
     with pytest.raises(RuntimeError, match=r"is Python 3\.13; the backend's packages are pinned for Python 3\.11"):
         bpy.ops.facedet3d.setup_backend(python=sys.executable)
+
+
+def test_the_sidebar_lists_the_first_run_steps_until_both_are_done(ext, tmp_path, monkeypatch):
+    steps = ext.addon.ui.panels.first_run_steps
+    assert steps(None) == [], "this checkout: .venv-backend and the model beside it"
+    monkeypatch.setenv("FACEDET3D_BACKEND_PYTHON", str(tmp_path / "no-python"))
+    monkeypatch.setenv("FACEDET3D_MODEL_DIR", str(tmp_path))  # a folder without the model
+    assert [op for _, op, _ in steps(None)] == ["facedet3d.setup_backend", "facedet3d.get_default_model"]
+    monkeypatch.delenv("FACEDET3D_MODEL_DIR")
+    assert [op for _, op, _ in steps(None)] == ["facedet3d.setup_backend"]
