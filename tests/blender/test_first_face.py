@@ -50,7 +50,7 @@ def test_from_the_zip_to_a_first_face(built_zip, tmp_path):  # noqa: F811
         assert [op for _, op, _ in ext.addon.ui.panels.first_run_steps(prefs)] == ["facedet3d.get_default_model"]
         assert bpy.ops.facedet3d.get_default_model() == {{"FINISHED"}}
         assert ext.addon.ui.panels.first_run_steps(prefs) == []
-        bpy.ops.wm.read_factory_settings(use_empty=True)
+        # (not read_factory_settings: that would switch the add-on off again)
         assert bpy.ops.facedet3d.import_photo(filepath={str(PHOTO)!r}) == {{"FINISHED"}}
         face = bpy.context.view_layer.objects.active
         assert face is not None and face.data.shape_keys is not None and len(face.facedet3d.aus) > 40
