@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
-import bpy
-from bpy.props import BoolProperty, EnumProperty
+import os
+from pathlib import Path
 
+import bpy
+from bpy.props import BoolProperty, EnumProperty, StringProperty
+from bpy_extras.io_utils import ExportHelper, ImportHelper
+
+from ...protocol import au_curves
+from ..scene import au_curves as scene_curves
 from ..scene import au_rig
 
 EMOTIONS = [(k, k.capitalize(), f"EMFACS prototype for {k}") for k in
@@ -62,4 +68,77 @@ class FACEDET3D_OT_keyframe_aus(bpy.types.Operator):
         return {"FINISHED"}
 
 
-CLASSES = (FACEDET3D_OT_set_emotion, FACEDET3D_OT_keyframe_aus)
+class FACEDET3D_OT_import_au_curves(bpy.types.Operator, ImportHelper):
+    """Key the face's AU controls from a capture: a Live Link Face CSV (ARKit blendshapes) or an
+    OpenFace 2.x CSV (AU intensities), one key per scene frame from the current one"""
+
+    bl_idname = "facedet3d.import_au_curves"
+    bl_label = "Import AU Curves (CSV)"
+    bl_options = {"REGISTER", "UNDO"}
+
+    filename_ext = ".csv"
+    filter_glob: StringProperty(default="*.csv", options={"HIDDEN"})
+
+    @classmethod
+    def poll(cls, context):
+        return rigged(context) is not None
+
+    def execute(self, context):
+        obj = rigged(context)
+        scene = context.scene
+        fps = scene.render.fps / scene.render.fps_base
+        try:
+            text = Path(self.filepath).read_text(encoding="utf-8-sig")
+            head = text.split("\n", 1)[0]
+            if "Timecode" in head and "BlendShapeCount" in head:
+                curves = au_curves.read_live_link_face(text, fps, scene.frame_current)
+                per_control, unfed = scene_curves.controls_from_arkit(obj, curves)
+                what = "Live Link Face"
+            else:
+                curves = au_curves.read_openface(text, fps, scene.frame_current)
+                per_control, unfed = scene_curves.controls_from_aus(obj, curves)
+                if unfed:
+                    curves.skipped.append(f"{', '.join(unfed)}: not on this face's rig")
+                what = "OpenFace"
+        except (OSError, UnicodeDecodeError, au_curves.CurveFileError) as exc:
+            self.report({"ERROR"}, f"{Path(self.filepath).name}: {exc}")
+            return {"CANCELLED"}
+        scene_curves.key_curves(obj, curves.frames, per_control)
+        note = f"; left out: {'; '.join(curves.skipped)}" if curves.skipped else ""
+        self.report({"INFO"}, f"{what}: {len(curves.frames)} frames keyed ({curves.frames[0]}–{curves.frames[-1]}) on "
+                              f"{len(per_control)} AU controls{note}")
+        return {"FINISHED"}
+
+
+class FACEDET3D_OT_export_au_curves(bpy.types.Operator, ExportHelper):
+    """Write the face's AU animation (the scene's frame range) as a Live Link Face CSV"""
+
+    bl_idname = "facedet3d.export_au_curves"
+    bl_label = "Export AU Curves (Live Link Face CSV)"
+
+    filename_ext = ".csv"
+    filter_glob: StringProperty(default="*.csv", options={"HIDDEN"})
+
+    @classmethod
+    def poll(cls, context):
+        return rigged(context) is not None
+
+    def execute(self, context):
+        obj, scene = rigged(context), context.scene
+        frames = list(range(scene.frame_start, scene.frame_end + 1))
+        text = au_curves.write_live_link_face(frames, scene_curves.arkit_from_animation(obj, frames),
+                                              scene.render.fps / scene.render.fps_base)
+        path = Path(self.filepath)
+        tmp = path.with_name(path.name + ".tmp")
+        try:
+            tmp.write_text(text, encoding="utf-8")
+            os.replace(tmp, path)
+        except OSError as exc:
+            self.report({"ERROR"}, f"Could not write {path} ({exc.strerror or exc}); choose another folder.")
+            return {"CANCELLED"}
+        self.report({"INFO"}, f"Wrote {len(frames)} frames to {path.name}")
+        return {"FINISHED"}
+
+
+CLASSES = (FACEDET3D_OT_set_emotion, FACEDET3D_OT_keyframe_aus, FACEDET3D_OT_import_au_curves,
+           FACEDET3D_OT_export_au_curves)

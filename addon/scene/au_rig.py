@@ -91,6 +91,17 @@ def presets(obj) -> dict[str, dict[str, float]]:
     return json.loads(obj.facedet3d.presets_json or "{}")
 
 
+def control_shapes(obj) -> dict[str, list[str]]:
+    """AU control -> the shape keys its drivers move (read from the drivers: what the file does)."""
+    driven: dict[str, list[str]] = {}
+    ad = obj.data.shape_keys.animation_data if obj.data.shape_keys else None
+    for fc in (ad.drivers if ad else []):
+        if fc.data_path.startswith('key_blocks["') and fc.driver.variables:
+            control = key_of(fc.driver.variables[0].targets[0].data_path)  # ["AU12L"]
+            driven.setdefault(control, []).append(fc.data_path.split('"')[1])
+    return driven
+
+
 def values(obj) -> dict[str, float]:
     """Every control's current value."""
     return {item.name: value(obj, item.name) for item in obj.facedet3d.aus}

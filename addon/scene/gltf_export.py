@@ -61,12 +61,7 @@ def export(obj, path: str | os.PathLike) -> dict:
                   "material": skin.name if skin else None, "base": None, "packs": [], "keys": [],
                   "au_controls": {}, "au_keyframes": {}}
     # The AU controls' morph targets and keyframes: what the drivers do, for other tools.
-    driven: dict[str, list[str]] = {}  # AU control -> shape keys its drivers move
-    ad = obj.data.shape_keys.animation_data if obj.data.shape_keys else None
-    for fc in (ad.drivers if ad else []):
-        if fc.data_path.startswith('key_blocks["') and fc.driver.variables:
-            control = au_rig.key_of(fc.driver.variables[0].targets[0].data_path)  # ["AU12L"]
-            driven.setdefault(control, []).append(fc.data_path.split('"')[1])
+    driven = au_rig.control_shapes(obj)
     for item in fd.aus:
         info["au_controls"][item.name] = {"au": item.au, "side": item.side,
                                           "morph_targets": driven.get(item.name, [])}

@@ -105,6 +105,9 @@ class FACEDET3D_PT_expression(_Sidebar, bpy.types.Panel):
                                 ("contempt", "Contempt", ""), ("neutral", "Neutral", "")):
             grid.operator("facedet3d.set_emotion", text=label).emotion = ident
         layout.operator("facedet3d.keyframe_aus", icon="KEY_HLT")
+        row = layout.row(align=True)
+        row.operator("facedet3d.import_au_curves", text="Import CSV", icon="IMPORT")
+        row.operator("facedet3d.export_au_curves", text="Export CSV", icon="EXPORT")
         box = layout.box()
         if fd.wrinkle_rig:
             box.label(text=f"Wrinkles follow the AUs ({len(fd.wrinkle_keys)} exact keys)", icon="CHECKMARK")
