@@ -175,6 +175,49 @@ def pull_push_fill(color: np.ndarray, weight: np.ndarray, empty=FILL_EMPTY) -> n
     return cur
 
 
+@dataclass
+class UVLayout:
+    """What texturing a tile needs of the model alone: every covered texel's triangle and
+    barycentrics (with the gutter), and the texel mirror pairs. Cached per model, polygon range,
+    tile and size (:func:`uv_layout`): the same for every photo, so only the first costs."""
+
+    tv: np.ndarray
+    tris_px: np.ndarray
+    ras: Any  # raster.TexelRaster
+    flat: np.ndarray
+    t: np.ndarray
+    b: np.ndarray
+    inside: np.ndarray
+    size: int
+    _partner: Any = field(default=False, repr=False)  # False: not computed yet (None is a result)
+
+    def mirror_partner(self, model: MorphableModel) -> Optional[np.ndarray]:
+        if self._partner is False:
+            self._partner = _mirror_partner(model, self.tv, self.tris_px, self.ras, self.flat, self.t, self.size)
+        return self._partner
+
+
+_LAYOUTS: dict[tuple, UVLayout] = {}
+LAYOUT_CACHE = 4  # layouts kept (a face and a head tile of two models; ~70 MB each at 2048²)
+
+
+def uv_layout(model: MorphableModel, lo: int, hi: int, tile: int, size: int, check=None) -> UVLayout:
+    key = (model.name, str(model.source), model.n_vertices, lo, hi, tile, size)
+    hit = _LAYOUTS.get(key)
+    if hit is not None:
+        return hit
+    tv, tu = model.triangles((lo, hi))
+    tris_px = raster.uv_to_texel(model.uvs[tu], size, tile)
+    ras = raster.dilate_gutter(raster.rasterize(tris_px, size, check), tris_px, GUTTER_TEXELS)
+    flat = np.flatnonzero(ras.tri.ravel() >= 0)
+    lay = UVLayout(tv=tv, tris_px=tris_px, ras=ras, flat=flat, t=ras.tri.ravel()[flat],
+                   b=ras.bary.reshape(-1, 2)[flat], inside=~ras.gutter.ravel()[flat], size=size)
+    while len(_LAYOUTS) >= LAYOUT_CACHE:
+        _LAYOUTS.pop(next(iter(_LAYOUTS)))
+    _LAYOUTS[key] = lay
+    return lay
+
+
 def project_texture(model: MorphableModel, vertices: np.ndarray, camera: Camera, image: np.ndarray,
                     polygon_range: tuple[int, int], tile: int = 0, size: int = 2048,
                     job: Optional[Job] = None, *, occlusion: bool = True, mirror: bool = True) -> TextureResult:
@@ -207,15 +250,10 @@ def project_texture(model: MorphableModel, vertices: np.ndarray, camera: Camera,
         if job is not None:
             job.report(f, msg)
 
-    # (1) texel -> (triangle, barycentrics)
+    # (1) texel -> (triangle, barycentrics): the same for every photo on a model
     report(0.0, "Rasterising the UV layout")
-    tv, tu = model.triangles((lo, hi))
-    tris_px = raster.uv_to_texel(model.uvs[tu], size, tile)
-    ras = raster.dilate_gutter(raster.rasterize(tris_px, size, check), tris_px, GUTTER_TEXELS)
-    flat = np.flatnonzero(ras.tri.ravel() >= 0)
-    t = ras.tri.ravel()[flat]
-    b = ras.bary.reshape(-1, 2)[flat]
-    inside = ~ras.gutter.ravel()[flat]
+    lay = uv_layout(model, lo, hi, tile, size, check)
+    tv, ras, flat, t, b, inside = lay.tv, lay.ras, lay.flat, lay.t, lay.b, lay.inside
 
     # (2) texel surface points and normals
     report(0.1, "Locating texels on the surface", "raster")
@@ -284,7 +322,7 @@ def project_texture(model: MorphableModel, vertices: np.ndarray, camera: Camera,
     fill_w, fill_c = weight, colors
     mirrored = 0.0
     if mirror:
-        partner = _mirror_partner(model, tv, tris_px, ras, flat, t, size)
+        partner = lay.mirror_partner(model)
         if partner is not None:
             has = partner >= 0
             wm = np.where(has, weight[np.maximum(partner, 0)], 0.0).astype(np.float32)

@@ -350,3 +350,22 @@ def test_full_size_face_tile(model, verts):
     assert big.rgb.shape == (2048, 2048, 3)
     assert abs(big.coverage["seen_fraction"] - small.coverage["seen_fraction"]) < 0.01
     assert big.rgb[..., 2].min() == 128 and big.rgb[..., 2].max() == 128, "no black anywhere"
+
+
+def test_the_uv_layout_is_made_once_per_model_and_gives_the_same_texture(model, verts, monkeypatch):
+    """The per-model part of texturing (texel -> triangle, mirror pairs) is cached: a second
+    photo on the same model skips it and gets the texture a fresh layout gives."""
+    face = model.regions["face"][1]
+    img = coded_image(height=512)
+    cam = yaw_camera(20)
+    texture._LAYOUTS.clear()
+    first = texture.project_texture(model, verts, cam, img, face, 0, 256)
+    calls = []
+    real = texture.raster.rasterize
+    monkeypatch.setattr(texture.raster, "rasterize", lambda *a, **k: calls.append(1) or real(*a, **k))
+    again = texture.project_texture(model, verts, cam, img, face, 0, 256)
+    assert not calls, "the layout came from the cache"
+    np.testing.assert_array_equal(first.rgb, again.rgb)
+    np.testing.assert_array_equal(first.mask, again.mask)
+    texture.project_texture(model, verts, cam, img, face, 0, 128)
+    assert calls == [1], "another size is another layout"
