@@ -68,13 +68,8 @@ class FACEDET3D_OT_keyframe_aus(bpy.types.Operator):
         return {"FINISHED"}
 
 
-class FACEDET3D_OT_import_au_curves(bpy.types.Operator, ImportHelper):
-    """Key the face's AU controls from a capture: a Live Link Face CSV (ARKit blendshapes) or an
-    OpenFace 2.x CSV (AU intensities), one key per scene frame from the current one"""
-
-    bl_idname = "facedet3d.import_au_curves"
-    bl_label = "Import AU Curves (CSV)"
-    bl_options = {"REGISTER", "UNDO"}
+class _AUCurveFile:
+    """A CSV of AU curves for the active rigged face (import and export share this)."""
 
     filename_ext = ".csv"
     filter_glob: StringProperty(default="*.csv", options={"HIDDEN"})
@@ -82,6 +77,15 @@ class FACEDET3D_OT_import_au_curves(bpy.types.Operator, ImportHelper):
     @classmethod
     def poll(cls, context):
         return rigged(context) is not None
+
+
+class FACEDET3D_OT_import_au_curves(_AUCurveFile, bpy.types.Operator, ImportHelper):
+    """Key the face's AU controls from a capture: a Live Link Face CSV (ARKit blendshapes) or an
+    OpenFace 2.x CSV (AU intensities), one key per scene frame from the current one"""
+
+    bl_idname = "facedet3d.import_au_curves"
+    bl_label = "Import AU Curves (CSV)"
+    bl_options = {"REGISTER", "UNDO"}
 
     def execute(self, context):
         obj = rigged(context)
@@ -110,18 +114,11 @@ class FACEDET3D_OT_import_au_curves(bpy.types.Operator, ImportHelper):
         return {"FINISHED"}
 
 
-class FACEDET3D_OT_export_au_curves(bpy.types.Operator, ExportHelper):
+class FACEDET3D_OT_export_au_curves(_AUCurveFile, bpy.types.Operator, ExportHelper):
     """Write the face's AU animation (the scene's frame range) as a Live Link Face CSV"""
 
     bl_idname = "facedet3d.export_au_curves"
     bl_label = "Export AU Curves (Live Link Face CSV)"
-
-    filename_ext = ".csv"
-    filter_glob: StringProperty(default="*.csv", options={"HIDDEN"})
-
-    @classmethod
-    def poll(cls, context):
-        return rigged(context) is not None
 
     def execute(self, context):
         obj, scene = rigged(context), context.scene
