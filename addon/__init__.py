@@ -15,16 +15,18 @@ from __future__ import annotations
 
 from . import operators, ui
 from .link import session
-from .scene import storage
+from .scene import legacy, storage
 
 
 def register():
     ui.register()
     operators.register()
     storage.register_handlers()
+    legacy.register_handlers()
 
 
 def unregister():
+    legacy.unregister_handlers()
     storage.unregister_handlers()
     session.shutdown()
     operators.unregister()

@@ -106,3 +106,38 @@ def test_moving_only_an_au_control_updates_the_face_at_once(face, ext):
     # ICT's mouthSmile_L itself drags skin ~2 mm just past the midline (measured 15.8 vs 2.2 mm);
     # exactness against the model is test_au_values_give_the_models_blendshape_combination.
     assert moved[left].max() > 5 * moved[after[:, 0] < -0.01].max(), "mostly on the left"
+
+
+def test_a_file_from_before_custom_properties_is_brought_forward_on_load(face, ext, tmp_path):
+    """Files made before the AU values were custom properties drove the shape keys from the add-on's
+    own properties (facedet3d.aus[i].value): they are rewritten on load and then play as keyed."""
+    scene = bpy.context.scene
+    scene.frame_set(1)
+    bpy.ops.facedet3d.set_emotion(emotion="neutral", keyframe=True)
+    scene.frame_set(21)
+    bpy.ops.facedet3d.set_emotion(emotion="surprise", keyframe=True)
+    want = {f: (scene.frame_set(f), _evaluated(face))[1] for f in (1, 11, 21)}
+    # the old layout, as the previous version saved it: values in the add-on's stored properties,
+    # paths to them in every driver and F-curve, no custom properties
+    stored = face.bl_system_properties_get()["facedet3d"]["aus"]
+    names = [item.name for item in face.facedet3d.aus]
+    scene.frame_set(21)
+    for i, name in enumerate(names):
+        stored[i]["value"] = float(face[name])
+    for fc in face.data.shape_keys.animation_data.drivers:
+        tgt = fc.driver.variables[0].targets[0]
+        tgt.data_path = f'facedet3d.aus["{ext.addon.scene.au_rig.key_of(tgt.data_path)}"].value'
+    for fc in ext.addon.scene.wrinkle_mix._channelbag(face).fcurves:
+        fc.data_path = f"facedet3d.aus[{names.index(ext.addon.scene.au_rig.key_of(fc.data_path))}].value"
+    for name in names:
+        del face[name]
+    blend = tmp_path / "old.blend"
+    bpy.ops.wm.save_as_mainfile(filepath=str(blend))
+    bpy.ops.wm.open_mainfile(filepath=str(blend))
+    obj = bpy.data.objects["Rig"]
+    assert all(n in obj.keys() for n in names), "the values are custom properties again"
+    assert all(fc.driver.is_valid for fc in obj.data.shape_keys.animation_data.drivers)
+    for f, v in want.items():
+        scene = bpy.context.scene
+        scene.frame_set(f)
+        assert np.abs(_evaluated(obj) - v).max() < 1e-6, f
