@@ -19,7 +19,7 @@ from pathlib import Path
 import bpy
 
 from ..protocol import methods
-from ..protocol.details import AUTO_MODEL, DetailInfo, WrinkleRig, detail_sizes
+from ..protocol.details import AUTO_MODEL, RIG_SIZES, DetailInfo, WrinkleRig, detail_sizes
 from ..protocol._typed import from_json
 from ..protocol.methods import DetailsParams, RigParams
 from ..protocol.scene import VIEWS, FaceRig
@@ -199,8 +199,12 @@ class Run:
 
 
 def _publish(run: Run) -> list[str]:
-    old = Path(tempfile.mkdtemp(prefix=".replaced-", dir=run.out))
     moved, displaced = [], []
+    try:
+        old = Path(tempfile.mkdtemp(prefix=".replaced-", dir=run.out))
+    except OSError:
+        _abandon(run)
+        raise
     try:
         for entry in sorted(run.stage.iterdir()):
             dst = run.out / entry.name
@@ -257,6 +261,15 @@ def _scene(args, keys: tuple = ()):
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    if args.name and settings.slug(args.name) != args.name:
+        print(f"error: --name '{args.name}': use letters, digits, - and _ only (e.g. "
+              f"'{settings.slug(args.name)}'); it names the .blend and its folders", file=sys.stderr)
+        return 2
+    wrinkles = getattr(args, "wrinkles", False)
+    sizes_ok = 16 <= args.detail_size <= 8192 and (not wrinkles or args.detail_size in RIG_SIZES)
+    if not sizes_ok:
+        print(f"error: --detail-size {args.detail_size}: use one of {', '.join(map(str, RIG_SIZES))}", file=sys.stderr)
+        return 2
     if out.exists() and not out.is_dir():
         print(f"error: --out {out} is a file; give a folder (it is made if it does not exist)", file=sys.stderr)
         return 2
@@ -301,8 +314,10 @@ def _scene(args, keys: tuple = ()):
             detail = DetailInfo.from_dict(client.call(methods.DETAILS, DetailsParams(
                 job_dir=str(job_dir), sizes=detail_sizes(args.detail_size), model=args.detail_model,
                 controls=values), timeout=3600, on_progress=_progress))
-    except Exception as exc:
+    except BaseException as exc:  # Ctrl-C too: the stage goes, the earlier results stay
         _abandon(run)
+        if not isinstance(exc, Exception):
+            raise
         print(f"error: {jobs.describe(exc)}", file=sys.stderr)
         return 1
     finally:
@@ -342,7 +357,12 @@ def _finish(run: Run, work) -> int:
     if code != 0:
         _abandon(run)
         return code
-    for name in _publish(run):
+    try:
+        moved = _publish(run)
+    except OSError as exc:  # put back as it was by _publish
+        return _fail(f"could not move the results into {run.out} ({exc.strerror or exc}); the earlier results are "
+                     "as they were", 1)
+    for name in moved:
         print(f"wrote {run.out / name}")
     return 0
 
@@ -569,16 +589,29 @@ def encode(args) -> int:
         return 2
     scene = bpy.context.scene
     frames = [Path(scene.render.frame_path(frame=f)) for f in range(scene.frame_start, scene.frame_end + 1)]
+    if not frames:
+        print(f"error: {args.blend}'s scene has no frames (start {scene.frame_start}, end {scene.frame_end})",
+              file=sys.stderr)
+        return 2
     missing = [p.name for p in frames if not p.is_file()]
     if missing:
         print(f"error: {len(missing)} of {len(frames)} frames are not rendered yet ({', '.join(missing[:5])}"
               f"{' …' if len(missing) > 5 else ''}); render them first", file=sys.stderr)
         return 1
     out = Path(args.out).expanduser().resolve()
-    out.parent.mkdir(parents=True, exist_ok=True)
+    if out.is_dir():
+        print(f"error: --out {out} is a folder; name the .mp4 to write", file=sys.stderr)
+        return 2
     tmp = out.with_name(out.stem + ".partial" + out.suffix)
-    _encode_video(frames, tmp, scene.render.fps, (scene.render.resolution_x, scene.render.resolution_y))
-    os.replace(tmp, out)  # a failed encode leaves an earlier video as it was
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        _encode_video(frames, tmp, scene.render.fps, (scene.render.resolution_x, scene.render.resolution_y))
+        os.replace(tmp, out)  # a failed encode leaves an earlier video as it was
+    except OSError as exc:
+        print(f"error: could not write {out} ({exc.strerror or exc})", file=sys.stderr)
+        return 1
+    finally:
+        tmp.unlink(missing_ok=True)
     print(f"wrote {out}")
     return 0
 

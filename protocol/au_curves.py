@@ -94,6 +94,15 @@ def _rows(text: str, what: str) -> tuple[list[str], list[list[str]]]:
     return [c.strip() for c in rows[0]], rows[1:]
 
 
+def _timecode_rate(frame_fields: list[float], fps: float) -> int:
+    """The timecode's frames per second: the scene's when the file's frame numbers fit under it
+    (a short take cannot tell 24 from 30), else the smallest standard rate above them."""
+    top = max(frame_fields)
+    if top < round(fps):
+        return round(fps)
+    return next((r for r in TIMECODE_RATES if top < r), 60)
+
+
 def read_live_link_face(text: str, fps: float, start: int = 1) -> Curves:
     header, rows = _rows(text, "Live Link Face")
     missing = [c for c in ("Timecode",) + ARKIT if c not in header]
@@ -102,10 +111,11 @@ def read_live_link_face(text: str, fps: float, start: int = 1) -> Curves:
                              f"{' …' if len(missing) > 6 else ''} (it starts: {', '.join(header[:4])}); export the "
                              "take's CSV from the Live Link Face app")
     col = {c: i for i, c in enumerate(header)}
+    stamps: list[str] = []
     try:
         stamps = [r[col["Timecode"]].strip() for r in rows]
         frame_fields = [float(s.split(":")[3]) for s in stamps]
-        rate = next((r for r in TIMECODE_RATES if max(frame_fields) < r), 60)
+        rate = _timecode_rate(frame_fields, fps)
         seconds = [_timecode_seconds(s, rate) for s in stamps]
     except (ValueError, IndexError) as exc:
         raise CurveFileError(f"column Timecode: '{stamps[0] if stamps else ''}' is not HH:MM:SS:FF.fff ({exc})") from None

@@ -51,7 +51,9 @@ def digest(*parts) -> str:
 def values_key(values: Mapping[str, float]) -> dict[str, float]:
     """AU control values as a key: 3 decimals, zeros dropped. The Blender side rounds keyed
     values with it and the backend names key maps by exactly these values."""
-    return {k: round(float(v), 3) for k, v in sorted(values.items()) if round(float(v), 3) != 0.0}
+    # clamped: a free Bézier handle can carry a curve a little past 0..1 between its keys
+    return {k: round(min(max(float(v), 0.0), 1.0), 3) for k, v in sorted(values.items())
+            if round(min(max(float(v), 0.0), 1.0), 3) != 0.0}
 
 
 def target_tag(expression, age: float, seed: int, variant: str = "", source: str = "") -> str:

@@ -142,11 +142,24 @@ class SetupJob:
         log.flush()
         self.progress = (start, words)
         self._proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1,
+                                      errors="replace",
                                       env={k: v for k, v in os.environ.items() if not k.startswith("PYTHON")})
-        seen, tail = 0, []
+        try:
+            tail = list(self._read(log, start, end, words, expect))[-30:]
+        finally:
+            if self._proc.poll() is None and (self._cancelled or sys.exc_info()[0] is not None):
+                self._proc.kill()  # never a pip left running with nobody reading it
+        rc = self._proc.wait()
+        if self._cancelled:
+            raise InterruptedError
+        if rc != 0:
+            raise RuntimeError(_why(tail, rc))
+
+    def _read(self, log, start: float, end: float, words: str, expect: int):
+        seen = 0
         for line in self._proc.stdout:
             log.write(line)
-            tail = (tail + [line.rstrip()])[-30:]
+            yield line.rstrip()
             if line.startswith("Collecting ") or line.startswith("Requirement already satisfied"):
                 seen += 1
                 name = line.split()[1] if line.startswith("Collecting") else line.split(":")[1].split()[0]
@@ -154,11 +167,6 @@ class SetupJob:
                                  f"{words}: {name}")
             elif line.startswith("Installing collected packages"):
                 self.progress = (start + (end - start) * 0.85, f"{words}: installing")
-        rc = self._proc.wait()
-        if self._cancelled:
-            raise InterruptedError
-        if rc != 0:
-            raise RuntimeError(_why(tail, rc))
 
     def _run(self) -> None:
         try:
@@ -174,6 +182,9 @@ class SetupJob:
                            log, 0.05, 0.9, "Installing the backend's packages", expect=n)
                 self.progress = (0.92, "Starting the backend to check it")
                 health = self.check(python_of(self.env)) if self.check else {}
+                if self.check and (not health.get("torch") or health.get("torch_error")):
+                    raise RuntimeError(f"the backend starts but torch does not import ({health.get('torch_error')}): "
+                                       "try Torch build 'CPU only', then Repair")
                 stamp = {"requirements": requirements_hash(), "python": _version_text(python_of(self.env)),
                          "torch": health.get("torch"), "device": health.get("cuda_device") or
                          ("CUDA" if health.get("cuda") else "CPU"), "torch_build": self.torch_build}

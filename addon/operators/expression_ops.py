@@ -97,6 +97,8 @@ class FACEDET3D_OT_import_au_curves(_AUCurveFile, bpy.types.Operator, ImportHelp
             if "Timecode" in head and "BlendShapeCount" in head:
                 curves = au_curves.read_live_link_face(text, fps, scene.frame_current)
                 per_control, unfed = scene_curves.controls_from_arkit(obj, curves)
+                if unfed:
+                    curves.skipped.append(f"{', '.join(unfed)}: no ARKit column (keyed at 0)")
                 what = "Live Link Face"
             else:
                 curves = au_curves.read_openface(text, fps, scene.frame_current)

@@ -15,7 +15,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import shutil
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -52,10 +51,17 @@ def _sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def _download(url: str, target: Path, timeout: float) -> None:
+def _download(url: str, target: Path, timeout: float, limit: int) -> None:
+    """At most ``limit`` bytes (a wrong mirror cannot fill the disk before the check)."""
     tmp = target.with_name(target.name + ".download")
+    got = 0
     with urllib.request.urlopen(url, timeout=timeout) as r, open(tmp, "wb") as f:  # noqa: S310 - pinned source
-        shutil.copyfileobj(r, f, CHUNK)
+        while got <= limit:
+            block = r.read(min(CHUNK, limit + 1 - got))
+            if not block:
+                break
+            f.write(block)
+            got += len(block)
     os.replace(tmp, target)
 
 
@@ -72,6 +78,8 @@ def fetch_model(dest: str | os.PathLike, source: Optional[str] = None, job=None,
     files at the pinned commit). ``m``: the manifest (tests pass their own)."""
     m = m or manifest()
     dest = Path(dest).expanduser().resolve()
+    if dest.exists() and not dest.is_dir():
+        raise ModelNotFoundError(f"{dest} is a file: the model is fetched into a new folder.", "Choose a new folder.")
     if dest.exists() and any(dest.iterdir()):
         raise ModelNotFoundError(f"{dest} is not empty: the model is fetched into a new folder.",
                                  "Choose a new folder, or point the model folder at this one if it holds the model.")
@@ -88,10 +96,15 @@ def fetch_model(dest: str | os.PathLike, source: Optional[str] = None, job=None,
             job.report(done / total, f"Getting the default model: {rel} ({done / 1e6:.0f} of {total / 1e6:.0f} MB)")
         if not (target.is_file() and target.stat().st_size == want["bytes"] and _sha256(target) == want["sha256"]):
             try:
-                _download(_url(source, rel), target, timeout)
+                _download(_url(source, rel), target, timeout, want["bytes"])
             except (urllib.error.URLError, OSError, ValueError) as exc:
                 raise ModelNotFoundError(f"Could not get {rel} from {source} ({getattr(exc, 'reason', exc)}).",
                                          what_to_do(m, dest)) from exc
+            size = target.stat().st_size
+            if size < want["bytes"]:
+                target.unlink(missing_ok=True)
+                raise ModelNotFoundError(f"The download of {rel} from {source} was cut off ({size} of {want['bytes']} "
+                                         "bytes).", "Run it again: the files already checked are kept.")
             got = _sha256(target)
             if got != want["sha256"]:
                 target.unlink(missing_ok=True)

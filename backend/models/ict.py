@@ -112,7 +112,14 @@ def load_ict_facekit(folder: str | os.PathLike, job=None) -> MorphableModel:
     """ICT-FaceKit Light from ``folder``: the repacked archive (DATA_CARD.md of the model folder)
     or the public release's OBJs (converted on first use, with progress on ``job``)."""
     folder = Path(folder).expanduser()
-    return _load_ict_cached(str(archive_path(folder, job).resolve()), str(folder.resolve()))
+    archive = archive_path(folder, job)
+    try:
+        return _load_ict_cached(str(archive.resolve()), str(folder.resolve()))
+    except ModelNotFoundError:
+        if ict_layout(folder)[0] != "release":
+            raise
+        archive.unlink(missing_ok=True)  # a damaged conversion of ours: made again from the release
+        return _load_ict_cached(str(archive_path(folder, job).resolve()), str(folder.resolve()))
 
 
 @lru_cache(maxsize=2)

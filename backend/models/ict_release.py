@@ -14,6 +14,8 @@ import hashlib
 import json
 import os
 import re
+import tempfile
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +26,7 @@ from ..core.errors import ModelNotFoundError
 from .cache import cache_dir
 
 CONVERTER_VERSION = 1
+_lock = threading.Lock()
 IDENTITY_FILE = re.compile(r"^identity(\d{3})\.obj$")
 # What the release's OBJs share: the neutral mesh's vertex count (every shape is a full mesh)
 RELEASE_HINT = ("Download the ICT-FaceKit release again (github.com/ICT-VGL/ICT-FaceKit, its FaceXModel "
@@ -168,13 +171,19 @@ def archive_for(folder: Path, job=None) -> Path:
     """The cached archive of a release folder, converted now if there is none for its files."""
     key = cache_key(folder)
     target = cache_dir() / f"ict-facekit-release-{key}.npz"
-    if target.is_file():
-        return target
-    arrays = convert(folder, job)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(target.name + ".tmp.npz")
-    np.savez_compressed(tmp, **arrays)
-    os.replace(tmp, target)
+    with _lock:  # two jobs of one backend convert once
+        if target.is_file():
+            return target
+        arrays = convert(folder, job)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        # a name of its own: two processes sharing a cache folder never write one file together
+        fd, tmp = tempfile.mkstemp(prefix=target.name + ".", suffix=".tmp.npz", dir=target.parent)
+        os.close(fd)
+        try:
+            np.savez_compressed(tmp, **arrays)
+            os.replace(tmp, target)
+        finally:
+            Path(tmp).unlink(missing_ok=True)
     for old in target.parent.glob("ict-facekit-release-*.npz"):  # earlier conversions of changed releases
         if old != target and _same_source(old, folder):
             old.unlink(missing_ok=True)

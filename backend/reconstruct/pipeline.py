@@ -49,9 +49,14 @@ def detection_warnings(det) -> list[str]:
     """What the user should know about the face the job used: which of several, and a small one."""
     out = []
     if det.faces_found > 1:
-        which = "the largest" if det.chosen_by == "largest" else f"by its {det.chosen_by}, as asked"
-        out.append(f"{det.faces_found} faces found; used face {det.chosen} from the left ({which}, box "
-                   f"{', '.join(f'{v:.0f}' for v in det.box)}): choose another by number or box (--face)")
+        box = ", ".join(f"{v:.0f}" for v in det.box)
+        if det.chosen < 0:
+            out.append(f"{det.faces_found} faces found; none overlaps the box given, so the box itself was used "
+                       f"({box})")
+        else:
+            which = "the largest" if det.chosen_by == "largest" else f"by its {det.chosen_by}, as asked"
+            out.append(f"{det.faces_found} faces found; used face {det.chosen} from the left ({which}, box {box}): "
+                       "choose another by number or box (--face)")
     width = det.box[2] - det.box[0]
     if width < SMALL_FACE_PX:
         out.append(f"the face is only {width:.0f} px wide: its texture and the person's own skin detail will be "

@@ -18,6 +18,7 @@ Orientation: row 0 of the texture is v = 1 (top), as Blender reads PNGs.
 from __future__ import annotations
 
 import os
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -198,24 +199,29 @@ class UVLayout:
 
 
 _LAYOUTS: dict[tuple, UVLayout] = {}
+_LAYOUT_LOCK = threading.Lock()
 LAYOUT_CACHE = 4  # layouts kept (a face and a head tile of two models; ~70 MB each at 2048²)
 
 
 def uv_layout(model: MorphableModel, lo: int, hi: int, tile: int, size: int, check=None) -> UVLayout:
     key = (model.name, str(model.source), model.n_vertices, lo, hi, tile, size)
-    hit = _LAYOUTS.get(key)
-    if hit is not None:
+    with _LAYOUT_LOCK:  # the backend runs two jobs at once: one layout, made once
+        hit = _LAYOUTS.get(key)
+        if hit is None:
+            hit = _make_layout(model, lo, hi, tile, size, check)
+            while len(_LAYOUTS) >= LAYOUT_CACHE:
+                _LAYOUTS.pop(next(iter(_LAYOUTS)), None)
+            _LAYOUTS[key] = hit
         return hit
+
+
+def _make_layout(model: MorphableModel, lo: int, hi: int, tile: int, size: int, check=None) -> UVLayout:
     tv, tu = model.triangles((lo, hi))
     tris_px = raster.uv_to_texel(model.uvs[tu], size, tile)
     ras = raster.dilate_gutter(raster.rasterize(tris_px, size, check), tris_px, GUTTER_TEXELS)
     flat = np.flatnonzero(ras.tri.ravel() >= 0)
-    lay = UVLayout(tv=tv, tris_px=tris_px, ras=ras, flat=flat, t=ras.tri.ravel()[flat],
-                   b=ras.bary.reshape(-1, 2)[flat], inside=~ras.gutter.ravel()[flat], size=size)
-    while len(_LAYOUTS) >= LAYOUT_CACHE:
-        _LAYOUTS.pop(next(iter(_LAYOUTS)))
-    _LAYOUTS[key] = lay
-    return lay
+    return UVLayout(tv=tv, tris_px=tris_px, ras=ras, flat=flat, t=ras.tri.ravel()[flat],
+                    b=ras.bary.reshape(-1, 2)[flat], inside=~ras.gutter.ravel()[flat], size=size)
 
 
 def project_texture(model: MorphableModel, vertices: np.ndarray, camera: Camera, image: np.ndarray,

@@ -266,6 +266,10 @@ def detect_face(image: np.ndarray, job: Job | None = None, face=None) -> Detecti
     if chosen < 0:
         detector = "user-box"
     box = _clip_box(box, w, h)
+    if box[2] - box[0] < 8 or box[3] - box[1] < 8:
+        given = face if isinstance(face, (list, tuple)) else box
+        raise BadRequestError(f"the face box {', '.join(f'{v:.0f}' for v in given)} is outside the {w}x{h} photo "
+                              "(or under 8 px)", "Give the box in the photo's pixels: left, top, right, bottom.")
 
     step(0.7, "Placing 68 landmarks")
     pts = _fan_landmarks(img, box) if _fan_checkpoint() is not None else None

@@ -370,3 +370,8 @@ def test_face_alignment_is_used_only_when_its_weights_are_already_cached(astrona
         landmarks._models.pop("fan", None)
         for name in [m for m in sys.modules if m == "face_alignment" or m.startswith("face_alignment.")]:
             del sys.modules[name]
+
+
+def test_a_face_box_outside_the_photo_is_refused(astronaut):
+    with pytest.raises(BadRequestError, match="outside the 512x512 photo"):
+        landmarks.detect_face(astronaut, face=[5000, 5000, 6000, 6000])

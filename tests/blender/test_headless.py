@@ -221,7 +221,7 @@ def test_a_failed_rerun_leaves_the_earlier_results_exactly_as_they_were(tmp_path
 
 
 @pytest.mark.parametrize("case", ["out_is_a_file", "out_cannot_be_made", "two_keys_at_a_frame",
-                                  "two_presets_at_a_frame", "negative_frame", "unknown_au", "bad_face"])
+                                  "two_presets_at_a_frame", "negative_frame", "unknown_au", "bad_face", "bad_name", "bad_detail_size"])
 def test_bad_arguments_are_refused_with_a_message_before_any_work(case, tmp_path):
     out = tmp_path / "o"
     keys = ["--key", "1:neutral", "--key", "5:happy"]
@@ -239,8 +239,12 @@ def test_bad_arguments_are_refused_with_a_message_before_any_work(case, tmp_path
         keys, words = ["--key", "-3:happy", "--key", "5:sad"], "frame -3 is outside"
     elif case == "unknown_au":
         keys, words = ["--key", "1:happy", "--key", "5:AU999=1"], "no control AU999"
-    else:
+    elif case == "bad_face":
         keys, words = keys + ["--face", "left"], "give a face number"
+    elif case == "bad_name":
+        keys, words = keys + ["--name", "my face"], "--name 'my face': use letters, digits"
+    else:
+        keys, words = keys + ["--wrinkles", "--detail-size", "3000"], "--detail-size 3000: use one of"
     r = subprocess.run([sys.executable, "-m", "facedet3d", "animate", "--image", str(PHOTO), "--out", str(out),
                         *keys], cwd=REPO, capture_output=True, text=True, timeout=300)
     assert r.returncode == 2 and words in r.stderr and "Traceback" not in r.stderr, r.stderr[-2000:]
