@@ -203,3 +203,16 @@ def test_fetch_without_a_network_says_what_to_download(tmp_path):
     with pytest.raises(ModelNotFoundError, match="Could not get") as e:
         fetch.fetch_model(tmp_path / "m", "http://127.0.0.1:9/", timeout=5)  # nothing listens on port 9
     assert "archive/" in e.value.hint and "point the model" in e.value.hint
+
+
+def test_a_cut_off_download_is_named_as_such(release, cache, tmp_path):
+    from backend.models import fetch
+
+    src, m = _stand_in(_copy(release, tmp_path / "remote").parent, tmp_path)
+    short = src / "FaceXModel" / "identity001.obj"
+    data = short.read_bytes()
+    short.unlink()
+    short.write_bytes(data[: len(data) // 2])
+    with pytest.raises(ModelNotFoundError, match="identity001.obj from .* was cut off") as e:
+        fetch.fetch_model(tmp_path / "m", str(src), m=m)
+    assert "Run it again" in e.value.hint

@@ -168,7 +168,8 @@ def test_get_default_model_downloads_checks_and_refuses_a_changed_file(ext, tmp_
         with pytest.raises(RuntimeError, match="already holds a model"):
             bpy.ops.facedet3d.get_default_model()
         shutil.rmtree(dest)
-        (mirror / "LICENSE").write_text("changed")
+        lic = (mirror / "LICENSE").read_bytes()
+        (mirror / "LICENSE").write_bytes(b"X" + lic[1:])  # same size, other bytes: not the pinned file
         with pytest.raises(RuntimeError, match="LICENSE from .* is not the pinned release's file"):
             bpy.ops.facedet3d.get_default_model()
         assert not dest.exists()
