@@ -13,7 +13,7 @@ import re
 import bpy
 from bpy.app.handlers import persistent
 
-from . import au_rig
+from . import au_rig, storage
 
 _AUS = re.compile(r'^facedet3d\.aus\[(?:"([^"]+)"|(\d+))\]\.value$')
 _KEYS = re.compile(r'^facedet3d\.wrinkle_keys\[(?:"([^"]+)"|(\d+))\]\.weight$')
@@ -94,10 +94,8 @@ def migrate_on_load(_dummy=None) -> None:
 
 
 def register_handlers():
-    if migrate_on_load not in bpy.app.handlers.load_post:
-        bpy.app.handlers.load_post.append(migrate_on_load)
+    storage.add_handler(bpy.app.handlers.load_post, migrate_on_load)
 
 
 def unregister_handlers():
-    if migrate_on_load in bpy.app.handlers.load_post:
-        bpy.app.handlers.load_post.remove(migrate_on_load)
+    storage.remove_handler(bpy.app.handlers.load_post, migrate_on_load)

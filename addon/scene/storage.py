@@ -98,11 +98,20 @@ def relocate_on_save(*args):
         img.filepath = bpy.path.relpath(ap, start=start)
 
 
+def add_handler(handlers: list, fn) -> None:
+    """Add an app handler once (register may run again after a reload)."""
+    if fn not in handlers:
+        handlers.append(fn)
+
+
+def remove_handler(handlers: list, fn) -> None:
+    if fn in handlers:
+        handlers.remove(fn)
+
+
 def register_handlers():
-    if relocate_on_save not in bpy.app.handlers.save_pre:
-        bpy.app.handlers.save_pre.append(relocate_on_save)
+    add_handler(bpy.app.handlers.save_pre, relocate_on_save)
 
 
 def unregister_handlers():
-    if relocate_on_save in bpy.app.handlers.save_pre:
-        bpy.app.handlers.save_pre.remove(relocate_on_save)
+    remove_handler(bpy.app.handlers.save_pre, relocate_on_save)
