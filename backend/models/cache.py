@@ -8,6 +8,12 @@ import os
 from pathlib import Path
 
 
+def stat_key(p: Path) -> str:
+    """A file as a cache key sees it: where it is, its size and modification time."""
+    st = p.stat()
+    return f"{p.resolve()}|{st.st_size}|{st.st_mtime_ns}"
+
+
 def cache_dir() -> Path:
     env = os.environ.get("FACEDET3D_CACHE_DIR")
     if env:

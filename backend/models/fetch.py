@@ -12,7 +12,6 @@ and the folder becomes ``<dest>`` only when every file is there and verified.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import urllib.error
@@ -21,6 +20,7 @@ from pathlib import Path
 from typing import Optional
 
 from ..core.errors import ModelNotFoundError
+from ..core.files import sha256_file as _sha256
 
 MANIFEST = Path(__file__).with_name("ict_release_manifest.json")
 CHUNK = 1 << 20
@@ -41,14 +41,6 @@ def _url(source: str, rel: str) -> str:
     if "://" in source:
         return source.rstrip("/") + "/" + rel
     return Path(source).expanduser().resolve().joinpath(rel).as_uri()
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(CHUNK), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def _download(url: str, target: Path, timeout: float, limit: int) -> None:

@@ -23,7 +23,7 @@ import numpy as np
 from protocol.models import ICT_RELEASE_NEUTRAL, VERTEX_INDICES
 
 from ..core.errors import ModelNotFoundError
-from .cache import cache_dir
+from .cache import cache_dir, stat_key
 
 CONVERTER_VERSION = 1
 _lock = threading.Lock()
@@ -132,8 +132,7 @@ def cache_key(folder: Path) -> str:
     parts = [f"v{CONVERTER_VERSION}", str(folder.resolve())]
     for p in sorted(folder.iterdir()):
         if p.suffix.lower() == ".obj" or p.name == VERTEX_INDICES:
-            st = p.stat()
-            parts.append(f"{p.name}|{st.st_size}|{st.st_mtime_ns}")
+            parts.append(stat_key(p))
     return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:16]
 
 

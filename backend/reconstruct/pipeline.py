@@ -11,7 +11,6 @@ leaves a file that looks complete; ``face.json`` is written last.
 
 from __future__ import annotations
 
-import hashlib
 
 import time
 from pathlib import Path
@@ -22,6 +21,7 @@ from protocol import job as job_files
 from protocol.job import FaceReconstruction
 
 from ..core.errors import BadImageError
+from ..core.files import sha256_file
 from ..core.image_io import load_rgb
 from ..core.imaging import LUMA, srgb_to_linear
 from ..core.progress import Job
@@ -109,7 +109,7 @@ def reconstruct(image: str, out_dir: str, model_dir: str | None = None, job: Job
                             "Choose a folder you can write to.") from exc
     rec = FaceReconstruction(image=str(Path(image).resolve()), image_size=[w, h], model=model.name,
                              model_dir=str(model.source),
-                             photo_sha256=hashlib.sha256(Path(image).read_bytes()).hexdigest())
+                             photo_sha256=sha256_file(image))
 
     job.stage(0.05, 0.25).report(0.0, "Detecting face and landmarks")
     rec.detection = timed("detect", landmarks.detect_face, photo, job, opts.get("face"))

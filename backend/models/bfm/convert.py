@@ -39,6 +39,7 @@ from protocol.models import ict_layout
 
 from ...core.errors import ModelNotFoundError
 from ..cache import cache_dir
+from ..cache import stat_key as _stat_key
 from ..ict import ICT_FACS, archive_path, default_model_dir, load_ict_facekit
 from ..morphable import MorphableModel, facs_table
 from . import files as bfm_files
@@ -63,11 +64,6 @@ def sidecars(path: Path) -> dict[str, Path]:
     if (path.parent / EXP_PCA_SIDECAR).is_file():
         out["expression"] = path.parent / EXP_PCA_SIDECAR
     return out
-
-
-def _stat_key(p: Path) -> str:
-    st = p.stat()
-    return f"{p.resolve()}|{st.st_size}|{st.st_mtime_ns}"
 
 
 def cache_key(path: Path, reference: Path) -> str:
