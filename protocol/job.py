@@ -81,10 +81,17 @@ class Detection:
     faces: list[list[float]] = field(default_factory=list)  # every face found, boxes left to right
     chosen: int = 0  # which of ``faces`` is used (its index; -1: a box the user gave that no detection matched)
     chosen_by: str = "largest"  # or "number", "box": how the user picked it
+    # MediaPipe's 478 face-mesh points (x, y) when it placed them (the fit's dense term);
+    # ``landmarks`` are then read off them. None: dlib placed the 68 alone.
+    dense: Optional[list[list[float]]] = None
 
     @property
     def points(self) -> np.ndarray:
         return np.asarray(self.landmarks, np.float64)
+
+    @property
+    def dense_points(self) -> Optional[np.ndarray]:
+        return None if self.dense is None else np.asarray(self.dense, np.float64)
 
 
 @dataclass
@@ -99,6 +106,9 @@ class Fit:
     error_iod: float  # mean landmark reprojection error / inter-ocular distance
     error_px: float
     iterations: int
+    points: str = "68"  # what was fitted: "68" landmarks or MediaPipe's "dense" mesh points
+    dense_vertices: list[int] = field(default_factory=list)  # per mesh point (478): its vertex, -1 unused
+    expression_sd: list[float] = field(default_factory=list)  # posterior sd of each weight (0: not fitted)
 
 
 @dataclass

@@ -28,6 +28,12 @@ def srgb_to_linear(rgb: np.ndarray) -> np.ndarray:
     return np.where(x <= 0.04045, x / 12.92, ((x + 0.055) / 1.055) ** 2.4).astype(np.float32)
 
 
+def linear_to_srgb(x: np.ndarray) -> np.ndarray:
+    """Linear float (0..1) -> sRGB float 0..1 (IEC 61966-2-1), the inverse of srgb_to_linear."""
+    x = np.clip(np.asarray(x, np.float64), 0.0, None)
+    return np.where(x <= 0.0031308, 12.92 * x, 1.055 * x ** (1 / 2.4) - 0.055)
+
+
 def _axis(n: int, size: int):
     c = np.clip((np.arange(size) + 0.5) * (n / size) - 0.5, 0, n - 1)
     i0 = np.floor(c).astype(np.int64)

@@ -80,6 +80,25 @@ EAR_MARGIN_MM = 3.0  # candidates may lie this far behind the jaw row (towards t
 INNER_FRACTION = 0.3  # ...and no closer to the midline than this fraction of the landmark's |x|
 
 MAX_OUTER = 6
+
+# ---- dense points (MediaPipe's mesh) ----------------------------------------------------------
+# Per-point noise of the dense points. Neighbouring mesh points are placed by one network and
+# their errors are strongly correlated, so they are far from ~400 independent measurements:
+# the sigma is raised so that the whole set weighs about as much against the priors as the
+# 51 inner points of the 68 did (0.02 * sqrt(400 / 51) ~ 0.055), then tuned on the closed
+# loop (docs/au_accuracy.md).
+SIGMA_DENSE = 0.055
+# Differences between two points with a sigma of their own: the eye opening (upper lid above
+# lower lid), the brows' height above the eyes, the mouth's width and opening. These carry the
+# expression (AU1/2/4, AU5/7/45, AU12/20, AU25-27) and are nearly blind to identity and pose,
+# which move both points together. Mesh indices (MediaPipe's canonical face): eyes 159/145,
+# 158/153, 160/144 (subject's right) and 386/374, 385/380, 387/373 (left); brows 105, 66, 70
+# over 159 / 33 and 334, 296, 300 over 386 / 263; lips 61/291 corners, 13/14 inner, 0/17 outer.
+SIGMA_PAIR = 0.012
+PAIRS = tuple(((a, b), SIGMA_PAIR) for a, b in (
+    (159, 145), (158, 153), (160, 144), (386, 374), (385, 380), (387, 373),
+    (105, 159), (66, 159), (70, 33), (334, 386), (296, 386), (300, 263),
+    (61, 291), (13, 14), (0, 17)))
 # Trust-region subproblem solver. "exact" runs an SVD per iteration, and OpenBLAS's
 # threaded SVD/QR of these small (~250 x 110) matrices degrades from ~3 ms to ~1 s when the
 # CPU is shared with another busy process (measured here, 2 cores); LSMR needs only
@@ -111,32 +130,32 @@ class ContourCandidates:
     positions: list[np.ndarray]  # for each landmark, its candidates' indices into all_vertices
 
 
-# id(model) -> (weak reference to the model, its candidates); MorphableModel is unhashable.
-_candidate_cache: dict[int, tuple[weakref.ref, ContourCandidates]] = {}
+# (id(model), which points) -> (weak reference to the model, their candidates); MorphableModel is unhashable.
+_candidate_cache: dict[tuple, tuple[weakref.ref, ContourCandidates]] = {}
 
 
-def contour_candidates(model: MorphableModel) -> ContourCandidates:
-    """Candidate vertices for each sliding jaw-line landmark (cached per model).
+def slide_candidates(model: MorphableModel, landmarks: list[int], defaults: np.ndarray,
+                     sides: list[int]) -> ContourCandidates:
+    """Candidate vertices for sliding outline points (cached per model and point set).
 
-    For landmark k on one side: the face-region vertices of the neutral mesh within
-    ``SLAB_HALF_MM`` of its height, on its side, no further back (towards the ear) than the
-    release's extended jaw line at that height, and not in the central part of the face.
-    The jaw row itself is one line; the slab gives each landmark a band that crosses the
-    cheek from the jaw line forwards, along which its silhouette point moves as the head
-    turns.
+    For the point whose default vertex is ``defaults[i]`` on side ``sides[i]``: the face-region
+    vertices of the neutral mesh within ``SLAB_HALF_MM`` of its height, on its side, no further
+    back (towards the ear) than the release's extended jaw line at that height, and not in the
+    central part of the face. The jaw row itself is one line; the slab gives each point a band
+    that crosses the cheek from the jaw line forwards, along which its silhouette point moves
+    as the head turns.
     """
-    hit = _candidate_cache.get(id(model))
+    key = (id(model), tuple(int(v) for v in defaults))
+    hit = _candidate_cache.get(key)
     if hit is not None and hit[0]() is model:
         return hit[1]
     nv = min(model.regions["face"][0][1], model.n_vertices)
     V = model.neutral[:nv].astype(np.float64)
-    lm = model.neutral[model.landmark_vertices].astype(np.float64)
     rows = {-1: model.neutral[list(model.jaw_rows[0])].astype(np.float64),
             +1: model.neutral[list(model.jaw_rows[1])].astype(np.float64)}
-    cands, sides = [], []
-    for k in CONTOUR:
-        side = -1 if k in CONTOUR_RIGHT else +1
-        x_k, y_k = lm[k, 0], lm[k, 1]
+    cands = []
+    for default, side in zip(defaults, sides):
+        x_k, y_k = model.neutral[int(default), 0], model.neutral[int(default), 1]
         row = rows[side]
         order = np.argsort(row[:, 1])
         z_jaw = float(np.interp(y_k, row[order, 1], row[order, 2]))
@@ -148,18 +167,22 @@ def contour_candidates(model: MorphableModel) -> ContourCandidates:
                 break
             half *= 1.5
         idx = np.nonzero(mask)[0]
-        default = int(model.landmark_vertices[k])
-        if default not in idx:
-            idx = np.append(idx, default)
+        if int(default) not in idx:
+            idx = np.append(idx, int(default))
         cands.append(np.sort(idx).astype(np.int64))
-        sides.append(side)
     all_v = np.unique(np.concatenate(cands))
     pos = [np.searchsorted(all_v, c) for c in cands]
-    res = ContourCandidates(list(CONTOUR), cands, sides, all_v, pos)
-    for key in [k for k, (ref, _) in _candidate_cache.items() if ref() is None]:
-        del _candidate_cache[key]
-    _candidate_cache[id(model)] = (weakref.ref(model), res)
+    res = ContourCandidates(list(landmarks), cands, list(sides), all_v, pos)
+    for k in [k for k, (ref, _) in _candidate_cache.items() if ref() is None]:
+        del _candidate_cache[k]
+    _candidate_cache[key] = (weakref.ref(model), res)
     return res
+
+
+def contour_candidates(model: MorphableModel) -> ContourCandidates:
+    """Candidates of the 68-point jaw line (:func:`slide_candidates` for landmarks 0-7, 9-16)."""
+    return slide_candidates(model, list(CONTOUR), np.asarray(model.landmark_vertices)[CONTOUR],
+                            [-1 if k in CONTOUR_RIGHT else +1 for k in CONTOUR])
 
 
 # ---- small geometry helpers ----------------------------------------------------------------
@@ -194,9 +217,10 @@ def outward_direction(R: np.ndarray, t: np.ndarray, f: float, c: np.ndarray, cen
 
 
 def march_contour(model: MorphableModel, identity: np.ndarray, expression: np.ndarray, R: np.ndarray,
-                  t: np.ndarray, f: float, c: np.ndarray) -> dict[int, int]:
-    """For each jaw-line landmark, the candidate vertex extreme outward in this projection."""
-    cc = contour_candidates(model)
+                  t: np.ndarray, f: float, c: np.ndarray, cc: ContourCandidates | None = None) -> dict[int, int]:
+    """For each sliding point (the 68-point jaw line unless ``cc`` names others), the candidate
+    vertex extreme outward in this projection."""
+    cc = cc or contour_candidates(model)
     P = model.shape(identity, expression, vertices=cc.all_vertices)
     uv = _project(P @ R.T + t, f, c)
     centre = model.shape(identity, expression, vertices=model.landmark_vertices).mean(0)
@@ -208,22 +232,121 @@ def march_contour(model: MorphableModel, identity: np.ndarray, expression: np.nd
     return out
 
 
+# ---- the expression prior (dense fits) -------------------------------------------------------
+# Three terms on the expression weights, each a residual of the least-squares problem:
+# - per shape, the Gaussian prior EXPRESSION_PRIOR x a scale: 1 for shapes of AUs that occur in
+#   an EMFACS prototype (models.emotions), NON_PROTOTYPE_SCALE for the rest (jaw thrust and
+#   sideways, lip suck, funneler...). EMFACS's co-occurrence table is the documented prior on
+#   which AUs people's emotional expressions use; shapes outside it have to earn more evidence.
+# - antagonists, ANTAGONIST_PRIOR x w_a x w_b: muscles that pull one feature opposite ways
+#   (jaw left/right, mouth left/right, lid raiser/closer, smile/frown on one side) are not
+#   both on; the product costs nothing when either is 0. Without it, the fit cancels pairs
+#   (jawLeft 0.69 + jawRight 0.76 on a render with neither) to soak up landmark bias.
+# - left/right, SYMMETRY_PRIOR x (w_L - w_R): expressions are mostly symmetric; a lopsided
+#   one (contempt) still comes through, the prior is weak.
+NON_PROTOTYPE_SCALE = 2.0
+ANTAGONIST_PRIOR = 4.0
+SYMMETRY_PRIOR = 1.0
+ANTAGONIST_NAMES = (("jawLeft", "jawRight"), ("mouthLeft", "mouthRight"), ("eyeWide_L", "eyeBlink_L"),
+                    ("eyeWide_R", "eyeBlink_R"), ("eyeWide_L", "eyeSquint_L"), ("eyeWide_R", "eyeSquint_R"),
+                    ("mouthSmile_L", "mouthFrown_L"), ("mouthSmile_R", "mouthFrown_R"),
+                    ("mouthPucker", "mouthStretch_L"), ("mouthPucker", "mouthStretch_R"),
+                    ("browDown_L", "browOuterUp_L"), ("browDown_R", "browOuterUp_R"))
+
+
+def expression_priors(model: MorphableModel) -> dict:
+    """The dense fit's expression prior for this model (see above)."""
+    from ..models.emotions import EMFACS
+
+    proto_aus = {au for aus, _ in EMFACS.values() for au, _l, _s in aus}
+    scale = np.full(model.n_expressions, NON_PROTOTYPE_SCALE)
+    for n, unit in model.facs.items():
+        if n in proto_aus:
+            for sh in unit.shapes:
+                scale[model.expression_index(sh)] = 1.0
+    idx = {n: i for i, n in enumerate(model.expression_names)}
+    anta = [(idx[a], idx[b]) for a, b in ANTAGONIST_NAMES if a in idx and b in idx]
+    sym = [(idx[n], idx[n[:-2] + "_R"]) for n in model.expression_names
+           if n.endswith("_L") and n[:-2] + "_R" in idx]
+    return {"prior_scale": scale, "antagonists": anta, "symmetric": sym}
+
+
+# ---- what is fitted -------------------------------------------------------------------------
+@dataclass
+class Targets:
+    """The observed points, the model vertices they belong to, and how much each is trusted."""
+
+    obs: np.ndarray  # (N, 2) pixels
+    vertices: np.ndarray  # (N,) model vertex per point (sliding points: their current vertex)
+    sigma: np.ndarray  # (N,) pixels
+    slide: ContourCandidates | None  # ``landmarks`` are indices into the points
+    inner: np.ndarray  # points the initial pose uses (not the outline)
+    pairs: np.ndarray  # (P, 2) point indices whose difference is a residual of its own
+    pair_sigma: np.ndarray  # (P,) pixels
+    iod: float
+    kind: str  # "68" | "dense"
+
+
+def _targets_68(model: MorphableModel, obs: np.ndarray, face_px: float, iod: float) -> Targets:
+    sigma = np.full(68, SIGMA_INNER * face_px)
+    sigma[CONTOUR] = SIGMA_CONTOUR * face_px
+    return Targets(obs, np.asarray(model.landmark_vertices, np.int64).copy(), sigma, contour_candidates(model),
+                   np.arange(17, 68), np.zeros((0, 2), np.int64), np.zeros(0), iod, "68")
+
+
+def _targets_dense(model: MorphableModel, dense_pts: np.ndarray, face_px: float, iod: float, check=None) -> Targets:
+    from . import mesh_landmarks
+    from ..vision import dense
+
+    ml = mesh_landmarks.mesh_landmarks(model, check)
+    used = ml.used
+    obs = dense_pts[used]
+    sigma = np.full(len(used), SIGMA_DENSE * face_px)
+    where = {int(k): i for i, k in enumerate(used)}
+    sliding = [i for i, k in enumerate(used) if ml.sliding[k]]
+    sigma[sliding] = SIGMA_CONTOUR * face_px
+    sides = [1 if model.neutral[ml.vertices[used[i]], 0] > 0 else -1 for i in sliding]
+    slide = slide_candidates(model, sliding, ml.vertices[used[sliding]], sides) if sliding else None
+    inner = np.array([i for i, k in enumerate(used) if k not in set(dense.FACE_OVAL.tolist())], np.int64)
+    pairs, psig = [], []
+    for (a, b), sig in PAIRS:
+        if a in where and b in where:
+            pairs.append((where[a], where[b]))
+            psig.append(sig * face_px)
+    return Targets(obs, ml.vertices[used].copy(), sigma, slide, inner, np.array(pairs, np.int64).reshape(-1, 2),
+                   np.array(psig), iod, "dense")
+
+
 # ---- the solver ----------------------------------------------------------------------------
 class _Problem:
     """Residuals and Jacobian for x = [r (3), t (3), a (K), w (E_active)]."""
 
     def __init__(self, model: MorphableModel, vertices: np.ndarray, obs: np.ndarray, sigma: np.ndarray,
                  f: float, c: np.ndarray, R_ref: np.ndarray, n_id: int, active: np.ndarray,
-                 fixed_shape: bool = False):
+                 fixed_shape: bool = False, pairs: np.ndarray | None = None, pair_sigma: np.ndarray | None = None,
+                 expression_prior: float | None = None, identity: np.ndarray | None = None,
+                 prior_scale: np.ndarray | None = None, antagonists=None, symmetric=None):
         sel = np.asarray(vertices, np.int64)
         self.N = model.neutral[sel].astype(np.float64)
         self.Bid = model.identity_basis[:n_id, sel].astype(np.float64) if n_id else np.zeros((0, len(sel), 3))
+        if identity is not None:  # identity known (a video's frames): folded into the mean
+            self.N = self.N + np.tensordot(np.asarray(identity, np.float64), model.identity_basis[:len(identity), sel], 1)
         self.Bex = model.expression_basis[active][:, sel].astype(np.float64)
         self.obs, self.sigma, self.f, self.c, self.R_ref = obs, sigma, f, c, R_ref
         self.K = 0 if fixed_shape else n_id
         self.E = 0 if fixed_shape else len(active)
         self.fixed_shape = fixed_shape
         self.shape0 = None  # (a, w) used when fixed_shape
+        self.pairs = np.zeros((0, 2), np.int64) if pairs is None else pairs
+        self.pair_sigma = np.zeros(0) if pair_sigma is None else pair_sigma
+        lam = EXPRESSION_PRIOR if expression_prior is None else expression_prior
+        self.lam = np.full(self.E, lam) * (prior_scale[active] if (prior_scale is not None and self.E) else 1.0)
+        # antagonist and left/right pairs as positions among the active shapes
+        pos = {int(k): i for i, k in enumerate(active)} if self.E else {}
+        self.anta = np.array([(pos[a], pos[b]) for a, b in (antagonists or []) if a in pos and b in pos],
+                             np.int64).reshape(-1, 2)
+        self.sym = np.array([(pos[a], pos[b]) for a, b in (symmetric or []) if a in pos and b in pos],
+                            np.int64).reshape(-1, 2)
 
     def unpack(self, x):
         r, t = x[:3], x[3:6]
@@ -252,8 +375,13 @@ class _Problem:
         r, t, a, w = self.unpack(x)
         Xc = self.camera_points(x)
         uv = _project(Xc, self.f, self.c)
-        res = ((uv - self.obs) / self.sigma[:, None]).ravel()
-        return np.concatenate([res, IDENTITY_PRIOR * a, EXPRESSION_PRIOR * w])
+        d = uv - self.obs
+        res = (d / self.sigma[:, None]).ravel()
+        i, j = self.pairs[:, 0], self.pairs[:, 1]
+        pair = ((d[i] - d[j]) / self.pair_sigma[:, None]).ravel()
+        anta = ANTAGONIST_PRIOR * w[self.anta[:, 0]] * w[self.anta[:, 1]] if len(w) else np.zeros(0)
+        sym = SYMMETRY_PRIOR * (w[self.sym[:, 0]] - w[self.sym[:, 1]]) if len(w) else np.zeros(0)
+        return np.concatenate([res, pair, IDENTITY_PRIOR * a, self.lam * w, anta, sym])
 
     def jacobian(self, x):
         r, t, a, w = self.unpack(x)
@@ -267,7 +395,6 @@ class _Problem:
         Jp[:, 0, 0] = Jp[:, 1, 1] = self.f * iz
         Jp[:, 0, 2] = -self.f * Xc[:, 0] * iz * iz
         Jp[:, 1, 2] = -self.f * Xc[:, 1] * iz * iz
-        Jp /= self.sigma[:, None, None]
         RY = Xc - t  # Rr @ R_ref @ P
         dR = -_skew(RY) @ _left_jacobian(r)  # (n, 3, 3)
         cols = [np.einsum("nij,njk->nik", Jp, dR), Jp]
@@ -277,12 +404,24 @@ class _Problem:
         if self.E:
             RB = np.einsum("ab,knb->kna", R, self.Bex)
             cols.append(np.einsum("nij,knj->nik", Jp, RB))
-        J_lm = np.concatenate(cols, axis=2).reshape(2 * n, -1)
+        J_uv = np.concatenate(cols, axis=2)  # (n, 2, P) pixels per parameter
+        J_lm = (J_uv / self.sigma[:, None, None]).reshape(2 * n, -1)
+        i, j = self.pairs[:, 0], self.pairs[:, 1]
+        J_pair = ((J_uv[i] - J_uv[j]) / self.pair_sigma[:, None, None]).reshape(2 * len(i), J_uv.shape[2])
         nprior = self.K + self.E
         J_pr = np.zeros((nprior, 6 + nprior))
         J_pr[:self.K, 6:6 + self.K] = IDENTITY_PRIOR * np.eye(self.K)
-        J_pr[self.K:, 6 + self.K:] = EXPRESSION_PRIOR * np.eye(self.E)
-        return np.vstack([J_lm, J_pr])
+        J_pr[self.K:, 6 + self.K:] = np.diag(self.lam) if self.E else np.zeros((0, 0))
+        e0 = 6 + self.K
+        J_an = np.zeros((len(self.anta) if self.E else 0, 6 + nprior))
+        J_sy = np.zeros((len(self.sym) if self.E else 0, 6 + nprior))
+        for row, (i, j) in enumerate(self.anta if self.E else []):
+            J_an[row, e0 + i] = ANTAGONIST_PRIOR * w[j]
+            J_an[row, e0 + j] = ANTAGONIST_PRIOR * w[i]
+        for row, (i, j) in enumerate(self.sym if self.E else []):
+            J_sy[row, e0 + i] = SYMMETRY_PRIOR
+            J_sy[row, e0 + j] = -SYMMETRY_PRIOR
+        return np.vstack([J_lm, J_pair, J_pr, J_an, J_sy])
 
 
 def _bounds(K: int, E: int, fixed_shape: bool):
@@ -299,11 +438,11 @@ def active_expressions(model: MorphableModel) -> np.ndarray:
                      if not n.startswith(EXCLUDED_PREFIXES)], np.int64)
 
 
-def _initial_pose(model, obs, sigma, f, c, vertices) -> tuple[np.ndarray, np.ndarray]:
+def _initial_pose(model, tg: Targets, f, c, identity: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Rigid pose of the mean face: weak-perspective guess of the distance, then a 6-dof
     least-squares PnP from three yaw guesses (-35, 0, +35 degrees); the best one wins."""
-    P = model.neutral[vertices].astype(np.float64)
-    inner = np.arange(17, 68)
+    P = model.shape(identity, None, vertices=tg.vertices)
+    inner, obs = tg.inner, tg.obs
     spread3 = np.sqrt(((P[inner, :2] - P[inner, :2].mean(0)) ** 2).sum(1).mean())
     spread2 = np.sqrt(((obs[inner] - obs[inner].mean(0)) ** 2).sum(1).mean())
     tz = f * spread3 / max(spread2, 1e-6)
@@ -313,7 +452,8 @@ def _initial_pose(model, obs, sigma, f, c, vertices) -> tuple[np.ndarray, np.nda
         mc = (P[inner] @ R_ref.T).mean(0)
         xy = (obs[inner].mean(0) - c) * (tz + mc[2]) / f - mc[:2]
         x0 = np.concatenate([np.zeros(3), [xy[0], xy[1], tz]])
-        prob = _Problem(model, vertices, obs, sigma, f, c, R_ref, 0, np.zeros(0, np.int64), fixed_shape=True)
+        prob = _Problem(model, tg.vertices[inner], obs[inner], tg.sigma[inner], f, c, R_ref, 0,
+                        np.zeros(0, np.int64), fixed_shape=True, identity=identity)
         prob.shape0 = (np.zeros(0), np.zeros(0))
         lo, hi = _bounds(0, 0, True)
         sol = least_squares(prob.residuals, x0, jac=prob.jacobian, bounds=(lo, hi), method="trf",
@@ -323,16 +463,33 @@ def _initial_pose(model, obs, sigma, f, c, vertices) -> tuple[np.ndarray, np.nda
     return best[1], best[2]
 
 
+def _expression_sd(prob: "_Problem", x: np.ndarray, active: np.ndarray, n_expr: int) -> np.ndarray:
+    """Posterior standard deviation of each expression weight (Laplace approximation: the
+    inverse of J^T J at the solution, residuals in units of their sigma). Shapes at a bound
+    keep their curvature. 0 for shapes not fitted."""
+    J = prob.jacobian(x)
+    H = J.T @ J
+    cov = np.linalg.pinv(H, hermitian=True)
+    sd = np.zeros(n_expr)
+    e0 = 6 + prob.K
+    sd[active] = np.sqrt(np.clip(np.diag(cov)[e0:e0 + prob.E], 0, None))
+    return sd
+
+
 def fit_model(model: MorphableModel, detection: Detection, image_size: tuple[int, int], job: Job | None = None,
               n_identity: int = 50, *, fov_deg: float = DEFAULT_FOV_DEG, focal: float | None = None,
-              fit_expression: bool = True, march: bool = True, max_outer: int = MAX_OUTER) -> Fit:
-    """Fit pose, identity and expression of ``model`` to the detection's 68 landmarks.
+              fit_expression: bool = True, march: bool = True, max_outer: int = MAX_OUTER,
+              use_dense: bool = True, identity: np.ndarray | None = None,
+              expression_prior: float | None = None) -> Fit:
+    """Fit pose, identity and expression of ``model`` to the detection's landmarks: MediaPipe's
+    dense points when the detection has them (and ``use_dense``), else the 68.
 
     ``image_size`` is (width, height) of the photo the landmarks are in. The camera is a
     pinhole with its principal point at the image centre and a focal length from ``focal``
     (pixels) or else ``fov_deg`` across the long side (see DEFAULT_FOV_DEG). With
-    ``march=False`` the jaw-line landmarks keep their fixed (frontal) vertices.
-    Raises :class:`FitError` when the result does not describe the landmarks.
+    ``march=False`` the outline points keep their fixed (frontal) vertices. ``identity``
+    given: it is held fixed (a video's frames after the first) and only pose and expression
+    are fitted. Raises :class:`FitError` when the result does not describe the landmarks.
     """
     w_img, h_img = int(image_size[0]), int(image_size[1])
     obs = np.asarray(detection.landmarks, np.float64)
@@ -344,13 +501,16 @@ def fit_model(model: MorphableModel, detection: Detection, image_size: tuple[int
     if iod < 2.0 or face_px < 10.0:
         raise FitError(f"The landmarks are degenerate (eyes {iod:.1f} px apart).",
                        "Use a photo in which the face is at least ~100 px wide.")
+    dense_pts = detection.dense_points if use_dense else None
+    if dense_pts is not None and (dense_pts.shape[0] < 468 or not np.isfinite(dense_pts).all()):
+        raise FitError(f"Expected 478 finite dense landmarks, got an array of shape {dense_pts.shape}.",
+                       "Run face detection again; the landmark file may be damaged.")
     f = float(focal) if focal else focal_for((w_img, h_img), fov_deg)
     c = np.array([w_img / 2.0, h_img / 2.0])
-    K = int(max(0, min(n_identity, model.n_identity)))
+    fixed_id = identity is not None
+    K = 0 if fixed_id else int(max(0, min(n_identity, model.n_identity)))
     active = active_expressions(model) if fit_expression else np.zeros(0, np.int64)
     E = len(active)
-    sigma = np.full(68, SIGMA_INNER * face_px)
-    sigma[CONTOUR] = SIGMA_CONTOUR * face_px
 
     def step(frac, msg):
         if job is not None:
@@ -358,16 +518,21 @@ def fit_model(model: MorphableModel, detection: Detection, image_size: tuple[int
             job.report(frac, msg)
 
     step(0.0, "Estimating head pose")
-    vertices = np.asarray(model.landmark_vertices, np.int64).copy()
-    R, t = _initial_pose(model, obs, sigma, f, c, vertices)
+    tg = (_targets_dense(model, dense_pts, face_px, iod, job.check if job is not None else None)
+          if dense_pts is not None else _targets_68(model, obs, face_px, iod))
+    id0 = np.asarray(identity, np.float64) if fixed_id else None
+    R, t = _initial_pose(model, tg, f, c, id0)
     a = np.zeros(K)
     w_act = np.zeros(E)
     w_full = np.zeros(model.n_expressions)
+    a_full = id0 if fixed_id else a
+    vertices = tg.vertices.copy()
     solves = 0  # reported as Fit.iterations: pose/shape solves between correspondence updates
+    prob = sol = None
     for outer in range(1, max(1, max_outer) + 1):
         step(0.1 + 0.85 * (outer - 1) / max(1, max_outer), f"Fitting shape and expression (pass {outer})")
-        if march:
-            picks = march_contour(model, a, w_full, R, t, f, c)
+        if march and tg.slide is not None:
+            picks = march_contour(model, a_full, w_full, R, t, f, c, tg.slide)
             new = vertices.copy()
             for k, v in picks.items():
                 new[k] = v
@@ -376,7 +541,9 @@ def fit_model(model: MorphableModel, detection: Detection, image_size: tuple[int
             vertices = new
         elif outer > 1:
             break
-        prob = _Problem(model, vertices, obs, sigma, f, c, R, K, active)
+        prob = _Problem(model, vertices, tg.obs, tg.sigma, f, c, R, K, active, pairs=tg.pairs,
+                        pair_sigma=tg.pair_sigma, expression_prior=expression_prior, identity=id0,
+                        **(expression_priors(model) if tg.kind == "dense" else {}))
         x0 = np.concatenate([np.zeros(3), t, a, w_act])
         lo, hi = _bounds(K, E, False)
         x0 = np.clip(x0, lo, hi)
@@ -386,27 +553,39 @@ def fit_model(model: MorphableModel, detection: Detection, image_size: tuple[int
         r, t, a, w_act = prob.unpack(sol.x)
         R = prob.rotation(r)
         t, a, w_act = t.copy(), a.copy(), w_act.copy()
+        a_full = id0 if fixed_id else a
         w_full = np.zeros(model.n_expressions)
         w_full[active] = w_act
 
     # final figures with the final correspondences
-    P = model.shape(a, w_full, vertices=vertices)
+    P = model.shape(a_full, w_full, vertices=vertices)
     Xc = P @ R.T + t
     if not (np.isfinite(Xc).all() and (Xc[:, 2] > 1.0).all()):
         raise FitError("The face model could not be placed in front of the camera.",
                        "Use a photo with a clearly visible frontal or three-quarter face.")
     uv = _project(Xc, f, c)
-    err_px = float(np.linalg.norm(uv - obs, axis=1).mean())
+    err_px = float(np.linalg.norm(uv - tg.obs, axis=1).mean())
     err_iod = err_px / iod
     if not np.isfinite(err_iod) or err_iod > MAX_ERROR_IOD:
         raise FitError(f"The face model does not match the landmarks (mean error {100 * err_iod:.0f}% "
                        "of the eye distance).",
                        "The landmarks may be wrong: use a sharper, evenly lit photo of an unoccluded face.")
+    sd = _expression_sd(prob, sol.x, active, model.n_expressions) if E else np.zeros(model.n_expressions)
     step(1.0, f"Fitted: mean landmark error {err_px:.1f} px")
     cam = Camera(width=w_img, height=h_img, focal=f, rotation=R.tolist(), translation=t.tolist())
-    return Fit(camera=cam, identity=a.tolist(), expression=w_full.tolist(),
-               expression_names=list(model.expression_names), landmark_vertices=[int(v) for v in vertices],
-               error_iod=float(err_iod), error_px=err_px, iterations=int(solves))
+    if tg.kind == "dense":
+        from ..vision.dense import TO_68
+        from .mesh_landmarks import mesh_landmarks
+        full = mesh_landmarks(model).vertices.copy()
+        full[mesh_landmarks(model).used] = vertices
+        lm68 = [int(full[k]) if full[k] >= 0 else int(model.landmark_vertices[i]) for i, k in enumerate(TO_68)]
+        dense_v = [int(v) for v in full]
+    else:
+        lm68, dense_v = [int(v) for v in vertices], []
+    return Fit(camera=cam, identity=[float(v) for v in a_full], expression=w_full.tolist(),
+               expression_names=list(model.expression_names), landmark_vertices=lm68,
+               error_iod=float(err_iod), error_px=err_px, iterations=int(solves),
+               points=tg.kind, dense_vertices=dense_v, expression_sd=[round(float(v), 4) for v in sd])
 
 
 def rotation_angles(R_cam: np.ndarray) -> tuple[float, float, float]:

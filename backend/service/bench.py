@@ -90,10 +90,13 @@ def run_bench(repeat: int = 3, model_dir: str | None = None, only: str = "") -> 
         rows += bench_details(model, fit, img, det, repeat) + bench_learned(repeat)
         return _print(rows, repeat, "(partial: --only details)")
     t, det = _median(lambda: landmarks.detect_face(img), repeat)
-    rows.append(("detection + 68 landmarks (512x512)", t))
+    rows.append((f"detection + landmarks (512x512, {det.detector})", t))
+    t, _ = _median(lambda: landmarks.detect_face(img, landmarker="dlib"), repeat)
+    rows.append(("detection + 68 landmarks, dlib only (512x512)", t))
     h, w = img.shape[:2]
     t, fit = _median(lambda: fitting.fit_model(model, det, (w, h)), repeat)
-    rows.append(("fit (pose, identity, expression)", t))
+    rows.append((f"fit (pose, identity, expression; {'dense' if det.dense else '68'} points)", t))
+    rows += bench_au_loop(model)
     posed = model.shape(np.asarray(fit.identity), np.asarray(fit.expression))
     t, _ = _median(lambda: texture.project_texture(model, posed, fit.camera, img, model.regions["face"][1],
                                                    0, 2048), repeat)
@@ -117,6 +120,23 @@ def _print(rows: list[tuple], repeat: int, note: str = "") -> int:
 
 def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # Linux reports KiB
+
+
+def bench_au_loop(model) -> list[tuple]:
+    """The closed-loop AU figures on a small set (one identity, yaw 0 and 40, front light); the
+    full set is `python -m backend au-eval` (docs/au_accuracy.md)."""
+    from ..reconstruct import closed_loop
+
+    job = Path(__file__).resolve().parents[2] / "out" / "demo" / "astronaut_job"
+    if not (job / "texture.png").is_file():
+        print(f"  (no texture job at {job}: run scripts/demo.sh for the closed-loop AU rows)")
+        return []
+    res = closed_loop.evaluate(model, job, 1, yaws=(0.0, 40.0), lights=("front",), log=None)
+    proto = [v for v in res["prototypes"].values()]
+    return [("closed-loop AU MAE (7 prototypes, yaw 0/40)", res["mae_all"], "AU"),
+            ("  prototype AUs read >= 0.3 (share of cases)", float(np.mean([v["prototype_read"] for v in proto])), "share"),
+            ("  other AUs <= 0.15 (share of cases)", float(np.mean([v["others_quiet"] for v in proto])), "share"),
+            ("  seconds per case (render + detect + fit)", res["seconds_per_case"], "s")]
 
 
 def bench_bfm(repeat: int) -> list[tuple]:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 from dataclasses import asdict
 
 from protocol.details import AUTO_MODEL, SIZES
@@ -173,6 +174,12 @@ def parser() -> argparse.ArgumentParser:
     fm.add_argument("--to", required=True, help="the new folder")
     fm.add_argument("--source", default="", help="where the files come from instead of GitHub: a checkout or unzipped "
                                                  "download of the repository, or a URL of one (file://, https://)")
+    ae = sub.add_parser("au-eval", help="closed-loop AU accuracy: render the default model at known AUs (EMFACS "
+                                        "prototypes x identities x yaw x lighting), read them back, report MAE per AU")
+    ae.add_argument("--texture-job", default="", help="a job folder whose face and head textures dress the renders "
+                                                      "(default: a generic painted face, the correspondence's own)")
+    ae.add_argument("--identities", type=int, default=3)
+    ae.add_argument("--json", default="", help="write the full summary here as JSON")
     b = sub.add_parser("bench", help="print median timings of the backend stages")
     b.add_argument("--repeat", type=int, default=3)
     b.add_argument("--model-dir", default="")
@@ -183,7 +190,30 @@ def parser() -> argparse.ArgumentParser:
     return ap
 
 
-COMMANDS = {"reconstruct": _reconstruct, "details": _details, "models": _models, "wrinkle-stats": _wrinkle_stats,
+def _au_eval(args) -> int:
+    from ..models.loader import load_model
+    from ..reconstruct import closed_loop
+
+    model = load_model(None)
+    res = closed_loop.evaluate(model, args.texture_job or None, args.identities)
+    print(f"{res['read']} of {res['cases']} renders read; AU MAE (all AUs, all cases) {res['mae_all']}")
+    print(f"{'AU':6s} {'MAE':>6s} {'present':>8s} {'absent':>7s} {'|err|<=2sd':>10s}")
+    for k, v in res["per_au"].items():
+        if v["mae_when_present"] is None and v["mae"] < 0.005:
+            continue
+        fmt = lambda x: "   -" if x is None else f"{x:.3f}"  # noqa: E731
+        print(f"{k:6s} {fmt(v['mae']):>6s} {fmt(v['mae_when_present']):>8s} {fmt(v['mae_when_absent']):>7s} "
+              f"{fmt(v['within_2sd']):>10s}")
+    for name, v in res["prototypes"].items():
+        print(f"{name:9s} prototype AUs read {v['prototype_read']:.2f}, others quiet {v['others_quiet']:.2f}, both "
+              f"{v['both']:.2f} (loudest other {v['worst_other'][0]} {v['worst_other'][1]})")
+    print("MAE by yaw:", res["mae_by_yaw"])
+    if args.json:
+        Path(args.json).write_text(json.dumps(res, indent=1))
+    return 0
+
+
+COMMANDS = {"reconstruct": _reconstruct, "au-eval": _au_eval, "details": _details, "models": _models, "wrinkle-stats": _wrinkle_stats,
             "convert-model": _convert_model, "fetch-model": _fetch_model,
             "bench": lambda args: run_bench(args.repeat, args.model_dir or None, args.only)}
 

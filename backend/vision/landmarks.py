@@ -1,6 +1,8 @@
-"""Face detection and 68 Multi-PIE landmarks.
+"""Face detection, dense landmarks and the 68 Multi-PIE landmarks.
 
-Default: dlib's HOG frontal detector, dlib's CNN (MMOD) detector as a fallback, and dlib's
+Default: MediaPipe's full-range face detector and its 478-point face mesh (:mod:`.dense`; the
+68 points are read off the mesh). When MediaPipe finds no face, or its mesh fails on the face
+chosen: dlib's HOG frontal detector, dlib's CNN (MMOD) detector as a fallback, and dlib's
 68-point shape predictor -- all weights ship with the ``face_recognition_models`` package,
 so nothing is downloaded. Optional: the ``face_alignment`` package (FAN), used for the
 landmarks only when it is importable *and* its weights are already in torch hub's cache.
@@ -32,6 +34,7 @@ from protocol.job import Detection
 
 from ..core.errors import BadRequestError, NoFaceError
 from ..core.progress import Job
+from . import dense as dense_mesh
 
 # HOG on a 1600 px copy takes ~0.3 s on one core; beyond that the face is large anyway.
 DETECT_LONG_SIDE = 1600
@@ -230,12 +233,29 @@ def _fan_landmarks(image: np.ndarray, box: list[float]) -> Optional[np.ndarray]:
     return p if p.shape == (68, 2) and np.isfinite(p).all() else None
 
 
+def _mesh_available() -> bool:
+    """MediaPipe can be switched off (FACEDET3D_LANDMARKER=dlib) or be missing from an older
+    backend environment: then dlib does everything, as before."""
+    return os.environ.get("FACEDET3D_LANDMARKER", "auto") != "dlib" and dense_mesh.available()
+
+
+def _dlib_box(image: np.ndarray, box: list[float]) -> list[float]:
+    """dlib's shape predictor wants dlib's own box (it was trained on HOG boxes, which sit lower
+    and tighter than MediaPipe's): HOG's best box overlapping ``box``, else ``box`` itself."""
+    faces, _ = _hog_faces(image)
+    best = max(faces, key=lambda f: _iou(f[0], box), default=None)
+    return best[0] if best is not None and _iou(best[0], box) > 0.3 else box
+
+
 # ---- public ---------------------------------------------------------------------------------
-def detect_face(image: np.ndarray, job: Job | None = None, face=None) -> Detection:
-    """Find the confident faces in an (H, W, 3) uint8 RGB photo and place 68 landmarks on one:
+def detect_face(image: np.ndarray, job: Job | None = None, face=None, landmarker: str = "auto") -> Detection:
+    """Find the confident faces in an (H, W, 3) uint8 RGB photo and place landmarks on one:
     the largest, or the one ``face`` names (:func:`choose_face`: an index from the left, or a box).
 
-    Raises :class:`NoFaceError` when no detector finds a face (and no box is given).
+    ``landmarker``: "auto" (MediaPipe's detector and mesh, dlib when they find nothing) or
+    "dlib" (dlib's detectors and 68 points only: the BFM registration, whose landmark habits
+    are calibrated on them). Raises :class:`NoFaceError` when no detector finds a face (and no
+    box is given).
     """
     img = _as_rgb8(image)
     h, w = img.shape[:2]
@@ -245,10 +265,17 @@ def detect_face(image: np.ndarray, job: Job | None = None, face=None) -> Detecti
             job.check()
             job.report(frac, msg)
 
-    step(0.0, "Looking for a face (HOG)")
-    faces, _ = _hog_faces(img)
-    confident = [f for f in faces if f[1] >= HOG_THRESHOLD]
-    detector = "dlib-hog"
+    use_mesh = landmarker == "auto" and _mesh_available()
+    confident = []
+    if use_mesh:
+        step(0.0, "Looking for a face")
+        confident = [f for f in dense_mesh.detect(img) if f[1] >= dense_mesh.DETECT_THRESHOLD]
+        detector = "mediapipe"
+    if not confident:
+        step(0.1, "Looking for a face (HOG)")
+        faces, _ = _hog_faces(img)
+        confident = [f for f in faces if f[1] >= HOG_THRESHOLD]
+        detector = "dlib-hog"
     if not confident:
         step(0.35, "No clear frontal face; trying the CNN face detector")
         confident = [f for f in _cnn_faces(img) if f[1] >= CNN_THRESHOLD]
@@ -271,15 +298,21 @@ def detect_face(image: np.ndarray, job: Job | None = None, face=None) -> Detecti
         raise BadRequestError(f"the face box {', '.join(f'{v:.0f}' for v in given)} is outside the {w}x{h} photo "
                               "(or under 8 px)", "Give the box in the photo's pixels: left, top, right, bottom.")
 
-    step(0.7, "Placing 68 landmarks")
-    pts = _fan_landmarks(img, box) if _fan_checkpoint() is not None else None
-    if pts is not None:
-        detector += "+fan-2d"
+    step(0.7, "Placing landmarks")
+    dense = dense_mesh.landmarks_in_box(img, box) if use_mesh else None
+    if dense is not None:
+        pts = dense[dense_mesh.TO_68]
+        detector += "+mediapipe-478"
     else:
-        pts = _dlib_landmarks(img, box)
-        detector += "+dlib-68"
+        pts = _fan_landmarks(img, box) if _fan_checkpoint() is not None else None
+        if pts is not None:
+            detector += "+fan-2d"
+        else:
+            pts = _dlib_landmarks(img, _dlib_box(img, box) if detector == "mediapipe" else box)
+            detector += "+dlib-68"
     step(1.0, f"Face found ({detector})")
     return Detection(box=[float(v) for v in box], score=float(score), landmarks=pts.tolist(),
+                     dense=None if dense is None else np.round(dense, 2).tolist(),
                      detector=detector, faces_found=len(confident),
                      faces=[[round(float(v), 1) for v in _clip_box(f[0], w, h)] for f in confident], chosen=chosen,
                      chosen_by="largest" if face is None else ("number" if isinstance(face, int) else "box"))

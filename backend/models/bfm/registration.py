@@ -100,7 +100,7 @@ def detect_landmarks_3d(vertices: np.ndarray, triangles: np.ndarray, colors: np.
     """The inner 51 of the 68 landmarks on a mesh's surface (51, 3), NaN where a ray missed."""
     img, surface_point = render_front(vertices, triangles, colors)
     try:
-        det = landmarks.detect_face(img)
+        det = landmarks.detect_face(img, landmarker="dlib")
     except NoFaceError as exc:
         raise ModelNotFoundError(
             f"No face was found on a frontal rendering of {what}, so it cannot be registered to the default "

@@ -1,0 +1,150 @@
+"""A small ray-cast renderer of a morphable-model face through a pinhole :class:`Camera`.
+
+It makes the pictures the backend itself looks at: renders of a model on which the landmark
+detector places points once per model (dense landmark correspondence), and the closed-loop
+test images of the AU evaluation (a known identity, expression, pose and lighting, textured
+with a projected photo). One embree ray per pixel; the colour is the albedo (the UDIM tiles of
+a texture, or a flat colour per region) times second-order SH irradiance of the interpolated
+normal, written as sRGB. No shadows, no subsurface: a detector sees a lit, textured face,
+which is all these pictures are for (the artist's renders are Blender's).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import trimesh
+
+from protocol.job import Camera
+
+from ..core.imaging import linear_to_srgb
+from ..detail.sh_lighting import directional_sh, shade
+from ..models.morphable import MorphableModel
+from .rays import ray_caster
+from .surface import vertex_normals
+
+# Regions drawn, with the flat linear albedo used where no texture tile covers them. The
+# outer eyeball (a clear cornea shell), the eye occlusion and blend meshes (transparent
+# shadow cards) and the eyelash cards (drawn opaque they read as thick eyeliner, and the
+# landmark detector puts the lid margin on the liner's edge) are left out; the inner eyeball takes the per-vertex iris colours.
+FLAT_ALBEDO = {
+    "face": (0.62, 0.40, 0.31), "head_neck": (0.62, 0.40, 0.31),
+    "mouth_socket": (0.20, 0.04, 0.04), "gums_tongue": (0.45, 0.12, 0.12), "teeth": (0.75, 0.72, 0.66),
+    "lacrimal_left": (0.60, 0.30, 0.28), "lacrimal_right": (0.60, 0.30, 0.28),
+}
+# A soft key from above the camera plus fill: the lighting of a passport-style photo.
+DEFAULT_LIGHT = directional_sh((0.25, 0.45, 1.0), 0.85, ambient=0.3)
+
+
+@dataclass
+class Rendered:
+    image: np.ndarray  # (H, W, 3) uint8 sRGB
+    triangle: np.ndarray  # (H, W) int, -1 where the ray missed
+    point: np.ndarray  # (H, W, 3) model-frame hit point (mm), NaN where missed
+
+
+def _drawn_triangles(model: MorphableModel) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(vertex triangles, UV triangles, region index per triangle, region names) of what is drawn."""
+    from ..reconstruct.scene_export import ICT_EYE_SPLIT
+
+    sizes = model.polygon_sizes
+    names, tv, tu, reg = [], [], [], []
+    ranges = {name: r[1] for name, r in model.regions.items()}
+    for eyeball, parts in ICT_EYE_SPLIT.items():
+        if eyeball in ranges:
+            del ranges[eyeball]
+            ranges.update({k: v for k, v in parts.items() if k.startswith("eye_inner")})
+    for name, (lo, hi) in ranges.items():
+        if name not in FLAT_ALBEDO and not name.startswith("eye_inner"):
+            continue
+        if hi <= lo or hi > len(sizes):
+            continue
+        a, b = model.triangles((lo, hi))
+        names.append(name)
+        tv.append(a)
+        tu.append(b)
+        reg.append(np.full(len(a), len(names) - 1, np.int16))
+    return np.concatenate(tv), np.concatenate(tu), np.concatenate(reg), np.array(names)
+
+
+def _sample(tile: np.ndarray, uv: np.ndarray) -> np.ndarray:
+    """Bilinear lookup of a (S, S, 3) linear tile at fractional UVs (N, 2) in [0, 1]."""
+    s = tile.shape[0]
+    x = np.clip(uv[:, 0] * s - 0.5, 0, s - 1)
+    y = np.clip((1.0 - uv[:, 1]) * s - 0.5, 0, s - 1)
+    x0, y0 = np.floor(x).astype(int), np.floor(y).astype(int)
+    x1, y1 = np.minimum(x0 + 1, s - 1), np.minimum(y0 + 1, s - 1)
+    fx, fy = (x - x0)[:, None], (y - y0)[:, None]
+    return ((tile[y0, x0] * (1 - fx) + tile[y0, x1] * fx) * (1 - fy)
+            + (tile[y1, x0] * (1 - fx) + tile[y1, x1] * fx) * fy)
+
+
+def render(model: MorphableModel, vertices: np.ndarray, camera: Camera, tiles: dict[int, np.ndarray] | None = None,
+           sh: np.ndarray | None = None, eye_rgb: np.ndarray | None = None,
+           vertex_rgb: np.ndarray | None = None, background=(0.18, 0.18, 0.2)) -> Rendered:
+    """Render ``vertices`` (the model's, mm) through ``camera``.
+
+    ``tiles``: UDIM tile -> (S, S, 3) linear RGB albedo (tile 0 the face, 1 the head); regions
+    outside every given tile take :data:`FLAT_ALBEDO`. ``sh``: (9,) or (9, 3) irradiance
+    coefficients in the model frame (default :data:`DEFAULT_LIGHT` turned with the camera, so
+    the key light stays above the camera whatever the pose). ``eye_rgb``: per-vertex linear
+    colours of the inner eyeballs (scene_export.eye_colors). ``vertex_rgb``: (V, 3) linear
+    albedo per vertex for the face and head regions, in place of tiles and flat colours.
+    """
+    from ..reconstruct.scene_export import eye_colors
+
+    v = np.asarray(vertices, np.float64)
+    tv, tu, reg, names = _drawn_triangles(model)
+    caster = ray_caster(v, tv)
+    w, h = camera.width, camera.height
+    R = np.asarray(camera.rotation, np.float64)
+    gy, gx = np.mgrid[0:h, 0:w]
+    d_cam = np.stack([(gx.ravel() + 0.5 - w / 2.0) / camera.focal, (gy.ravel() + 0.5 - h / 2.0) / camera.focal,
+                      np.ones(w * h)], 1)
+    d = d_cam @ R  # camera -> model frame (R is orthonormal: R^T d, row-wise)
+    d /= np.linalg.norm(d, axis=1, keepdims=True)
+    o = np.broadcast_to(camera.center, d.shape)
+    tri, ray, loc = caster.intersects_id(o, d, multiple_hits=False, return_locations=True)
+    bary = trimesh.triangles.points_to_barycentric(v[tv[tri]], loc)
+    nrm = vertex_normals(v, tv)
+    n = np.einsum("qc,qcd->qd", bary, nrm[tv[tri]])
+    n /= np.maximum(np.linalg.norm(n, axis=1, keepdims=True), 1e-12)
+    albedo = np.zeros((len(tri), 3))
+    r_of = reg[tri]
+    for i, name in enumerate(names):
+        sel = r_of == i
+        if not sel.any():
+            continue
+        if name.startswith("eye_inner"):
+            cols = eye_rgb if eye_rgb is not None else eye_colors(model, v, None)[:, :3]
+            albedo[sel] = np.einsum("qc,qcd->qd", bary[sel], np.asarray(cols, np.float64)[tv[tri[sel]]])
+            continue
+        albedo[sel] = FLAT_ALBEDO[name]
+        if vertex_rgb is not None and name in ("face", "head_neck"):
+            albedo[sel] = np.einsum("qc,qcd->qd", bary[sel], np.asarray(vertex_rgb, np.float64)[tv[tri[sel]]])
+        elif tiles:
+            uv = np.einsum("qc,qcd->qd", bary[sel], model.uvs[tu[tri[sel]]].astype(np.float64))
+            tile = np.floor(uv[:, 0]).astype(int)
+            idx = np.nonzero(sel)[0]
+            for t, img in tiles.items():
+                m = tile == t
+                if m.any():
+                    albedo[idx[m]] = _sample(np.asarray(img, np.float64), uv[m] - [t, 0])
+    if sh is None:
+        # the default light is given in the camera's frame (x right, y up, z to the camera)
+        to_cam = np.diag([1.0, -1.0, -1.0]) @ R
+        sh_used = None
+        irr = shade(n @ to_cam.T, DEFAULT_LIGHT)[:, None]
+    else:
+        sh_used = np.asarray(sh, np.float64)
+        irr = shade(n, sh_used)
+        irr = irr[:, None] if irr.ndim == 1 else irr
+    rgb = np.tile(np.asarray(background, np.float64), (w * h, 1))
+    rgb[ray] = albedo * np.clip(irr, 0.0, None)
+    img = (np.clip(linear_to_srgb(np.clip(rgb, 0, 1)), 0, 1) * 255 + 0.5).astype(np.uint8).reshape(h, w, 3)
+    tri_img = np.full(w * h, -1, np.int64)
+    tri_img[ray] = tri
+    pts = np.full((w * h, 3), np.nan)
+    pts[ray] = loc
+    return Rendered(img, tri_img.reshape(h, w), pts.reshape(h, w, 3))

@@ -1,0 +1,122 @@
+"""Dense landmarks (MediaPipe's 478-point mesh): the per-model correspondence, the fit with the
+expression prior, and the closed loop on renders of known expressions."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import skimage.data
+
+from backend.geometry.render import render
+from backend.models.loader import load_model
+from backend.reconstruct import closed_loop, fitting, mesh_landmarks
+from backend.vision import dense, landmarks
+
+
+@pytest.fixture(scope="module")
+def model():
+    return load_model()
+
+
+@pytest.fixture(scope="module")
+def corr(model):
+    return mesh_landmarks.mesh_landmarks(model)
+
+
+def test_the_correspondence_is_made_once_and_cached(model, tmp_path, monkeypatch):
+    monkeypatch.setenv("FACEDET3D_CACHE_DIR", str(tmp_path))
+    monkeypatch.setattr(mesh_landmarks, "_cache", {})
+    made = mesh_landmarks.mesh_landmarks(model)
+    files = list((tmp_path / "models").glob("mesh_landmarks_*.npz"))
+    assert len(files) == 1
+    # measured: 408 of the 468 surface points used, 22 of them sliding along the jaw
+    assert 380 <= len(made.used) <= 468 and (made.vertices[dense.N_SURFACE:] == -1).all()
+    assert 12 <= made.sliding.sum() <= 30
+    nf = model.regions["face"][0][1]
+    assert (made.vertices[made.used] < nf).all()
+    V = model.neutral
+    eye_y = V[model.landmark_vertices[36:48], 1].mean()
+    assert (V[made.vertices[made.sliding], 1] < eye_y).all(), "only the lower outline slides"
+    # a new process reads the file instead of rendering again
+    monkeypatch.setattr(mesh_landmarks, "_cache", {})
+    monkeypatch.setattr(mesh_landmarks, "_make", lambda *a, **k: pytest.fail("made again"))
+    again = mesh_landmarks.mesh_landmarks(model)
+    assert (again.vertices == made.vertices).all() and (again.sliding == made.sliding).all()
+    # a damaged file is made again, not trusted
+    files[0].write_bytes(b"not an npz")
+    monkeypatch.setattr(mesh_landmarks, "_cache", {})
+    monkeypatch.setattr(mesh_landmarks, "_make", lambda *a, **k: made)
+    assert mesh_landmarks.mesh_landmarks(model) is made
+
+
+def test_the_correspondence_reprojects_onto_the_detectors_points(model, corr):
+    V = model.shape()
+    cam = mesh_landmarks.view_camera(model, 0.0, 0.0, size=512, fov_deg=30.0, distance=600.0, vertices=V)
+    det = landmarks.detect_face(render(model, V, cam, vertex_rgb=mesh_landmarks.generic_albedo(model, V)).image)
+    p = det.dense_points
+    u = corr.used
+    iod = np.linalg.norm(p[33] - p[263])
+    err = np.linalg.norm(cam.project(V[corr.vertices[u]]) - p[u], axis=1) / iod
+    assert err.mean() < 0.025, err.mean()  # measured 1.6 % of the eye distance
+
+
+def _case(model, name, identity, yaw):
+    for case, ident, w in closed_loop.cases(model, n_identities=identity + 1, yaws=(yaw,), lights=("front",)):
+        if case.name == name and case.identity == identity:
+            return closed_loop.run_case(model, case, ident, w, None)
+    raise KeyError(name)
+
+
+@pytest.mark.parametrize("yaw", [0.0, 40.0])
+def test_a_rendered_smile_reads_as_a_smile(model, yaw, monkeypatch):
+    dense_case = _case(model, "happy", 0, yaw)
+    assert dense_case.ok, dense_case.error
+    read = dense_case.read
+    # measured: AU12 0.70 (yaw 0) and 0.44 (40 deg) of the true 1.0, nothing else above 0.11;
+    # the 68-point fit: 0.40 and 0.21, with AU9 0.34 and AU4 0.43 at 40 deg.
+    assert read["AU12"] >= (0.55 if yaw == 0 else 0.3), read
+    assert max(v for k, v in read.items() if k not in ("AU6", "AU12")) <= 0.2, read
+    monkeypatch.setenv("FACEDET3D_LANDMARKER", "dlib")
+    sparse_case = _case(model, "happy", 0, yaw)
+    assert abs(1 - read["AU12"]) < abs(1 - sparse_case.read["AU12"])
+    assert read["AU9"] <= sparse_case.read["AU9"] + 0.02
+
+
+def test_a_rendered_surprise_reads_brows_and_jaw(model):
+    read = _case(model, "surprise", 0, 0.0).read
+    # truth AU1 1.0, AU2 1.0, AU5 0.4, AU27 0.4; measured AU2 0.30, AU27 0.40, AU1 0.11
+    assert read["AU27"] >= 0.3 and read["AU2"] >= 0.15, read
+    assert max(v for k, v in read.items() if k not in ("AU1", "AU2", "AU5", "AU27")) <= 0.15, read
+
+
+def test_the_fit_reports_posterior_sd_and_can_hold_the_identity(model):
+    img = skimage.data.astronaut()
+    det = landmarks.detect_face(img)
+    fit = fitting.fit_model(model, det, (512, 512))
+    sd = np.asarray(fit.expression_sd)
+    active = fitting.active_expressions(model)
+    assert (sd[active] > 0).all() and np.isfinite(sd).all()
+    idle = np.setdiff1d(np.arange(model.n_expressions), active)
+    assert (sd[idle] == 0).all()
+    # the identity held fixed (a video's later frames): it is returned as given, pose and
+    # expression come out as with it free
+    held = fitting.fit_model(model, det, (512, 512), identity=np.asarray(fit.identity))
+    assert np.allclose(held.identity, fit.identity)
+    assert np.allclose(held.camera.translation, fit.camera.translation, atol=0.02 * fit.camera.translation[2])
+    assert np.abs(np.asarray(held.expression) - np.asarray(fit.expression)).max() < 0.15
+
+
+def test_dlib_alone_when_asked(model, monkeypatch):
+    monkeypatch.setenv("FACEDET3D_LANDMARKER", "dlib")
+    det = landmarks.detect_face(skimage.data.astronaut())
+    assert det.dense is None and det.detector == "dlib-hog+dlib-68"
+    fit = fitting.fit_model(model, det, (512, 512))
+    assert fit.points == "68" and fit.dense_vertices == []
+
+
+@pytest.mark.xfail(strict=True, reason="not met yet (docs/au_accuracy.md): the astronaut's smile reads AU12 0.81 "
+                                       "but AU6 0.06 and AU9 0.35")
+def test_the_bundled_photos_smile_reads_au6_and_au12_not_au9(model):
+    det = landmarks.detect_face(skimage.data.astronaut())
+    aus = closed_loop.whole_aus(model, np.asarray(fitting.fit_model(model, det, (512, 512)).expression))
+    assert aus["AU12"] >= 0.3 and aus["AU6"] >= 0.3 and aus["AU9"] <= 0.15, aus
