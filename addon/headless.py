@@ -14,6 +14,7 @@ import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
+from fractions import Fraction
 from pathlib import Path
 
 import bpy
@@ -21,9 +22,11 @@ import bpy
 from ..protocol import methods
 from ..protocol.details import AUTO_MODEL, RIG_SIZES, DetailInfo, WrinkleRig, detail_sizes
 from ..protocol._typed import from_json
-from ..protocol.methods import DetailsParams, RigParams
+from ..protocol.capture import Capture
+from ..protocol.methods import CaptureParams, DetailsParams, RigParams
 from ..protocol.scene import VIEWS, FaceRig
 from .link import jobs, session, settings
+from .scene import au_curves as scene_curves
 from .scene import au_rig, builder, displacement, gltf_export, wrinkle_mix
 
 
@@ -43,18 +46,16 @@ def _parser() -> argparse.ArgumentParser:
                         "repeat for each key")
     a.add_argument("--keys", default="", metavar="'FRAME:WHAT;FRAME:WHAT'",
                    help="several keys in one argument, separated by ';' (for job templates that pass one string)")
-    a.add_argument("--no-render", action="store_true",
-                   help="build the animated .blend (and maps, glTF) without rendering: a farm renders its frames "
-                        "(`render`) and encodes them (`encode`)")
-    a.add_argument("--video", action="store_true", help="also write an MP4 (H.264) with Blender's FFmpeg")
-    a.add_argument("--fps", type=int, default=24)
-    a.add_argument("--wrinkles", action="store_true",
-                   help="wrinkles follow the animation: per-AU maps mixed by the AUs, exact maps at each key")
-    a.add_argument("--wrinkle-size", type=int, default=1024, choices=(512, 1024, 2048),
-                   help="per-AU and key wrinkle map size (default 1024)")
-    a.add_argument("--wrinkle-aus", choices=("all", "animated"), default="all",
-                   help="per-AU maps for every AU (sliders move wrinkles live in the .blend) or only the keyed ones")
-    a.add_argument("--gltf", action="store_true", help="also export <name>.glb with its maps in <name>_maps/")
+    _animation_args(a, video_flag="--video")
+    cp = sub.add_parser("capture", help="photo + video -> the face animated from the clip: AU keys (and wrinkles), "
+                                        "PNG frames, .blend")
+    _job_args(cp)
+    cp.add_argument("--video", required=True, metavar="CLIP", help="the clip to take the animation from")
+    cp.add_argument("--tolerance", type=float, default=0.02,
+                    help="key reduction: keys are dropped while the curve stays within this of their lines "
+                         "(control units, default 0.02; 0 keys every video frame)")
+    cp.add_argument("--no-smoothing", action="store_true", help="keep the landmark jitter (no One Euro filter)")
+    _animation_args(cp, video_flag="--mp4")
     rn = sub.add_parser("render", help="render frames of a .blend into its own output path (no backend, no add-on "
                                        "needed): one farm task")
     rn.add_argument("--blend", required=True)
@@ -68,6 +69,21 @@ def _parser() -> argparse.ArgumentParser:
     b.add_argument("--repeat", type=int, default=3)
     b.add_argument("--samples", type=int, default=32)
     return ap
+
+
+def _animation_args(a, video_flag: str) -> None:
+    a.add_argument("--no-render", action="store_true",
+                   help="build the animated .blend (and maps, glTF) without rendering: a farm renders its frames "
+                        "(`render`) and encodes them (`encode`)")
+    a.add_argument(video_flag, dest="mp4", action="store_true", help="also write an MP4 (H.264) with Blender's FFmpeg")
+    a.add_argument("--fps", type=int, default=None, help="scene frame rate (default: animate 24, capture the clip's)")
+    a.add_argument("--wrinkles", action="store_true",
+                   help="wrinkles follow the animation: per-AU maps mixed by the AUs, exact maps at each key")
+    a.add_argument("--wrinkle-size", type=int, default=1024, choices=(512, 1024, 2048),
+                   help="per-AU and key wrinkle map size (default 1024)")
+    a.add_argument("--wrinkle-aus", choices=("all", "animated"), default="all",
+                   help="per-AU maps for every AU (sliders move wrinkles live in the .blend) or only the keyed ones")
+    a.add_argument("--gltf", action="store_true", help="also export <name>.glb with its maps in <name>_maps/")
 
 
 def _job_args(r) -> None:
@@ -445,7 +461,7 @@ def parse_keys(texts: list[str]) -> list[tuple[int, str | dict[str, float]]]:
     return sorted(keys, key=lambda k: k[0])
 
 
-def _encode_video(frames: list[Path], path: Path, fps: int, size) -> None:
+def _encode_video(frames: list[Path], path: Path, fps: int, size, fps_base: float = 1.0) -> None:
     """Frames -> MP4 (H.264) through Blender's sequencer and FFmpeg: no second 3D render."""
     vs = bpy.data.scenes.new("FaceDet3D video")
     try:
@@ -455,7 +471,7 @@ def _encode_video(frames: list[Path], path: Path, fps: int, size) -> None:
             strip.elements.append(f.name)
         vs.frame_start, vs.frame_end = 1, len(frames)
         r = vs.render
-        r.fps = fps
+        r.fps, r.fps_base = fps, fps_base
         r.resolution_x, r.resolution_y = size
         r.resolution_percentage = 100
         r.use_sequencer = True
@@ -486,6 +502,73 @@ def _animate_wrinkles(args, obj) -> int:
     return 0
 
 
+def _animated_outputs(args, run: Run, obj) -> int:
+    """What animate and capture do once the face is keyed: wrinkles that follow, glTF, the saved
+    .blend rendering into its own folder, the frames and an MP4."""
+    scene = bpy.context.scene
+    if args.wrinkles and _animate_wrinkles(args, obj) != 0:
+        return 1
+    if args.gltf:
+        glb = run.stage / f"{run.stem}.glb"
+        gltf_export.export(obj, glb)
+        print(f"exported {glb.name} (+ maps in {glb.stem}_maps/)")
+    frames_dir = run.stage / f"{run.stem}_frames"
+    frames_dir.mkdir(exist_ok=True)
+    # relative to the .blend (saved in the stage), so the file renders into its own folder
+    # wherever it moves: after the publish, on a farm
+    scene.render.filepath = f"//{frames_dir.name}/frame_"
+    bpy.ops.wm.save_as_mainfile(filepath=str(run.blend))
+    if args.no_render:
+        return 0
+    t1 = time.perf_counter()
+    bpy.ops.render.render(animation=True)
+    frames = sorted(frames_dir.glob("frame_*.png"))
+    print(f"rendered {len(frames)} frames into {frames_dir.name} ({time.perf_counter() - t1:.1f} s)")
+    if args.mp4:
+        mp4 = run.stage / f"{run.stem}.mp4"
+        _encode_video(frames, mp4, scene.render.fps, (scene.render.resolution_x, scene.render.resolution_y),
+                      scene.render.fps_base)
+    return 0
+
+
+def capture(args) -> int:
+    clip = Path(args.video).expanduser().resolve()
+    if not clip.is_file():
+        print(f"error: --video {clip}: no such file; give the clip to animate from", file=sys.stderr)
+        return 2
+    if not 0.0 <= args.tolerance <= 0.5:
+        print(f"error: --tolerance {args.tolerance}: use 0 .. 0.5 (control units)", file=sys.stderr)
+        return 2
+    run = _scene(args)
+    if isinstance(run, int):
+        return run
+
+    def work(run: Run) -> int:
+        obj, scene = run.built.obj, bpy.context.scene
+        try:
+            res = session.get_client(args.backend_python).call(
+                methods.CAPTURE, CaptureParams(job_dir=str(run.stage / f"{run.stem}_job"), video=str(clip),
+                                               tolerance=args.tolerance, smoothing=not args.no_smoothing),
+                timeout=24 * 3600, on_progress=_progress)
+        except Exception as exc:
+            print(f"error: {jobs.describe(exc)}", file=sys.stderr)
+            return 1
+        finally:
+            session.shutdown()
+        cap = Capture.load(res["job_dir"], res["name"])
+        rate = Fraction(args.fps) if args.fps else Fraction(cap.fps).limit_denominator(1001)
+        scene.render.fps, scene.render.fps_base = rate.numerator, float(rate.denominator)
+        first, last = scene_curves.key_capture(obj, cap, 1)
+        st = cap.stats
+        print(f"capture: {st['frames']} frames ({st['tracked']} with a face) at {st['frames_per_second']} frames/s, "
+              f"{st['keys']} keys on frames {first}-{last}")
+        for w in res.get("warnings", []):
+            print(f"warning: {w}", file=sys.stderr)
+        return _animated_outputs(args, run, obj)
+
+    return _finish(run, work)
+
+
 def animate(args) -> int:
     texts = list(args.key) + [k.strip() for k in args.keys.replace("\n", ";").split(";") if k.strip()]
     if not texts:
@@ -506,29 +589,8 @@ def animate(args) -> int:
             au_rig.apply_values(obj, values)
             au_rig.keyframe(obj, frame)
         scene.frame_start, scene.frame_end = keys[0][0], keys[-1][0]
-        if args.wrinkles and _animate_wrinkles(args, obj) != 0:
-            return 1
-        if args.gltf:
-            glb = run.stage / f"{run.stem}.glb"
-            gltf_export.export(obj, glb)
-            print(f"exported {glb.name} (+ maps in {glb.stem}_maps/)")
-        scene.render.fps = args.fps
-        frames_dir = run.stage / f"{run.stem}_frames"
-        frames_dir.mkdir(exist_ok=True)
-        # relative to the .blend (saved in the stage), so the file renders into its own folder
-        # wherever it moves: after the publish, on a farm
-        scene.render.filepath = f"//{frames_dir.name}/frame_"
-        bpy.ops.wm.save_as_mainfile(filepath=str(run.blend))
-        if args.no_render:
-            return 0
-        t1 = time.perf_counter()
-        bpy.ops.render.render(animation=True)
-        frames = sorted(frames_dir.glob("frame_*.png"))
-        print(f"rendered {len(frames)} frames into {frames_dir.name} ({time.perf_counter() - t1:.1f} s)")
-        if args.video:
-            mp4 = run.stage / f"{run.stem}.mp4"
-            _encode_video(frames, mp4, args.fps, (scene.render.resolution_x, scene.render.resolution_y))
-        return 0
+        scene.render.fps, scene.render.fps_base = args.fps or 24, 1.0
+        return _animated_outputs(args, run, obj)
 
     return _finish(run, work)
 
@@ -605,7 +667,8 @@ def encode(args) -> int:
     tmp = out.with_name(out.stem + ".partial" + out.suffix)
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
-        _encode_video(frames, tmp, scene.render.fps, (scene.render.resolution_x, scene.render.resolution_y))
+        _encode_video(frames, tmp, scene.render.fps, (scene.render.resolution_x, scene.render.resolution_y),
+                      scene.render.fps_base)
         os.replace(tmp, out)  # a failed encode leaves an earlier video as it was
     except OSError as exc:
         print(f"error: could not write {out} ({exc.strerror or exc})", file=sys.stderr)
@@ -636,6 +699,8 @@ def main(argv: list[str] | None = None) -> int:
         return reconstruct(args)
     if args.command == "animate":
         return animate(args)
+    if args.command == "capture":
+        return capture(args)
     if args.command == "bench":
         return bench(args)
     if args.command == "render":

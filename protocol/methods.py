@@ -27,6 +27,7 @@ DETAILS = "details"
 WRINKLES = "wrinkles"
 RIG = "rig"
 FETCH_MODEL = "fetch_model"
+CAPTURE = "capture"
 CANCEL = "cancel"
 CANCEL_NOTIFICATION = "$/cancelRequest"  # the LSP spelling, a notification
 SHUTDOWN = "shutdown"
@@ -168,6 +169,22 @@ class WrinklesParams:
     model: str = AUTO_MODEL
 
 
+def _capture_name(v) -> Optional[str]:
+    import re
+    return None if isinstance(v, str) and (v == "" or re.match(r"^[A-Za-z0-9_-]{1,64}$", v)) else \
+        "must be 1-64 letters, digits, - and _ (or empty: the video's name)"
+
+
+@dataclass
+class CaptureParams:
+    job_dir: str  # the face (a reconstruction) whose identity the clip is fitted with
+    video: str  # the clip
+    name: str = check(_capture_name, default="")  # capture_<name>.json; "": from the video's file name
+    tolerance: float = check(_in(0.0, 0.5), default=0.02)  # key reduction, control units
+    max_frames: Optional[int] = check(_in(1, 10_000_000, True), default=None)
+    smoothing: bool = True
+
+
 @dataclass
 class WaitParams:
     seconds: float = check(lambda v: None if 0 <= v <= 86400 else "must be 0 .. 86400")
@@ -187,7 +204,7 @@ class CancelParams:
 
 PARAMS: dict[str, type] = {
     HEALTH: NoParams, RECONSTRUCT: ReconstructParams, DETAILS: DetailsParams, WRINKLES: WrinklesParams, RIG: RigParams,
-    FETCH_MODEL: FetchModelParams,
+    FETCH_MODEL: FetchModelParams, CAPTURE: CaptureParams,
     CANCEL: CancelParams, CANCEL_NOTIFICATION: CancelParams, SHUTDOWN: NoParams, WAIT: WaitParams, FAIL: FailParams,
 }
 

@@ -6,12 +6,17 @@ import os
 from pathlib import Path
 
 import bpy
-from bpy.props import BoolProperty, EnumProperty, StringProperty
+from bpy.props import BoolProperty, EnumProperty, FloatProperty, StringProperty
 from bpy_extras.io_utils import ExportHelper, ImportHelper
 
-from ...protocol import au_curves
+from ...protocol import au_curves, methods
+from ...protocol.capture import Capture
+from ...protocol.methods import CaptureParams
+from ..link import jobs
 from ..scene import au_curves as scene_curves
 from ..scene import au_rig
+from .add_details import face_job_dir, face_object
+from .backend_job import BackendJobMixin
 
 EMOTIONS = [(k, k.capitalize(), f"EMFACS prototype for {k}") for k in
             ("happy", "sad", "surprise", "fear", "anger", "disgust", "contempt")]
@@ -116,6 +121,50 @@ class FACEDET3D_OT_import_au_curves(_AUCurveFile, bpy.types.Operator, ImportHelp
         return {"FINISHED"}
 
 
+class FACEDET3D_OT_animate_from_video(BackendJobMixin, bpy.types.Operator, ImportHelper):
+    """Track the face through a video and key its AU controls from it (the face's identity held
+    fixed, the curves smoothed and reduced to keys); wrinkles follow as they do for any keys"""
+
+    bl_idname = "facedet3d.animate_from_video"
+    bl_label = "Animate from Video"
+    bl_options = {"REGISTER", "UNDO"}
+    label_running = "FaceDet3D capture"
+
+    filter_glob: StringProperty(default="*.mp4;*.mov;*.mkv;*.avi;*.webm;*.m4v", options={"HIDDEN"})
+    tolerance: FloatProperty(name="Key tolerance", default=0.02, min=0.0, max=0.5,
+                             description="Keys are dropped while the curve stays within this of their straight "
+                                         "lines (0: a key on every video frame)")
+    smoothing: BoolProperty(name="Smooth", default=True,
+                            description="Take the landmark jitter out (One Euro filter, forwards and backwards)")
+
+    @classmethod
+    def poll(cls, context):
+        return rigged(context) is not None and face_object(context) is not None
+
+    def start(self, context):
+        obj = rigged(context)
+        if obj is None:
+            raise jobs.InputError("Select a face made by FaceDet3D's Import Photo first.")
+        if not Path(self.filepath).is_file():
+            raise jobs.InputError(f"No video at {self.filepath}: choose a clip (MP4, MOV, MKV, AVI).")
+        self._obj_name = obj.name
+        self._start = context.scene.frame_current
+        return methods.CAPTURE, CaptureParams(job_dir=str(face_job_dir(obj)), video=str(Path(self.filepath).resolve()),
+                                              tolerance=self.tolerance, smoothing=self.smoothing)
+
+    def finish(self, context, result):
+        obj = bpy.data.objects[self._obj_name]
+        cap = Capture.load(result["job_dir"], result["name"])
+        first, last = scene_curves.key_capture(obj, cap, self._start)
+        lost = len(cap.lost)
+        note = f"; {lost} frames without a face were interpolated" if lost else ""
+        for w in result.get("warnings", []):
+            self.report({"WARNING"}, w)
+        self.report({"INFO"}, f"{Path(cap.video).name}: {len(cap.times)} frames -> frames {first}-{last}, "
+                              f"{cap.stats.get('keys', 0)} keys{note}")
+        return {"FINISHED"}
+
+
 class FACEDET3D_OT_export_au_curves(_AUCurveFile, bpy.types.Operator, ExportHelper):
     """Write the face's AU animation (the scene's frame range) as a Live Link Face CSV"""
 
@@ -140,4 +189,4 @@ class FACEDET3D_OT_export_au_curves(_AUCurveFile, bpy.types.Operator, ExportHelp
 
 
 CLASSES = (FACEDET3D_OT_set_emotion, FACEDET3D_OT_keyframe_aus, FACEDET3D_OT_import_au_curves,
-           FACEDET3D_OT_export_au_curves)
+           FACEDET3D_OT_export_au_curves, FACEDET3D_OT_animate_from_video)

@@ -73,6 +73,32 @@ def key_curves(obj, frames: list[int], per_control: dict[str, list[float]]) -> N
     scene.frame_set(scene.frame_current)
 
 
+def key_capture(obj, cap, start_frame: int) -> tuple[int, int]:
+    """Replace the AU controls' animation with a video capture's reduced keys (protocol.capture),
+    placed at the scene's frame rate from ``start_frame`` (keys between frames keep their
+    sub-frame time) with linear interpolation, which the capture's key tolerance is measured
+    against. Returns the scene frame range the clip covers."""
+    scene = bpy.context.scene
+    fps = scene.render.fps / scene.render.fps_base
+    first = {k: v[0][1] for k, v in cap.keys.items() if v}
+    au_rig.apply_values(obj, first)
+    au_rig.keyframe(obj, start_frame)  # makes every control's F-curve in the AU group
+    curves = wrinkle_mix._au_fcurves(obj)
+    for item in obj.facedet3d.aus:
+        fc = curves[item.name]
+        keys = cap.keys.get(item.name) or [[0.0, 0.0]]
+        fc.keyframe_points.clear()
+        fc.keyframe_points.add(len(keys))
+        fc.keyframe_points.foreach_set("co", [x for t, v in keys for x in (start_frame + t * fps, v)])
+        fc.keyframe_points.foreach_set("interpolation", [bpy.types.Keyframe.bl_rna.properties["interpolation"]
+                                                         .enum_items["LINEAR"].value] * len(keys))
+        fc.update()
+    end = start_frame + round(cap.times[-1] * fps)
+    scene.frame_start, scene.frame_end = start_frame, max(end, start_frame)
+    scene.frame_set(scene.frame_current)
+    return start_frame, end
+
+
 def arkit_from_animation(obj, frames: list[int]) -> dict[str, list[float]]:
     """The ARKit values of the face's AU animation at ``frames``."""
     curves = wrinkle_mix._au_fcurves(obj)

@@ -108,6 +108,7 @@ class FACEDET3D_PT_expression(_Sidebar, bpy.types.Panel):
         row = layout.row(align=True)
         row.operator("facedet3d.import_au_curves", text="Import CSV", icon="IMPORT")
         row.operator("facedet3d.export_au_curves", text="Export CSV", icon="EXPORT")
+        layout.operator("facedet3d.animate_from_video", icon="FILE_MOVIE")
         box = layout.box()
         if fd.wrinkle_rig:
             box.label(text=f"Wrinkles follow the AUs ({len(fd.wrinkle_keys)} exact keys)", icon="CHECKMARK")

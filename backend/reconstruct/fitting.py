@@ -480,7 +480,7 @@ def fit_model(model: MorphableModel, detection: Detection, image_size: tuple[int
               n_identity: int = 50, *, fov_deg: float = DEFAULT_FOV_DEG, focal: float | None = None,
               fit_expression: bool = True, march: bool = True, max_outer: int = MAX_OUTER,
               use_dense: bool = True, identity: np.ndarray | None = None,
-              expression_prior: float | None = None) -> Fit:
+              expression_prior: float | None = None, start: Fit | None = None, posterior: bool = True) -> Fit:
     """Fit pose, identity and expression of ``model`` to the detection's landmarks: MediaPipe's
     dense points when the detection has them (and ``use_dense``), else the 68.
 
@@ -489,7 +489,9 @@ def fit_model(model: MorphableModel, detection: Detection, image_size: tuple[int
     (pixels) or else ``fov_deg`` across the long side (see DEFAULT_FOV_DEG). With
     ``march=False`` the outline points keep their fixed (frontal) vertices. ``identity``
     given: it is held fixed (a video's frames after the first) and only pose and expression
-    are fitted. Raises :class:`FitError` when the result does not describe the landmarks.
+    are fitted. ``start``: a fit of a neighbouring moment (the previous video frame) whose pose
+    and expression the solve starts from, instead of the three-yaw pose search. ``posterior``
+    False skips the weights' posterior sd (a video's frames: a third of a frame's fit). Raises :class:`FitError` when the result does not describe the landmarks.
     """
     w_img, h_img = int(image_size[0]), int(image_size[1])
     obs = np.asarray(detection.landmarks, np.float64)
@@ -521,10 +523,15 @@ def fit_model(model: MorphableModel, detection: Detection, image_size: tuple[int
     tg = (_targets_dense(model, dense_pts, face_px, iod, job.check if job is not None else None)
           if dense_pts is not None else _targets_68(model, obs, face_px, iod))
     id0 = np.asarray(identity, np.float64) if fixed_id else None
-    R, t = _initial_pose(model, tg, f, c, id0)
+    if start is not None:
+        R, t = np.asarray(start.camera.rotation, np.float64), np.asarray(start.camera.translation, np.float64)
+        w_full = np.asarray(start.expression, np.float64).copy()
+        w_act = w_full[active].copy()
+    else:
+        R, t = _initial_pose(model, tg, f, c, id0)
+        w_act = np.zeros(E)
+        w_full = np.zeros(model.n_expressions)
     a = np.zeros(K)
-    w_act = np.zeros(E)
-    w_full = np.zeros(model.n_expressions)
     a_full = id0 if fixed_id else a
     vertices = tg.vertices.copy()
     solves = 0  # reported as Fit.iterations: pose/shape solves between correspondence updates
@@ -570,7 +577,7 @@ def fit_model(model: MorphableModel, detection: Detection, image_size: tuple[int
         raise FitError(f"The face model does not match the landmarks (mean error {100 * err_iod:.0f}% "
                        "of the eye distance).",
                        "The landmarks may be wrong: use a sharper, evenly lit photo of an unoccluded face.")
-    sd = _expression_sd(prob, sol.x, active, model.n_expressions) if E else np.zeros(model.n_expressions)
+    sd = _expression_sd(prob, sol.x, active, model.n_expressions) if E and posterior else np.zeros(model.n_expressions)
     step(1.0, f"Fitted: mean landmark error {err_px:.1f} px")
     cam = Camera(width=w_img, height=h_img, focal=f, rotation=R.tolist(), translation=t.tolist())
     if tg.kind == "dense":

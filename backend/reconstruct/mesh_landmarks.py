@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import hashlib
 import threading
+import weakref
 from dataclasses import dataclass
 
 import numpy as np
@@ -71,7 +72,19 @@ _cache: dict[str, MeshLandmarks] = {}
 _lock = threading.Lock()
 
 
+_keys: dict[int, tuple] = {}  # id(model) -> (weak reference, key): hashing the mesh costs ~1 ms a call
+
+
 def _key(model: MorphableModel) -> str:
+    hit = _keys.get(id(model))
+    if hit is not None and hit[0]() is model:
+        return hit[1]
+    key = _hash(model)
+    _keys[id(model)] = (weakref.ref(model), key)
+    return key
+
+
+def _hash(model: MorphableModel) -> str:
     h = hashlib.sha1()
     h.update(np.ascontiguousarray(model.neutral, np.float32).tobytes())
     h.update(f"{model.name}|{METHOD_VERSION}|{_detector_version()}".encode())
@@ -106,32 +119,34 @@ LIP_RGB = (0.48, 0.20, 0.18)  # ... and of the lips' vermilion
 BROW_HALF_MM = 3.5  # half height of the painted brows (adult brows are ~6-10 mm tall)
 
 
-def generic_albedo(model: MorphableModel, V: np.ndarray) -> np.ndarray:
+def generic_albedo(model: MorphableModel, V: np.ndarray, skin=None, brow=BROW_RGB, brow_half_mm: float = BROW_HALF_MM,
+                   brow_shift_mm: float = 0.0, lip=LIP_RGB) -> np.ndarray:
     """Per-vertex albedo of a generic face: skin, brows along the model's own brow landmarks
     (68-point 17-26) and vermilion inside its outer lip landmarks (48-59), seen from the front.
     The detector places brow and lip points by their colour in photos; on a uniformly grey
-    render it would put them by shape alone, somewhere else."""
+    render it would put them by shape alone, somewhere else. The keywords vary the look (the
+    AU readout's training renders: brows higher or lower on the brow ridge, thicker, lighter)."""
     from matplotlib.path import Path as PolyPath
 
     from ..geometry.render import FLAT_ALBEDO
 
-    rgb = np.tile(np.asarray(FLAT_ALBEDO["face"], np.float64), (len(V), 1))
+    rgb = np.tile(np.asarray(FLAT_ALBEDO["face"] if skin is None else skin, np.float64), (len(V), 1))
     lm = V[model.landmark_vertices]
     nf = model.regions["face"][0][1]
     xy = V[:nf, :2]
     front = V[:nf, 2] > lm[17:27, 2].min() - 15.0  # the brow's side of the head, not the back
     for lo, hi in ((17, 22), (22, 27)):
-        line = lm[lo:hi, :2]
+        line = lm[lo:hi, :2] + [0.0, brow_shift_mm]
         d = np.full(nf, np.inf)
         for a, b in zip(line[:-1], line[1:]):
             ab = b - a
             t = np.clip(((xy - a) @ ab) / (ab @ ab), 0, 1)
             d = np.minimum(d, np.linalg.norm(xy - (a + t[:, None] * ab), axis=1))
         # a soft edge over 1 mm, as hair thins out
-        k = np.clip((BROW_HALF_MM + 0.5 - d) / 1.0, 0, 1) * front
-        rgb[:nf] = rgb[:nf] * (1 - k[:, None]) + np.asarray(BROW_RGB) * k[:, None]
+        k = np.clip((brow_half_mm + 0.5 - d) / 1.0, 0, 1) * front
+        rgb[:nf] = rgb[:nf] * (1 - k[:, None]) + np.asarray(brow) * k[:, None]
     inside = PolyPath(lm[48:60, :2]).contains_points(xy) & front
-    rgb[:nf][inside] = LIP_RGB
+    rgb[:nf][inside] = lip
     return rgb
 
 

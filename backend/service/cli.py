@@ -174,6 +174,13 @@ def parser() -> argparse.ArgumentParser:
     fm.add_argument("--to", required=True, help="the new folder")
     fm.add_argument("--source", default="", help="where the files come from instead of GitHub: a checkout or unzipped "
                                                  "download of the repository, or a URL of one (file://, https://)")
+    cp = sub.add_parser("capture", help="a video -> AU control curves for a reconstructed face "
+                                        "(capture_<name>.json in its job folder)")
+    cp.add_argument("--job", required=True, help="a job folder made by `reconstruct` (the identity is held fixed)")
+    cp.add_argument("--video", required=True)
+    cp.add_argument("--name", default="", help="capture name (default: the video's file name)")
+    cp.add_argument("--tolerance", type=float, default=0.02, help="key reduction tolerance in control units")
+    cp.add_argument("--no-smoothing", action="store_true")
     ae = sub.add_parser("au-eval", help="closed-loop AU accuracy: render the default model at known AUs (EMFACS "
                                         "prototypes x identities x yaw x lighting), read them back, report MAE per AU")
     ae.add_argument("--texture-job", default="", help="a job folder whose face and head textures dress the renders "
@@ -188,6 +195,22 @@ def parser() -> argparse.ArgumentParser:
     if learned_cli is not None:
         learned_cli.add_parsers(sub)
     return ap
+
+
+def _capture(args) -> int:
+    from ..capture.track import capture
+    from ..core.errors import FaceDetError
+
+    try:
+        res = capture(args.job, args.video, args.name, args.tolerance, smoothing=not args.no_smoothing)
+    except FaceDetError as exc:
+        return _error(exc)
+    st = res["stats"]
+    print(f"{res['frames']} frames, {res['tracked']} tracked, {st['frames_per_second']} frames/s; "
+          f"{st['keys']} keys -> {Path(res['job_dir']) / res['file']}")
+    for w in res["warnings"]:
+        print(f"warning: {w}", file=sys.stderr)
+    return 0
 
 
 def _au_eval(args) -> int:
@@ -213,7 +236,7 @@ def _au_eval(args) -> int:
     return 0
 
 
-COMMANDS = {"reconstruct": _reconstruct, "au-eval": _au_eval, "details": _details, "models": _models, "wrinkle-stats": _wrinkle_stats,
+COMMANDS = {"reconstruct": _reconstruct, "au-eval": _au_eval, "capture": _capture, "details": _details, "models": _models, "wrinkle-stats": _wrinkle_stats,
             "convert-model": _convert_model, "fetch-model": _fetch_model,
             "bench": lambda args: run_bench(args.repeat, args.model_dir or None, args.only)}
 

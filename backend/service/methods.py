@@ -10,6 +10,8 @@ typed dataclasses of :mod:`protocol.methods`; results are JSON-able (the typed s
     rig {model_dir?}          -> protocol.scene.FaceRig: the model's AU controls and presets (to check
                                  an expression or keys before a reconstruction)
     fetch_model {dest, source?} -> {model_dir}: the default model's pinned release, verified (models.fetch)
+    capture {job_dir, video, name?, tolerance?, max_frames?, smoothing?}
+                              -> backend.capture.track.capture's summary; writes protocol.capture.Capture
     diagnostics.wait / .fail  -> test jobs (sleep with progress and cancel; always an error)
     cancel / $/cancelRequest / shutdown   handled by the transport itself
 """
@@ -73,6 +75,12 @@ def rig(server: Server, p: methods.RigParams, job: Job) -> dict:
 
 def fetch_model(server: Server, p: methods.FetchModelParams, job: Job) -> dict:
     return {"model_dir": str(fetch.fetch_model(p.dest, p.source or None, job))}
+
+
+def capture(server: Server, p: methods.CaptureParams, job: Job) -> dict:
+    from ..capture.track import capture as run_capture  # PyAV loads only when a clip is captured
+
+    return run_capture(p.job_dir, p.video, p.name, p.tolerance, job, p.max_frames, p.smoothing)
 
 
 def details(server: Server, p: methods.DetailsParams, job: Job) -> dict:
@@ -144,6 +152,7 @@ TABLE: dict[str, Handler] = {
     methods.WRINKLES: Handler(wrinkles, "job"),
     methods.RIG: Handler(rig, "job"),
     methods.FETCH_MODEL: Handler(fetch_model, "job"),
+    methods.CAPTURE: Handler(capture, "job"),
     methods.WAIT: Handler(wait, "job"),
     methods.FAIL: Handler(fail, "quick"),
     methods.CANCEL: Handler(cancel, "inline"),

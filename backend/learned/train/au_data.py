@@ -1,0 +1,105 @@
+"""Training data for the AU readout: renders of the default model at random expressions, read
+back by the photo pipeline's own detection and fit.
+
+Each sample: identity coefficients from the model's N(0, 1) prior; an expression as the AU
+rig's control values (an EMFACS prototype at a random intensity, one to three random AUs, one
+side only now and then, or neutral); a head turn (yaw -40..40 deg, pitch -12..12); a random
+key light and ambient; a painted generic look with random skin tone, brow colour, height on the
+brow ridge and thickness, and lip colour (mesh_landmarks.generic_albedo). No photo texture is
+used, so the astronaut-textured closed loop stays a test on an appearance the readout never saw.
+Stored: the fit's expression weights and their posterior sd, the fitted yaw, and the true
+control values (rig order).
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+
+from ...detail.sh_lighting import directional_sh
+from ...geometry.render import render
+from ...models import emotions
+from ...models.morphable import MorphableModel
+from ...reconstruct import fitting
+from ...reconstruct.mesh_landmarks import generic_albedo, view_camera
+from ...vision import landmarks
+
+
+def random_controls(rng: np.random.Generator, rig: list[dict], presets: dict[str, dict[str, float]]) -> dict[str, float]:
+    vals = {c["key"]: 0.0 for c in rig}
+    u = rng.random()
+    if u < 0.4:  # a prototype, all its AUs scaled together, with some jitter per control
+        name = list(presets)[rng.integers(len(presets))]
+        k = rng.uniform(0.3, 1.0)
+        for key, v in presets[name].items():
+            vals[key] = float(np.clip(v * k * rng.uniform(0.8, 1.2), 0, 1)) if v > 0 else 0.0
+    elif u < 0.92:  # one to three AUs, usually both sides
+        aus = sorted({c["au"] for c in rig if c["au"] < 60 and c["au"] not in (33,)})
+        for au in rng.choice(aus, size=rng.integers(1, 4), replace=False):
+            v = rng.uniform(0.2, 1.0)
+            one_side = rng.random() < 0.2
+            side = "L" if rng.random() < 0.5 else "R"
+            for c in rig:
+                if c["au"] == au and (not one_side or c["side"] in ("", side)):
+                    vals[c["key"]] = float(v)
+    return vals  # else neutral
+
+
+def random_look(rng: np.random.Generator) -> dict:
+    skin = np.array([0.62, 0.40, 0.31]) * rng.uniform(0.45, 1.25) * rng.uniform(0.9, 1.1, 3)
+    brow = np.array([0.10, 0.065, 0.045]) * rng.uniform(0.4, 3.0)
+    lip = np.array([0.48, 0.20, 0.18]) * rng.uniform(0.6, 1.2) * rng.uniform(0.9, 1.1, 3)
+    return {"skin": np.clip(skin, 0.02, 0.9), "brow": np.clip(brow, 0.01, 0.5), "lip": np.clip(lip, 0.02, 0.9),
+            "brow_half_mm": float(rng.uniform(2.5, 5.0)), "brow_shift_mm": float(rng.uniform(-2.5, 2.5))}
+
+
+def random_light(rng: np.random.Generator, camera_R: np.ndarray) -> np.ndarray:
+    d_cam = np.array([rng.uniform(-1, 1), rng.uniform(-0.3, 1), rng.uniform(0.3, 1.2)])
+    d_cam /= np.linalg.norm(d_cam)
+    to_cam = np.diag([1.0, -1.0, -1.0]) @ np.asarray(camera_R)
+    return directional_sh(to_cam.T @ d_cam, rng.uniform(0.6, 1.1), ambient=rng.uniform(0.1, 0.4))
+
+
+def sample(model: MorphableModel, rng: np.random.Generator, rig, presets, size: int = 512) -> dict | None:
+    names = list(model.expression_names)
+    ident = rng.standard_normal(50)
+    controls = random_controls(rng, rig, presets)
+    w = emotions.weights_from_controls(rig, names, controls)
+    yaw, pitch = float(rng.uniform(-40, 40)), float(rng.uniform(-12, 12))
+    V = model.shape(ident, w)
+    cam = view_camera(model, yaw, pitch, size=size, fov_deg=float(rng.uniform(20, 45)), distance=600.0, vertices=V)
+    img = render(model, V, cam, sh=random_light(rng, np.asarray(cam.rotation)),
+                 vertex_rgb=generic_albedo(model, model.shape(ident), **random_look(rng))).image
+    try:
+        det = landmarks.detect_face(img)
+        fit = fitting.fit_model(model, det, (size, size))
+    except Exception:
+        return None
+    if det.dense is None:
+        return None
+    return {"w": np.asarray(fit.expression, np.float32), "sd": np.asarray(fit.expression_sd, np.float32),
+            "yaw": np.float32(fitting.rotation_angles(np.asarray(fit.camera.rotation))[0]),
+            "truth": np.array([controls[c["key"]] for c in rig], np.float32)}
+
+
+def generate(model: MorphableModel, n: int, out: str | Path, seed: int = 0, log=print) -> Path:
+    rng = np.random.default_rng(seed)
+    rig = emotions.au_rig(model)
+    presets = emotions.preset_controls(model, rig)
+    rows, missed, t0 = [], 0, time.perf_counter()
+    while len(rows) < n:
+        s = sample(model, rng, rig, presets)
+        if s is None:
+            missed += 1
+            continue
+        rows.append(s)
+        if log is not None and len(rows) % 100 == 0:
+            log(f"  {len(rows)}/{n} samples ({missed} renders not read), {time.perf_counter() - t0:.0f} s")
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    np.savez(out, **{k: np.stack([r[k] for r in rows]) for k in rows[0]},
+             controls=np.array([c["key"] for c in rig]), shapes=np.array(model.expression_names),
+             missed=np.int64(missed), seed=np.int64(seed))
+    return out
