@@ -97,6 +97,7 @@ def run_bench(repeat: int = 3, model_dir: str | None = None, only: str = "") -> 
     t, fit = _median(lambda: fitting.fit_model(model, det, (w, h)), repeat)
     rows.append((f"fit (pose, identity, expression; {'dense' if det.dense else '68'} points)", t))
     rows += bench_au_loop(model)
+    rows += bench_capture(model)
     posed = model.shape(np.asarray(fit.identity), np.asarray(fit.expression))
     t, _ = _median(lambda: texture.project_texture(model, posed, fit.camera, img, model.regions["face"][1],
                                                    0, 2048), repeat)
@@ -137,6 +138,25 @@ def bench_au_loop(model) -> list[tuple]:
             ("  prototype AUs read >= 0.3 (share of cases)", float(np.mean([v["prototype_read"] for v in proto])), "share"),
             ("  other AUs <= 0.15 (share of cases)", float(np.mean([v["others_quiet"] for v in proto])), "share"),
             ("  seconds per case (render + detect + fit)", res["seconds_per_case"], "s")]
+
+
+def bench_capture(model) -> list[tuple]:
+    """Animate from Video on a synthetic 640x480 clip (48 frames): tracking + fit per frame."""
+    from ..capture import synthetic, track
+
+    with tempfile.TemporaryDirectory() as d:
+        from PIL import Image
+
+        Image.fromarray(synthetic.neutral_frame(model)).save(os.path.join(d, "face.png"))
+        reconstruct(os.path.join(d, "face.png"), os.path.join(d, "job"),
+                    options={"texture_size": 256, "head_texture_size": 128})
+        clip = synthetic.write_clip(os.path.join(d, "clip.mp4"), synthetic.frames(model))
+        res = track.capture(os.path.join(d, "job"), str(clip))
+    st = res["stats"]
+    n = st["frames"]
+    return [("capture 640x480: frames per second (decode+track+fit)", st["frames_per_second"], "fps"),
+            ("  tracking per frame", st["track_s"] / n),
+            ("  fit per frame (identity fixed)", st["fit_s"] / n)]
 
 
 def bench_bfm(repeat: int) -> list[tuple]:

@@ -5,26 +5,19 @@ from __future__ import annotations
 
 import json
 
-import av
 import numpy as np
 import pytest
 from PIL import Image
 
-from backend.capture import keys, smooth, track
+from backend.capture import keys, smooth, synthetic, track
 from backend.core.errors import BadImageError, NoFaceError
-from backend.geometry.render import render
-from backend.models import facs
 from backend.models.loader import load_model
-from backend.reconstruct import mesh_landmarks as ml
 from backend.reconstruct.pipeline import reconstruct
 from protocol.capture import Capture
-from protocol.job import Camera
 
-FPS, N = 24, 48
-T = np.arange(N) / FPS
-AU12 = np.clip(np.sin(np.pi * T / 1.0), 0, None) * (T < 1.0)  # a smile in the first second
-AU27 = np.clip(np.sin(np.pi * (T - 1.0) / 1.0), 0, None) * (T >= 1.0) * 0.6  # the jaw opens in the second
-YAW = 10 * np.sin(2 * np.pi * T / 2)
+FPS, N = synthetic.FPS, synthetic.N
+TRUTH = synthetic.truth()
+T, AU12, AU27, YAW = TRUTH["t"], TRUTH["AU12"], TRUTH["AU27"], TRUTH["yaw"]
 
 
 @pytest.fixture(scope="module")
@@ -32,37 +25,17 @@ def model():
     return load_model()
 
 
-def _camera(model, V, yaw=0.0, w=640, h=480):
-    c = ml.view_camera(model, yaw, 0.0, size=h, fov_deg=30.0, distance=650.0, vertices=V)
-    return Camera(width=w, height=h, focal=c.focal, rotation=c.rotation, translation=c.translation)
-
-
 @pytest.fixture(scope="module")
 def scene(model, tmp_path_factory):
     """The face's job folder (reconstructed from a neutral render) and the clip's frames."""
     root = tmp_path_factory.mktemp("capture")
-    V0 = model.shape()
-    albedo = ml.generic_albedo(model, V0)
-    Image.fromarray(render(model, V0, _camera(model, V0), vertex_rgb=albedo).image).save(root / "face.png")
+    Image.fromarray(synthetic.neutral_frame(model)).save(root / "face.png")
     reconstruct(str(root / "face.png"), str(root / "job"), options={"texture_size": 256, "head_texture_size": 128})
-    frames = []
-    for i in range(N):
-        V = model.shape(None, facs.weights_from_aus(model, {"AU12": AU12[i], "AU27": AU27[i]}))
-        frames.append(render(model, V, _camera(model, V0, YAW[i]), vertex_rgb=albedo).image)
-    return root, frames
+    return root, synthetic.frames(model)
 
 
 def _write(path, frames, fps=FPS):
-    c = av.open(str(path), "w")
-    s = c.add_stream("mpeg4", rate=fps)
-    s.width, s.height, s.pix_fmt, s.bit_rate = frames[0].shape[1], frames[0].shape[0], "yuv420p", 6_000_000
-    for f in frames:
-        for p in s.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(f), format="rgb24")):
-            c.mux(p)
-    for p in s.encode():
-        c.mux(p)
-    c.close()
-    return path
+    return synthetic.write_clip(path, frames, fps)
 
 
 def _au12(cap: Capture) -> np.ndarray:
