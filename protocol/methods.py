@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -170,7 +171,6 @@ class WrinklesParams:
 
 
 def _capture_name(v) -> Optional[str]:
-    import re
     return None if isinstance(v, str) and (v == "" or re.match(r"^[A-Za-z0-9_-]{1,64}$", v)) else \
         "must be 1-64 letters, digits, - and _ (or empty: the video's name)"
 

@@ -6,11 +6,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import av
 import numpy as np
 
 from protocol.job import Camera
 
-from ..geometry.render import render
+from ..reconstruct.render import render
 from ..models import facs
 from ..models.morphable import MorphableModel
 from ..reconstruct import mesh_landmarks as ml
@@ -48,8 +49,6 @@ def frames(model: MorphableModel, n: int = N, fps: float = FPS) -> list[np.ndarr
 
 
 def write_clip(path: str | Path, images: list[np.ndarray], fps: float = FPS) -> Path:
-    import av
-
     c = av.open(str(path), "w")
     s = c.add_stream("mpeg4", rate=int(round(fps)))
     s.width, s.height, s.pix_fmt, s.bit_rate = images[0].shape[1], images[0].shape[0], "yuv420p", 6_000_000

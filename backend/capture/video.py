@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
+import av
 import numpy as np
 
 from ..core.errors import BadImageError
@@ -22,8 +23,6 @@ class VideoInfo:
 
 
 def _open(path: str):
-    import av
-
     p = Path(path)
     if not p.is_file():
         raise BadImageError(f"The video {p} does not exist.", "Choose a video file (MP4, MOV, MKV, AVI...).")

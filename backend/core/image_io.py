@@ -69,10 +69,10 @@ def load_rgb(path: str | os.PathLike) -> np.ndarray:
     return np.ascontiguousarray(arr)
 
 
-def save_png(path: str | os.PathLike, arr: np.ndarray) -> Path:
+def save_png(path: str | os.PathLike, arr: np.ndarray, compress_level: int = 3) -> Path:
     """Write atomically (tmp + rename) so a crash never leaves a half-written map."""
     p = Path(path)
     tmp = p.with_name(p.name + ".tmp.png")
-    Image.fromarray(arr).save(tmp, compress_level=3)
+    Image.fromarray(arr).save(tmp, compress_level=compress_level)
     os.replace(tmp, p)
     return p

@@ -1,6 +1,6 @@
 """Closed-loop measurement of how well a photo's Action Units are read.
 
-The default model is rendered (:mod:`backend.geometry.render`) at known AU values -- the seven
+The default model is rendered (:mod:`backend.reconstruct.render`) at known AU values -- the seven
 EMFACS prototypes of models.emotions -- for several identities (coefficients drawn from the
 model's N(0, 1) prior), head turns of -40..+40 deg yaw and two lightings, textured with a
 projected photo (the bundled astronaut's job folder). The photo pipeline's own detection and fit
@@ -18,13 +18,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
 
 from protocol import job as job_files
 
 from ..core.image_io import load_rgb
 from ..core.imaging import srgb_to_linear
-from ..detail.sh_lighting import directional_sh
-from ..geometry.render import render
+from ..geometry.sh_lighting import directional_sh
+from .render import render
 from ..models import emotions, facs
 from ..models.morphable import MorphableModel
 from ..vision import landmarks
@@ -92,7 +93,6 @@ def run_case(model: MorphableModel, case: Case, identity: np.ndarray, weights: n
     img = (render(model, V, cam, tiles, sh=sh) if tiles else
            render(model, V, cam, sh=sh, vertex_rgb=generic_albedo(model, model.shape(identity)))).image
     if save is not None:
-        from PIL import Image
         Image.fromarray(img).save(save)
     try:
         det = landmarks.detect_face(img)
@@ -178,5 +178,4 @@ def evaluate(model: MorphableModel, job_dir: str | Path | None, n_identities: in
 
 
 def fitting_uses_dense() -> bool:
-    from ..vision.landmarks import _mesh_available
-    return _mesh_available()
+    return landmarks.mesh_available()

@@ -32,19 +32,14 @@ from protocol.job import Camera, Detection, Fit
 
 from ..core.errors import FitError
 from ..core.progress import Job
+from ..models.emotions import EMFACS
 from ..models.morphable import MorphableModel
+from ..vision.dense import FACE_OVAL, TO_68
+from . import mesh_landmarks
+from .pinhole import DEFAULT_FOV_DEG, FRONTAL, focal_for  # noqa: F401 - fitting.FRONTAL etc. are used across
 
 # ---- camera --------------------------------------------------------------------------------
-# Focal length policy. One photo barely constrains the focal length: focal length and
-# distance trade off against each other and only the (weak) perspective foreshortening of a
-# ~15 cm deep face tells them apart, which landmark noise swamps. So we fix the field of view
-# instead of fitting it: 40 degrees across the long side, i.e. a "normal" 50 mm lens on full
-# frame / a phone's main camera with a mild crop -- between a phone selfie (~65-75 deg) and
-# a portrait tele (~20-25 deg). The fitted distance then follows from the face's size in
-# pixels (about 0.5-0.8 m for a head-and-shoulders photo), and a wrong guess mostly moves the
-# camera along its axis; the reprojection stays the same. The principal point is the image
-# centre (no EXIF crop info is trusted).
-DEFAULT_FOV_DEG = 40.0
+# (the field-of-view policy and the frontal reference pose: .pinhole)
 
 # ---- noise model and priors ----------------------------------------------------------------
 # Landmark residuals are divided by sigma, in pixels, proportional to the face size (the
@@ -105,17 +100,6 @@ PAIRS = tuple(((a, b), SIGMA_PAIR) for a, b in (
 # matrix-vector products and gives the same fit (error within 1e-4 IOD) in ~0.2 s regardless.
 TR_SOLVER = "lsmr"
 MAX_ERROR_IOD = 0.25  # beyond this mean error the "fit" does not describe the photo
-
-
-def focal_for(image_size: tuple[int, int], fov_deg: float = DEFAULT_FOV_DEG) -> float:
-    """Focal length in pixels for a field of view of ``fov_deg`` across the long side."""
-    w, h = image_size
-    return 0.5 * max(w, h) / math.tan(math.radians(fov_deg) / 2.0)
-
-
-# R_ref for a frontal view: model +x (subject's left) -> camera +x (image right), model +y
-# (up) -> camera -y (image up), model +z (towards the viewer) -> camera -z.
-FRONTAL = np.diag([1.0, -1.0, -1.0])
 
 
 # ---- contour candidates --------------------------------------------------------------------
@@ -256,8 +240,6 @@ ANTAGONIST_NAMES = (("jawLeft", "jawRight"), ("mouthLeft", "mouthRight"), ("eyeW
 
 def expression_priors(model: MorphableModel) -> dict:
     """The dense fit's expression prior for this model (see above)."""
-    from ..models.emotions import EMFACS
-
     proto_aus = {au for aus, _ in EMFACS.values() for au, _l, _s in aus}
     scale = np.full(model.n_expressions, NON_PROTOTYPE_SCALE)
     for n, unit in model.facs.items():
@@ -295,9 +277,6 @@ def _targets_68(model: MorphableModel, obs: np.ndarray, face_px: float, iod: flo
 
 
 def _targets_dense(model: MorphableModel, dense_pts: np.ndarray, face_px: float, iod: float, check=None) -> Targets:
-    from . import mesh_landmarks
-    from ..vision import dense
-
     ml = mesh_landmarks.mesh_landmarks(model, check)
     used = ml.used
     obs = dense_pts[used]
@@ -307,7 +286,8 @@ def _targets_dense(model: MorphableModel, dense_pts: np.ndarray, face_px: float,
     sigma[sliding] = SIGMA_CONTOUR * face_px
     sides = [1 if model.neutral[ml.vertices[used[i]], 0] > 0 else -1 for i in sliding]
     slide = slide_candidates(model, sliding, ml.vertices[used[sliding]], sides) if sliding else None
-    inner = np.array([i for i, k in enumerate(used) if k not in set(dense.FACE_OVAL.tolist())], np.int64)
+    oval = set(FACE_OVAL.tolist())
+    inner = np.array([i for i, k in enumerate(used) if k not in oval], np.int64)
     pairs, psig = [], []
     for (a, b), sig in PAIRS:
         if a in where and b in where:
@@ -581,10 +561,9 @@ def fit_model(model: MorphableModel, detection: Detection, image_size: tuple[int
     step(1.0, f"Fitted: mean landmark error {err_px:.1f} px")
     cam = Camera(width=w_img, height=h_img, focal=f, rotation=R.tolist(), translation=t.tolist())
     if tg.kind == "dense":
-        from ..vision.dense import TO_68
-        from .mesh_landmarks import mesh_landmarks
-        full = mesh_landmarks(model).vertices.copy()
-        full[mesh_landmarks(model).used] = vertices
+        ml = mesh_landmarks.mesh_landmarks(model)
+        full = ml.vertices.copy()
+        full[ml.used] = vertices
         lm68 = [int(full[k]) if full[k] >= 0 else int(model.landmark_vertices[i]) for i, k in enumerate(TO_68)]
         dense_v = [int(v) for v in full]
     else:

@@ -21,6 +21,7 @@ def write_mesh(model: MorphableModel, vertices: np.ndarray, path: Path, iris_rgb
     extra = {} if model.source_vertex_ids is None else {"source_vertex_ids": model.source_vertex_ids}
     atomic_npz(
         path,
+        compresslevel=1,  # the photo step is interactive: see atomic_npz
         vertices=vertices.astype(np.float32),
         polygon_sizes=model.polygon_sizes,
         corner_vertices=model.corner_vertices,

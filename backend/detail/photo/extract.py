@@ -16,7 +16,7 @@ from ...core.progress import Job
 from ...geometry import raster
 from ...models.morphable import MorphableModel
 from ...reconstruct import texture
-from .. import sh_lighting
+from ...geometry import sh_lighting
 from .lighting import estimate_lighting
 from .masks import (
     NONSKIN_FAR_MM,

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ...core.imaging import block_reduce, block_upsample
-from .. import sh_lighting
+from ...geometry import sh_lighting
 from .filters import blur
 
 ALBEDO_SIGMA_MM = 12.0  # albedo's low-frequency scale: coarser than folds, finer than the face

@@ -11,7 +11,7 @@ from scipy import ndimage, sparse
 from scipy.sparse import linalg as splinalg
 
 from ...core.imaging import LUMA, smoothstep
-from .. import sh_lighting
+from ...geometry import sh_lighting
 from .filters import wblur
 from . import marks
 from .lighting import Lighting

@@ -18,8 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ...detail.sh_lighting import directional_sh
-from ...geometry.render import render
+from ...geometry.sh_lighting import directional_sh
+from ...reconstruct.render import render
 from ...models import emotions
 from ...models.morphable import MorphableModel
 from ...reconstruct import fitting

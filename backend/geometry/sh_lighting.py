@@ -6,7 +6,7 @@ quadratic function of the surface normal (Ramamoorthi & Hanrahan 2001): the irra
 clamped-cosine convolution (pi, 2pi/3, pi/4 per band) is folded into the coefficients
 ``l``, so they are fitted directly; a colour ``I = albedo * E(n)`` per channel. This is the
 lighting model of the 3DMM-fitting literature (DECA, FaceDet3D) and the one
-:mod:`backend.photo_detail` inverts.
+:mod:`backend.detail.photo` inverts and the backend's own renders (:mod:`backend.reconstruct.render`) use.
 
 Normals are unit vectors in the frame the lighting is expressed in (photo_detail uses the
 camera-facing frame: x image right, y image up, z towards the camera).

@@ -19,10 +19,11 @@ import trimesh
 from protocol.job import Camera
 
 from ..core.imaging import linear_to_srgb
-from ..detail.sh_lighting import directional_sh, shade
+from ..geometry.rays import ray_caster
+from ..geometry.sh_lighting import directional_sh, shade
+from ..geometry.surface import vertex_normals
 from ..models.morphable import MorphableModel
-from .rays import ray_caster
-from .surface import vertex_normals
+from .scene_export import ICT_EYE_SPLIT, eye_colors
 
 # Regions drawn, with the flat linear albedo used where no texture tile covers them. The
 # outer eyeball (a clear cornea shell), the eye occlusion and blend meshes (transparent
@@ -46,8 +47,6 @@ class Rendered:
 
 def _drawn_triangles(model: MorphableModel) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """(vertex triangles, UV triangles, region index per triangle, region names) of what is drawn."""
-    from ..reconstruct.scene_export import ICT_EYE_SPLIT
-
     sizes = model.polygon_sizes
     names, tv, tu, reg = [], [], [], []
     ranges = {name: r[1] for name, r in model.regions.items()}
@@ -92,8 +91,6 @@ def render(model: MorphableModel, vertices: np.ndarray, camera: Camera, tiles: d
     colours of the inner eyeballs (scene_export.eye_colors). ``vertex_rgb``: (V, 3) linear
     albedo per vertex for the face and head regions, in place of tiles and flat colours.
     """
-    from ..reconstruct.scene_export import eye_colors
-
     v = np.asarray(vertices, np.float64)
     tv, tu, reg, names = _drawn_triangles(model)
     caster = ray_caster(v, tv)
