@@ -131,7 +131,8 @@ class FaceReconstruction:
     model_dir: str
     detection: Optional[Detection] = None
     fit: Optional[Fit] = None
-    aus: dict[str, float] = field(default_factory=dict)  # "AU12": 0.4, source expression
+    aus: dict[str, float] = field(default_factory=dict)  # "AU12": 0.4, the photo's AUs (the readout's, see stats)
+    au_sd: dict[str, float] = field(default_factory=dict)  # the fit's posterior sd per AU: its confidence
     age: Optional[AgeEstimate] = None  # apparent age (detail depth)
     files: dict[str, str] = field(default_factory=dict)  # role -> path relative to the job folder
     stats: dict[str, Any] = field(default_factory=dict)  # timings and figures, for humans

@@ -29,7 +29,7 @@ from .render import render
 from ..models import emotions, facs
 from ..models.morphable import MorphableModel
 from ..vision import landmarks
-from . import fitting
+from . import au_readout, fitting
 from .mesh_landmarks import generic_albedo, view_camera
 
 PROTOTYPE_MIN = 0.3
@@ -64,16 +64,6 @@ def whole_aus(model: MorphableModel, weights: np.ndarray) -> dict[str, float]:
     return {k: v for k, v in facs.aus_from_weights(model, weights).items() if k[-1].isdigit()}
 
 
-def au_sd(model: MorphableModel, sd: np.ndarray) -> dict[str, float]:
-    """An AU's sd from its shapes' (the mean of n shapes: sqrt(sum var) / n, errors taken as
-    independent)."""
-    out = {}
-    for n, unit in sorted(model.facs.items()):
-        v = [sd[model.expression_index(s)] ** 2 for s in unit.shapes]
-        out[f"AU{n}"] = float(np.sqrt(sum(v)) / len(v))
-    return out
-
-
 def light_sh(name: str, camera_R: np.ndarray) -> np.ndarray:
     """SH coefficients (model frame) of a named lighting given in the camera's frame."""
     d, k, amb = LIGHTS[name]
@@ -101,8 +91,9 @@ def run_case(model: MorphableModel, case: Case, identity: np.ndarray, weights: n
         case.error = f"{type(exc).__name__}: {exc}"
         case.seconds = time.perf_counter() - t0
         return case
-    case.read = whole_aus(model, np.asarray(fit.expression))
-    case.sd = au_sd(model, np.asarray(fit.expression_sd or np.zeros(model.n_expressions)))
+    aus, _ = au_readout.read_aus(model, fit)  # what a job reports
+    case.read = {k: v for k, v in aus.items() if k[-1].isdigit()}
+    case.sd = au_readout.au_sd(model, fit.expression_sd)
     case.ok = True
     case.seconds = time.perf_counter() - t0
     return case
@@ -121,6 +112,25 @@ def cases(model: MorphableModel, n_identities: int = 3, yaws=YAWS, lights=tuple(
             for yaw in yaws:
                 for light in lights:
                     yield Case(name, i, float(yaw), light, dict(truth)), ident, w
+
+
+def random_cases(model: MorphableModel, n: int = 60, seed: int = 1000):
+    """Expressions outside the prototypes: one to three AUs of the rig (both sides) at random
+    intensities 0.3-1, random identity and yaw, the front light. A test the readout's prototype
+    share of training cannot flatter (its training seeds are below 1000)."""
+    rng = np.random.default_rng(seed)
+    rig = emotions.au_rig(model)
+    aus = sorted({c["au"] for c in rig if c["au"] < 60 and c["au"] != 33})
+    for i in range(n):
+        controls = {c["key"]: 0.0 for c in rig}
+        for au in rng.choice(aus, size=rng.integers(1, 4), replace=False):
+            v = float(rng.uniform(0.3, 1.0))
+            for c in rig:
+                if c["au"] == au:
+                    controls[c["key"]] = v
+        w = emotions.weights_from_controls(rig, list(model.expression_names), controls)
+        yield (Case("random", i, float(rng.uniform(-40, 40)), "front", whole_aus(model, w)),
+               rng.standard_normal(50), w)
 
 
 def summarize(model: MorphableModel, done: list[Case]) -> dict:
@@ -171,10 +181,22 @@ def evaluate(model: MorphableModel, job_dir: str | Path | None, n_identities: in
         if log is not None and len(done) % 20 == 0:
             log(f"  {len(done)} cases")
     out = summarize(model, done)
+    rand = [run_case(model, case, ident, w, tiles, size) for case, ident, w in random_cases(model)]
+    r = summarize(model, rand)
+    out["random"] = {"cases": r["cases"], "read": r["read"], "mae_all": r["mae_all"],
+                     "mae_present": _mean_err(rand, present=True), "mae_absent": _mean_err(rand, present=False),
+                     "per_au_present": {k: v["mae_when_present"] for k, v in r["per_au"].items()
+                                        if v["mae_when_present"] is not None}}
     out["settings"] = {"identities": n_identities, "yaws": list(yaws), "lights": list(lights), "size": size,
                        "texture": str(job_dir) if job_dir else "generic", "fit_points": "dense" if fitting_uses_dense() else "68",
-                       "expression_prior": fitting.EXPRESSION_PRIOR, "sigma_dense": fitting.SIGMA_DENSE}
+                       "expression_prior": fitting.EXPRESSION_PRIOR, "sigma_dense": fitting.SIGMA_DENSE,
+                       "aus_from": "readout" if au_readout.load() is not None else "fit"}
     return out
+
+
+def _mean_err(done: list[Case], present: bool) -> float | None:
+    errs = [abs(c.read.get(k, 0.0) - v) for c in done if c.ok for k, v in c.truth.items() if (v > 0) == present]
+    return round(float(np.mean(errs)), 4) if errs else None
 
 
 def fitting_uses_dense() -> bool:

@@ -36,7 +36,7 @@ from ..models.emotions import EMFACS
 from ..models.morphable import MorphableModel
 from ..vision.dense import FACE_OVAL, TO_68
 from . import mesh_landmarks
-from .pinhole import DEFAULT_FOV_DEG, FRONTAL, focal_for  # noqa: F401 - fitting.FRONTAL etc. are used across
+from .pinhole import DEFAULT_FOV_DEG, FRONTAL, focal_for, rotation_angles  # noqa: F401 - used as fitting.*
 
 # ---- camera --------------------------------------------------------------------------------
 # (the field-of-view policy and the frontal reference pose: .pinhole)
@@ -572,14 +572,3 @@ def fit_model(model: MorphableModel, detection: Detection, image_size: tuple[int
                expression_names=list(model.expression_names), landmark_vertices=lm68,
                error_iod=float(err_iod), error_px=err_px, iterations=int(solves),
                points=tg.kind, dense_vertices=dense_v, expression_sd=[round(float(v), 4) for v in sd])
-
-
-def rotation_angles(R_cam: np.ndarray) -> tuple[float, float, float]:
-    """(yaw, pitch, roll) in degrees of the head relative to a frontal view.
-
-    Yaw > 0: the head turned towards the subject's left (its +x side moves away from the
-    camera). Convention of :data:`FRONTAL` @ Rotation.from_euler("yxz", ...).
-    """
-    H = FRONTAL.T @ np.asarray(R_cam)
-    yaw, pitch, roll = Rotation.from_matrix(H).as_euler("yxz", degrees=True)
-    return float(yaw), float(pitch), float(roll)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+from scipy.spatial.transform import Rotation
 
 # Focal length policy. One photo barely constrains the focal length: focal length and
 # distance trade off against each other and only the (weak) perspective foreshortening of a
@@ -26,3 +27,14 @@ def focal_for(image_size: tuple[int, int], fov_deg: float = DEFAULT_FOV_DEG) -> 
     """Focal length in pixels for a field of view of ``fov_deg`` across the long side."""
     w, h = image_size
     return 0.5 * max(w, h) / math.tan(math.radians(fov_deg) / 2.0)
+
+
+def rotation_angles(R_cam: np.ndarray) -> tuple[float, float, float]:
+    """(yaw, pitch, roll) in degrees of the head relative to a frontal view.
+
+    Yaw > 0: the head turned towards the subject's left (its +x side moves away from the
+    camera). Convention of :data:`FRONTAL` @ Rotation.from_euler("yxz", ...).
+    """
+    H = FRONTAL.T @ np.asarray(R_cam)
+    yaw, pitch, roll = Rotation.from_matrix(H).as_euler("yxz", degrees=True)
+    return float(yaw), float(pitch), float(roll)

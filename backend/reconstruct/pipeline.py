@@ -29,7 +29,7 @@ from ..core.progress import Job
 from ..models import facs
 from ..models.loader import load_model
 from ..vision import age, landmarks
-from . import fitting, scene_export, texture
+from . import au_readout, fitting, scene_export, texture
 from .mesh_file import write_mesh
 
 DEFAULT_OPTIONS = {
@@ -122,7 +122,8 @@ def reconstruct(image: str, out_dir: str, model_dir: str | None = None, job: Job
     rec.fit = timed("fit", fitting.fit_model, model, rec.detection, (w, h), job,
                     n_identity=int(opts["n_identity"]))
     expression = np.asarray(rec.fit.expression, np.float64)
-    rec.aus = facs.aus_from_weights(model, expression)
+    rec.aus, aus_from = au_readout.read_aus(model, rec.fit)
+    rec.au_sd = au_readout.au_sd(model, rec.fit.expression_sd)
     identity = np.asarray(rec.fit.identity, np.float64)
     neutral = model.shape(identity)  # what the mesh basis is: identity, no expression
     posed = model.shape(identity, expression)  # what the photo shows
@@ -149,7 +150,8 @@ def reconstruct(image: str, out_dir: str, model_dir: str | None = None, job: Job
         rec.files.update(face_files.result())  # a failed write raises here, before face.json
         rec.files.update(head_files.result())
         timings["write"] = round(time.perf_counter() - t_write, 3)
-    rec.stats = {"timings_s": timings, "texture_coverage": face_tex.coverage,
+    rec.stats = {"timings_s": timings, "texture_coverage": face_tex.coverage, "aus_from": aus_from,
+                 "aus_fit": facs.aus_from_weights(model, expression),
                  "fit_error_iod": rec.fit.error_iod, "fit_error_px": rec.fit.error_px,
                  "warnings": detection_warnings(rec.detection)}
     job.check()  # a cancel during writing still leaves no face.json

@@ -227,6 +227,9 @@ def _au_eval(args) -> int:
         print(f"{name:9s} prototype AUs read {v['prototype_read']:.2f}, others quiet {v['others_quiet']:.2f}, both "
               f"{v['both']:.2f} (loudest other {v['worst_other'][0]} {v['worst_other'][1]})")
     print("MAE by yaw:", res["mae_by_yaw"])
+    r = res["random"]
+    print(f"random AU combinations ({r['read']} of {r['cases']} read): MAE {r['mae_all']}, present AUs "
+          f"{r['mae_present']}, absent {r['mae_absent']}; present per AU {r['per_au_present']}")
     if args.json:
         Path(args.json).write_text(json.dumps(res, indent=1))
     return 0

@@ -4,6 +4,8 @@
     train   deth|rcan|aureg --data DIR --out DIR [--steps N]  resumable (deth, rcan), fixed seed
     export  deth|rcan|aureg --run DIR [--to FILE]             checkpoint -> safetensors + metadata
     eval    --data DIR --hr-data DIR [--out FILE]            held-out figures (docs/deth.md)
+    au-data --out FILE --n N [--seed S]                      renders read back by the fit (AU readout data)
+    train-au-readout --data FILE --val FILE [--to FILE]      the AU readout (docs/au_accuracy.md)
 """
 
 from __future__ import annotations
@@ -17,7 +19,9 @@ import torch
 
 from .. import weights
 from ..nets import RCAN, DetH, DetHConfig, RCANConfig
-from . import data
+from ...models.loader import load_model
+from ...reconstruct.au_readout import KIND as au_readout_kind
+from . import au_data, au_readout, data
 from .aureg import NETS, AURegConfig, AURegressor, AURegTrainConfig, train_aureg
 from .deth import TrainConfig, exit_worker, train
 from .evaluate import evaluate
@@ -61,6 +65,17 @@ def add_parsers(sub) -> None:
     v.add_argument("--out", default="", help="write the figures as JSON here too")
 
 
+    ad = sub.add_parser("au-data", help="renders of the default model at random expressions, read back by the fit "
+                                        "(the AU readout's training data)")
+    ad.add_argument("--out", required=True, help="an .npz file")
+    ad.add_argument("--n", type=int, required=True)
+    ad.add_argument("--seed", type=int, default=0)
+    ar = sub.add_parser("train-au-readout", help="train the AU readout on au-data files and export its weights")
+    ar.add_argument("--data", required=True)
+    ar.add_argument("--val", required=True)
+    ar.add_argument("--to", default="", help="output file (default: the shipped weights folder)")
+
+
 def _shards(folder: str) -> list[Path]:
     paths = sorted(Path(folder).glob("synth_*.npz"))
     if not paths:
@@ -81,6 +96,15 @@ def run(args) -> int:
 def _run(args) -> int:
     if getattr(args, "threads", 0):
         torch.set_num_threads(args.threads)
+    if args.command == "au-data":
+        au_data.generate(load_model(None), args.n, args.out, args.seed)
+        print(f"wrote {args.out}")
+        return 0
+    if args.command == "train-au-readout":
+        to = args.to or str(weights.SHIPPED / f"{au_readout_kind}.safetensors")
+        info = au_readout.train_readout(load_model(None), args.data, args.val, to)
+        print(f"wrote {to}: validation {info['validation']} (the fit alone: {info['validation_fit_alone']})")
+        return 0
     if args.command == "synth":
         data.generate(args.out, args.n, args.start, args.model_dir or None, size=args.size, n_expr=args.expressions,
                       micro=not args.no_micro)

@@ -1,0 +1,83 @@
+"""Training the AU readout (backend.reconstruct.au_readout) on the renders of au_data.
+
+A two-layer MLP (SiLU, 64 units) from the fitted weights of the shapes the fit estimates, plus
+yaw/40 and |yaw|/40, to the rig's control values through a sigmoid; mean squared error (an L1
+loss collapses to predicting 0: most controls are 0 in most samples), AdamW 3e-3, weight decay
+1e-4, full batch, 3000 steps, seed 0. Exported as safetensors with the layer list, the input
+shapes and the control names in its metadata; reconstruct runs it in numpy.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from safetensors.torch import save_file
+
+from ...models.emotions import au_rig
+from ...models.morphable import MorphableModel
+from ...reconstruct import fitting
+from ...reconstruct.au_readout import KIND
+
+HIDDEN, STEPS, LR, WEIGHT_DECAY, SEED = 64, 3000, 3e-3, 1e-4, 0
+
+
+def features(z, shapes_idx: np.ndarray) -> np.ndarray:
+    yaw = z["yaw"].astype(np.float64) / 40.0
+    return np.concatenate([z["w"][:, shapes_idx], yaw[:, None], np.abs(yaw)[:, None]], 1).astype(np.float32)
+
+
+def _raw_controls(model: MorphableModel, w: np.ndarray) -> np.ndarray:
+    idx = {n: i for i, n in enumerate(model.expression_names)}
+    return np.stack([w[:, [idx[s] for s in c["shapes"]]].mean(1) for c in au_rig(model)], 1)
+
+
+def _figures(pred: np.ndarray, truth: np.ndarray) -> dict:
+    e = np.abs(pred - truth)
+    return {"mae": round(float(e.mean()), 4), "mae_present": round(float(e[truth > 0].mean()), 4),
+            "mae_absent": round(float(e[truth == 0].mean()), 4)}
+
+
+def train_readout(model: MorphableModel, data: str, val: str, out: str, log=print) -> dict:
+    z, zv = np.load(data), np.load(val)
+    controls = [c["key"] for c in au_rig(model)]
+    if list(z["controls"]) != controls:
+        raise ValueError(f"{data} was made for another rig; make the data again (au-data)")
+    active = fitting.active_expressions(model)
+    shapes = [model.expression_names[i] for i in active]
+    X, Y = torch.tensor(features(z, active)), torch.tensor(z["truth"])
+    Xv = torch.tensor(features(zv, active))
+    torch.manual_seed(SEED)
+    net = torch.nn.Sequential(torch.nn.Linear(X.shape[1], HIDDEN), torch.nn.SiLU(), torch.nn.Linear(HIDDEN, HIDDEN),
+                              torch.nn.SiLU(), torch.nn.Linear(HIDDEN, Y.shape[1]))
+    opt = torch.optim.AdamW(net.parameters(), lr=LR, weight_decay=WEIGHT_DECAY)
+    t0 = time.perf_counter()
+    for step in range(STEPS):
+        opt.zero_grad()
+        loss = torch.nn.functional.mse_loss(torch.sigmoid(net(X)), Y)
+        loss.backward()
+        opt.step()
+        if log is not None and (step + 1) % 1000 == 0:
+            log(f"  step {step + 1}: mse {loss.item():.5f}")
+    with torch.no_grad():
+        pv = torch.sigmoid(net(Xv)).numpy()
+    figures = {"validation": _figures(pv, zv["truth"]),
+               "validation_fit_alone": _figures(_raw_controls(model, zv["w"]), zv["truth"]),
+               "train_samples": int(len(X)), "validation_samples": int(len(Xv)),
+               "train_seconds": round(time.perf_counter() - t0, 1)}
+    state = {k: v.detach().float().contiguous() for k, v in net.state_dict().items()}
+    cfg = {"shapes": shapes, "controls": controls, "linear_layers": [0, 2, 4], "hidden": HIDDEN,
+           "inputs": "fitted weights of `shapes`, yaw/40, |yaw|/40 (degrees)"}
+    info = {"name": "au-readout-synth-v1", "data": str(data), "validation_data": str(val), "steps": STEPS,
+            "seed": SEED, **figures}
+    path = Path(out)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    save_file(state, str(tmp), metadata={"kind": KIND, "config": json.dumps(cfg), "info": json.dumps(info)})
+    os.chmod(tmp, 0o644)
+    os.replace(tmp, path)
+    return info
