@@ -1,21 +1,26 @@
-"""Fit the morphable model to 68 detected landmarks: pose, identity, expression.
+"""Fit the morphable model to the detected landmarks: pose, identity, expression.
 
 A proxy fit in the manner of landmark-based face fitting (FDS-style): minimise the
 reprojection error of the model's landmark vertices through a perspective pinhole camera,
 
-    E = sum_i |proj(R (N + B_id a + B_ex w)_i + t) - p_i|^2 / sigma_i^2 + |a|^2 + lambda |w|^2
+    E = sum_i |proj(R (N + B_id a + B_ex w)_i + t) - p_i|^2 / sigma_i^2 + |a|^2 + prior(w)
 
 with identity coefficients ``a`` ~ N(0, 1) (the ICT modes are scaled that way), expression
 weights ``w`` in [0, 1] (only the shapes that landmarks can see), solved with
 ``scipy.optimize.least_squares`` ('trf', bounds, analytic Jacobian) on the landmark
 vertices only.
 
-The 16 jaw-line landmarks (0-7, 9-16) are not fixed vertices: a detector puts them on the
-face's visible outline, which slides over the surface as the head turns. Each one has a
-set of candidate vertices (a horizontal slab of the face at its height, in front of the
-ears) and after every solve it moves to the candidate that is extreme outward in the
-current projection ("landmark marching", Zhu et al., HPEN / 3DDFA); pose/shape and these
-correspondences alternate until the correspondences stop changing.
+The points are MediaPipe's dense mesh when the detection has it (~410 of its 468 surface points
+lie on the model: .mesh_landmarks finds where, once per model), with eyelid, brow and lip
+distances as residuals of their own and an expression prior of three terms (EMFACS-scaled
+Gaussian, antagonists, left/right; see "the expression prior" below); else the 68 Multi-PIE
+points with a plain Gaussian prior on ``w``.
+
+Outline points are not fixed vertices: a detector puts them on the face's visible outline,
+which slides over the surface as the head turns. Each one has a set of candidate vertices (a
+horizontal slab of the face at its height, in front of the ears) and after every solve it moves
+to the candidate that is extreme outward in the current projection ("landmark marching", Zhu et
+al., HPEN / 3DDFA); pose/shape and these correspondences alternate until they stop changing.
 """
 
 from __future__ import annotations
