@@ -69,3 +69,14 @@ def backend_run(code: str, *args: str) -> str:
                        timeout=600)
     assert r.returncode == 0, r.stderr[-3000:]
     return r.stdout
+
+
+@pytest.fixture()
+def animatable_face(empty_scene, job_dir, ext):
+    """A face built from the shared job, active, on a 24 fps scene: what the AU-curve and the
+    video-capture operators work on."""
+    obj = ext.addon.scene.builder.build_face(bpy.context, job_dir, name="Capture").obj
+    bpy.context.view_layer.objects.active = obj
+    bpy.context.scene.render.fps = 24
+    return obj
+

@@ -11,11 +11,8 @@ from conftest import bpy
 
 
 @pytest.fixture()
-def face(empty_scene, job_dir, ext):
-    obj = ext.addon.scene.builder.build_face(bpy.context, job_dir, name="Capture").obj
-    bpy.context.view_layer.objects.active = obj
-    bpy.context.scene.render.fps = 24
-    return obj
+def face(animatable_face):
+    return animatable_face
 
 
 def _llf_file(ext, path, rows):

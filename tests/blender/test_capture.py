@@ -35,11 +35,8 @@ def clip(tmp_path_factory):
 
 
 @pytest.fixture()
-def face(empty_scene, job_dir, ext):
-    obj = ext.addon.scene.builder.build_face(bpy.context, job_dir, name="Video").obj
-    bpy.context.view_layer.objects.active = obj
-    bpy.context.scene.render.fps = 24
-    return obj
+def face(animatable_face):
+    return animatable_face
 
 
 def test_animate_from_video_keys_the_controls(face, clip, ext):
