@@ -117,8 +117,14 @@ def run_bench(repeat: int = 3, model_dir: str | None = None, only: str = "") -> 
 
 def _print(rows: list[tuple], repeat: int, note: str = "") -> int:
     print(f"backend bench: median of {repeat} {note}".rstrip())
-    for name, value, *unit in rows:  # seconds, or a value in the unit given
-        print(f"  {name:48s} {value * 1000 if not unit else value:9.1f} {unit[0] if unit else 'ms'}")
+    for name, value, *unit in rows:  # seconds, or a value in the unit given (fractions to 3 places)
+        if not unit:
+            text = f"{value * 1000:9.1f} ms"
+        elif unit[0] in ("AU", "share"):
+            text = f"{value:9.3f} {unit[0]}"
+        else:
+            text = f"{value:9.1f} {unit[0]}"
+        print(f"  {name:48s} {text}")
     print(f"  {'peak memory of this process (max RSS)':48s} {peak_rss_mb():9.1f} MB")
     return 0
 
