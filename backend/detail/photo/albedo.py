@@ -1,0 +1,87 @@
+"""Albedo from the photo: the projected texture with the photo's lighting divided out.
+
+The texture stage projects the photo as it is, so its shading (the key light's fall-off, the
+shadow beside the nose) is baked in and a render lights it a second time. With the photo's SH
+lighting (fitted on the skin by :func:`..lighting.estimate_lighting`, the one D(I_x) uses) each
+seen texel's albedo is ``colour / shade(n)``, ``n`` the proxy's normal there in the camera-facing
+frame. Where the photo sees a texel poorly (grazing, occluded, outside the photo) or the shading
+is too dark to divide by, the texel takes its mirror image's albedo (albedo is nearly symmetric;
+the shading was not) and then the pull-push fill, as the texture stage does.
+
+The lighting keeps the normalisation ``estimate_lighting`` gives it (mean shading over the skin
+= 1 per channel); a render that relights the albedo with the same SH (a Blender world made from
+it, ``sh_world``) gives back the photo's colours, up to the proxy's missing detail.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from protocol.job import Camera
+
+from ...core.imaging import linear_to_srgb, srgb_to_linear
+from ...geometry import sh_lighting
+from ...models.morphable import MorphableModel
+from ...reconstruct import texture
+from .surface import texel_surface
+
+CAMERA_FACING = np.diag([1.0, -1.0, -1.0])
+# Shading below this fraction of the skin's mean is not divided by: there the photo holds noise
+# and the albedo would blow up (the underside of the chin, the nostrils, cast shadows).
+MIN_SHADE = 0.15
+# Weight of a texel's own division from the texture's visibility weight: full trust from this up.
+FULL_TRUST = 0.5
+
+
+@dataclass
+class AlbedoTile:
+    rgb: np.ndarray  # (S, S, 3) uint8 sRGB albedo
+    linear: np.ndarray  # (S, S, 3) float32 linear albedo
+    weight: np.ndarray  # (S, S) float32 0..1: how much of each texel is its own division
+    stats: dict
+
+
+def _sh_frame(camera: Camera) -> np.ndarray:
+    """Model frame -> the camera-facing frame the SH lighting is expressed in."""
+    return CAMERA_FACING @ np.asarray(camera.rotation, np.float64)
+
+
+def albedo_tile(model: MorphableModel, vertices: np.ndarray, camera: Camera, photo: np.ndarray, sh: np.ndarray,
+                polygon_range: tuple[int, int], tile: int, size: int, job=None) -> AlbedoTile:
+    """The albedo of one UV tile from the photo and its SH lighting ``sh`` (9, 3)."""
+    tex = texture.project_texture(model, vertices, camera, photo, polygon_range, tile, size, job, mirror=False)
+    surf = texel_surface(model, vertices, size, _sh_frame(camera), polygon_range, tile)
+    shade = sh_lighting.shade(surf.normals.astype(np.float64), np.asarray(sh, np.float64))  # (S, S, 3)
+    lum = shade.mean(-1)
+    colour = srgb_to_linear(tex.rgb).astype(np.float64)
+    trust = np.clip(tex.mask / FULL_TRUST, 0.0, 1.0) * (lum > MIN_SHADE) * surf.covered
+    own = np.where(trust[..., None] > 0, colour / np.maximum(shade, MIN_SHADE), 0.0)
+    weight = trust.astype(np.float32)
+    grid_c = own.reshape(-1, 3).astype(np.float32)
+    grid_w = weight.ravel().copy()
+    mirrored = 0.0
+    if tile == 0:  # the face tile has a mirror layout (texture.UVLayout); the head tile does not
+        lay = texture.uv_layout(model, polygon_range[0], polygon_range[1], tile, size)
+        partner = lay.mirror_partner(model)
+        if partner is not None:
+            w_flat, c_flat = grid_w[lay.flat], grid_c[lay.flat]
+            has = partner >= 0
+            wm = np.where(has, w_flat[np.maximum(partner, 0)], 0.0).astype(np.float32)
+            add = (1.0 - w_flat) * wm
+            fill_w = w_flat + add
+            use = add > 0
+            c_flat[use] = (w_flat[use, None] * c_flat[use] + add[use, None] * c_flat[partner[use]]) / fill_w[use, None]
+            grid_c[lay.flat], grid_w[lay.flat] = c_flat, fill_w
+            mirrored = float(add.sum()) / max(len(lay.flat), 1)
+    filled = texture.pull_push_fill(grid_c.reshape(size, size, 3), grid_w.reshape(size, size),
+                                    empty=(0.45, 0.3, 0.25))
+    lin = np.clip(filled, 0.0, 1.0).astype(np.float32)
+    rgb = (np.clip(linear_to_srgb(lin), 0, 1) * 255 + 0.5).astype(np.uint8)
+    seen = weight > 0.5
+    stats = {"own_fraction": round(float(seen[surf.covered].mean()) if surf.covered.any() else 0.0, 4),
+             "mirrored_weight": round(mirrored, 4),
+             "shade_range": [round(float(np.percentile(lum[seen], 1)), 3) if seen.any() else None,
+                             round(float(np.percentile(lum[seen], 99)), 3) if seen.any() else None]}
+    return AlbedoTile(rgb=rgb, linear=lin, weight=weight, stats=stats)
