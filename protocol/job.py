@@ -32,6 +32,11 @@ SCENE_FILE = "scene.json"
 # Roles of the projected photo textures (``files[role]``); each has a visibility mask beside it.
 FACE_TEXTURE = "texture"  # UV tile 0, the face
 HEAD_TEXTURE = "head_texture"  # UV tile 1, head and neck
+# The photo's light separated (backend.detail.photo.relight): albedo tiles and a Blender world.
+ALBEDO_FILE = "albedo.png"  # tile 0, the face's albedo (sRGB)
+HEAD_ALBEDO_FILE = "head_albedo.png"  # tile 1
+LIGHTING_JSON = "lighting.json"  # SH coefficients (camera-facing irradiance, Blender-world radiance), stamp
+LIGHTING_ENV = "lighting_env.exr"  # equirectangular radiance for a world Environment Texture
 
 
 def texture_files(role: str) -> dict[str, str]:

@@ -29,6 +29,7 @@ WRINKLES = "wrinkles"
 RIG = "rig"
 FETCH_MODEL = "fetch_model"
 CAPTURE = "capture"
+PHOTO_LIGHTING = "photo_lighting"
 CANCEL = "cancel"
 CANCEL_NOTIFICATION = "$/cancelRequest"  # the LSP spelling, a notification
 SHUTDOWN = "shutdown"
@@ -186,6 +187,11 @@ class CaptureParams:
 
 
 @dataclass
+class PhotoLightingParams:
+    job_dir: str  # a reconstruction: its albedo tiles and lighting world are made (once)
+
+
+@dataclass
 class WaitParams:
     seconds: float = check(lambda v: None if 0 <= v <= 86400 else "must be 0 .. 86400")
     steps: int = check(lambda v: None if 1 <= v <= 100000 else "must be 1 .. 100000", default=10)
@@ -204,7 +210,7 @@ class CancelParams:
 
 PARAMS: dict[str, type] = {
     HEALTH: NoParams, RECONSTRUCT: ReconstructParams, DETAILS: DetailsParams, WRINKLES: WrinklesParams, RIG: RigParams,
-    FETCH_MODEL: FetchModelParams, CAPTURE: CaptureParams,
+    FETCH_MODEL: FetchModelParams, CAPTURE: CaptureParams, PHOTO_LIGHTING: PhotoLightingParams,
     CANCEL: CancelParams, CANCEL_NOTIFICATION: CancelParams, SHUTDOWN: NoParams, WAIT: WaitParams, FAIL: FailParams,
 }
 

@@ -10,6 +10,7 @@ typed dataclasses of :mod:`protocol.methods`; results are JSON-able (the typed s
     rig {model_dir?}          -> protocol.scene.FaceRig: the model's AU controls and presets (to check
                                  an expression or keys before a reconstruction)
     fetch_model {dest, source?} -> {model_dir}: the default model's pinned release, verified (models.fetch)
+    photo_lighting {job_dir}  -> albedo tiles and the lighting as a world (backend.detail.photo.relight)
     capture {job_dir, video, name?, tolerance?, max_frames?, smoothing?}
                               -> backend.capture.track.capture's summary; writes protocol.capture.Capture
     diagnostics.wait / .fail  -> test jobs (sleep with progress and cancel; always an error)
@@ -37,6 +38,7 @@ from ..core.errors import NoFaceError
 from ..core.progress import Job
 from ..detail import registry
 from ..detail.maps import build_details
+from ..detail.photo.relight import photo_lighting as run_photo_lighting
 from ..detail.rig import build_animation
 from ..models import fetch
 from ..models.emotions import au_rig, preset_controls
@@ -80,6 +82,10 @@ def fetch_model(server: Server, p: methods.FetchModelParams, job: Job) -> dict:
 
 def capture(server: Server, p: methods.CaptureParams, job: Job) -> dict:
     return run_capture(p.job_dir, p.video, p.name, p.tolerance, job, p.max_frames, p.smoothing)
+
+
+def photo_lighting(server: Server, p: methods.PhotoLightingParams, job: Job) -> dict:
+    return run_photo_lighting(p.job_dir, job)
 
 
 def details(server: Server, p: methods.DetailsParams, job: Job) -> dict:
@@ -152,6 +158,7 @@ TABLE: dict[str, Handler] = {
     methods.RIG: Handler(rig, "job"),
     methods.FETCH_MODEL: Handler(fetch_model, "job"),
     methods.CAPTURE: Handler(capture, "job"),
+    methods.PHOTO_LIGHTING: Handler(photo_lighting, "job"),
     methods.WAIT: Handler(wait, "job"),
     methods.FAIL: Handler(fail, "quick"),
     methods.CANCEL: Handler(cancel, "inline"),

@@ -81,3 +81,38 @@ def test_the_albedo_has_the_light_divided_out(loop):
     assert (e_own < 0.1).all() and (e_all < 0.15).all() and (e_own < 0.35 * e_tex).all(), (e_own, e_all, e_tex)
     assert tile.stats["mirrored_weight"] > 0.05  # the turned-away side takes the seen side's albedo
     assert tile.rgb.dtype == np.uint8 and tile.rgb.shape == (SIZE, SIZE, 3)
+
+
+def test_photo_lighting_writes_its_files_once(loop, tmp_path):
+    import shutil
+
+    from backend.core import exr_io
+    from backend.detail.photo import relight
+    from backend.detail.photo.world_light import A_L, directions
+    from protocol import jsonfile
+
+    model, rec, *_ = loop
+    job = tmp_path / "job"
+    shutil.copytree(rec_folder(rec), job)
+    res = relight.photo_lighting(str(job))
+    files = res["files"]
+    assert all((job / f).is_file() for f in files.values())
+    assert Image.open(job / files["albedo"]).size == (SIZE, SIZE)
+    info = jsonfile.read(job / files["lighting"])
+    assert info["stamp"]["source"] == FaceReconstruction.load(job).source_key()
+    env = np.stack(exr_io.read_channels(job / files["environment"]), -1)
+    assert env.shape == (128, 256, 3) and (env >= 0).all()
+    # the image is the radiance SH evaluated at each pixel's direction (clamped at 0, half floats)
+    L = np.asarray(info["radiance_sh_blender_world"])
+    expect = np.clip(sh_lighting.shade(directions(256), L), 0, None)
+    assert np.abs(env - expect).max() < 0.01 * expect.max() + 1e-3
+    # and the radiance is pi E / A_l of the irradiance the fit found, turned into Blender's frame
+    assert L.shape == (9, 3) and np.isclose(A_L[0], np.pi)
+    mtime = (job / files["albedo"]).stat().st_mtime_ns
+    again = relight.photo_lighting(str(job))
+    assert again["files"] == files and (job / files["albedo"]).stat().st_mtime_ns == mtime  # made once
+
+
+def rec_folder(rec):
+    from pathlib import Path
+    return Path(rec.image).parent / "job"

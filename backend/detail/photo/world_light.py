@@ -1,0 +1,59 @@
+"""The photo's lighting as a Blender world: SH irradiance -> an environment map of radiance.
+
+The lighting is fitted (``..lighting.estimate_lighting``) as irradiance ``E(n)`` on the 9 real SH
+functions, in the camera-facing frame, with the clamped-cosine convolution folded in (Ramamoorthi
+& Hanrahan 2001: A_0 = pi, A_1 = 2 pi / 3, A_2 = pi / 4). A Lambertian surface of albedo ``a``
+under a distant radiance ``L`` leaves ``a / pi * (integral of L cos)``; for a render to give the
+photo's ``a * E(n)`` the world's radiance must be ``L_lm = pi * E_lm / A_l``. The coefficients are
+re-expressed in Blender's world frame (the face object's ``MODEL_TO_BLENDER``) and written as an
+equirectangular image, negative radiance (the band-limited ringing) clamped at 0.
+
+Blender's equirectangular layout, measured on its own renders (tests/blender/test_world_light.py):
+the image's first row is +Z (up), its left edge -X, a quarter across +Y, half across +X.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from protocol.job import Camera
+
+from ...geometry import sh_lighting
+from ...reconstruct.scene_export import MODEL_TO_BLENDER
+
+CAMERA_FACING = np.diag([1.0, -1.0, -1.0])
+A_L = np.pi * np.array([1.0, 2 / 3, 2 / 3, 2 / 3, 0.25, 0.25, 0.25, 0.25, 0.25])
+ENV_WIDTH = 256  # second-order SH has no detail: 256 x 128 is plenty
+
+
+def fibonacci_sphere(n: int = 2000) -> np.ndarray:
+    i = np.arange(n) + 0.5
+    z = 1 - 2 * i / n
+    r = np.sqrt(1 - z * z)
+    phi = np.pi * (1 + 5 ** 0.5) * i
+    return np.stack([r * np.cos(phi), r * np.sin(phi), z], 1)
+
+
+def world_radiance_sh(sh_cam: np.ndarray, camera: Camera) -> np.ndarray:
+    """(9, 3) radiance SH in Blender's world frame from the photo's irradiance SH (camera-facing)."""
+    to_cam = CAMERA_FACING @ np.asarray(camera.rotation, np.float64) @ np.asarray(MODEL_TO_BLENDER, np.float64).T
+    d = fibonacci_sphere()
+    E = sh_lighting.shade(d @ to_cam.T, np.asarray(sh_cam, np.float64))  # irradiance at world normals d
+    E_world, *_ = np.linalg.lstsq(sh_lighting.sh_basis(d), E, rcond=None)  # exact: rotations keep each band
+    return E_world * (np.pi / A_L)[:, None]
+
+
+def directions(width: int = ENV_WIDTH) -> np.ndarray:
+    """(H, W, 3) world direction of each pixel of a Blender equirectangular image, first row up."""
+    h = width // 2
+    u = (np.arange(width) + 0.5) / width
+    t = (np.arange(h) + 0.5) / h
+    phi = (0.5 - u) * 2 * np.pi
+    el = (0.5 - t) * np.pi
+    el, phi = np.meshgrid(el, phi, indexing="ij")
+    return np.stack([np.cos(el) * np.cos(phi), np.cos(el) * np.sin(phi), np.sin(el)], -1)
+
+
+def environment(radiance_sh: np.ndarray, width: int = ENV_WIDTH) -> np.ndarray:
+    """(H, W, 3) float32 radiance image for a world Environment Texture."""
+    return np.clip(sh_lighting.shade(directions(width), radiance_sh), 0.0, None).astype(np.float32)
