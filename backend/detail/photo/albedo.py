@@ -21,16 +21,21 @@ import numpy as np
 
 from protocol.job import Camera
 
-from ...core.imaging import linear_to_srgb, srgb_to_linear
+from ...core.imaging import linear_to_srgb, smoothstep, srgb_to_linear
 from ...geometry import sh_lighting
 from ...models.morphable import MorphableModel
 from ...reconstruct import texture
 from .surface import texel_surface
 
 CAMERA_FACING = np.diag([1.0, -1.0, -1.0])
-# Shading below this fraction of the skin's mean is not divided by: there the photo holds noise
-# and the albedo would blow up (the underside of the chin, the nostrils, cast shadows).
-MIN_SHADE = 0.15
+# Shading below MIN_SHADE of the skin's mean is not divided by, and a texel's own division is
+# trusted fully only from FULL_SHADE up (a ramp, so no seam where the mirror image takes over):
+# where the SH model predicts little light the photo is lit by what it lacks -- light bounced
+# from the cheeks, scattered under the skin, a fill -- and the division glows (the underside of
+# the chin, the nostrils, eyelid creases). Seen on the bundled photo: at 0.15 the chin's underside
+# glowed yellow and the nose tip white; at 0.35 / 0.6 both are skin.
+MIN_SHADE = 0.35
+FULL_SHADE = 0.6
 # Weight of a texel's own division from the texture's visibility weight: full trust from this up.
 FULL_TRUST = 0.5
 
@@ -56,7 +61,7 @@ def albedo_tile(model: MorphableModel, vertices: np.ndarray, camera: Camera, pho
     shade = sh_lighting.shade(surf.normals.astype(np.float64), np.asarray(sh, np.float64))  # (S, S, 3)
     lum = shade.mean(-1)
     colour = srgb_to_linear(tex.rgb).astype(np.float64)
-    trust = np.clip(tex.mask / FULL_TRUST, 0.0, 1.0) * (lum > MIN_SHADE) * surf.covered
+    trust = np.clip(tex.mask / FULL_TRUST, 0.0, 1.0) * smoothstep(MIN_SHADE, FULL_SHADE, lum) * surf.covered
     own = np.where(trust[..., None] > 0, colour / np.maximum(shade, MIN_SHADE), 0.0)
     weight = trust.astype(np.float32)
     grid_c = own.reshape(-1, 3).astype(np.float32)
