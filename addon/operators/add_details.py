@@ -9,9 +9,10 @@ from bpy.props import EnumProperty, FloatProperty, IntProperty
 
 from ...protocol.details import DetailInfo, detail_sizes
 from ...protocol.job import FACE_JSON
-from ...protocol.methods import DetailsParams
+from ...protocol import methods
+from ...protocol.methods import DetailsParams, PhotoLightingParams
 from ..link import jobs
-from ..scene import displacement, wrinkle_mix
+from ..scene import displacement, photo_light, wrinkle_mix
 from .backend_job import BackendJobMixin, detail_model_items
 
 
@@ -82,4 +83,57 @@ class FACEDET3D_OT_add_details(BackendJobMixin, bpy.types.Operator):
         return {"FINISHED"}
 
 
-CLASSES = (FACEDET3D_OT_add_details,)
+class FACEDET3D_OT_photo_lighting(BackendJobMixin, bpy.types.Operator):
+    """Light the face with the photo's own light: the backend separates the photo into the skin's
+    albedo and its SH lighting (once per face); the skin takes the albedo, the scene a world made
+    from the lighting, and the key light is left out of renders"""
+
+    bl_idname = "facedet3d.photo_lighting"
+    bl_label = "Photo Lighting"
+    bl_options = {"REGISTER", "UNDO"}
+    label_running = "FaceDet3D photo lighting"
+
+    @classmethod
+    def poll(cls, context):
+        return face_object(context) is not None
+
+    def start(self, context):
+        obj = face_object(context)
+        if obj is None:
+            raise jobs.InputError("Select a face made by FaceDet3D's Import Photo first.")
+        self._obj_name = obj.name
+        return methods.PHOTO_LIGHTING, PhotoLightingParams(job_dir=str(face_job_dir(obj)))
+
+    def finish(self, context, result):
+        obj = bpy.data.objects[self._obj_name]
+        photo_light.apply(context, obj, Path(result["job_dir"]))
+        st = result.get("stats", {})
+        self.report({"INFO"}, f"{obj.name}: lit by the photo's light (albedo from "
+                              f"{100 * st.get('face', {}).get('own_fraction', 0):.0f} % of the face tile's own texels, "
+                              "the rest from its mirror image and the fill)")
+        return {"FINISHED"}
+
+
+class FACEDET3D_OT_studio_lighting(bpy.types.Operator):
+    """Back to the studio lighting: the photo texture, the soft white world and the key light"""
+
+    bl_idname = "facedet3d.studio_lighting"
+    bl_label = "Studio Lighting"
+    bl_options = {"REGISTER", "UNDO"}
+
+    @classmethod
+    def poll(cls, context):
+        obj = face_object(context)
+        return obj is not None and obj.facedet3d.lighting == "PHOTO"
+
+    def execute(self, context):
+        obj = face_object(context)
+        try:
+            photo_light.studio(context, obj, face_job_dir(obj))
+        except (jobs.InputError, RuntimeError) as exc:
+            self.report({"ERROR"}, str(exc))
+            return {"CANCELLED"}
+        return {"FINISHED"}
+
+
+CLASSES = (FACEDET3D_OT_add_details, FACEDET3D_OT_photo_lighting, FACEDET3D_OT_studio_lighting)

@@ -64,6 +64,11 @@ class FACEDET3D_PT_main(_Sidebar, bpy.types.Panel):
             layout.label(text="Select a FaceDet3D face to see its data.", icon="INFO")
             return
         layout.operator("facedet3d.add_details", icon="MOD_DISPLACE")
+        row = layout.row(align=True)
+        if fd.lighting == "PHOTO":
+            row.operator("facedet3d.studio_lighting", icon="LIGHT_AREA")
+        else:
+            row.operator("facedet3d.photo_lighting", icon="WORLD")
         layout.operator("facedet3d.export_gltf", icon="EXPORT")
         box = layout.box()
         box.label(text=obj.name, icon="USER")

@@ -48,6 +48,12 @@ class FACEDET3D_PG_face(bpy.types.PropertyGroup):
     wrinkle_rig: StringProperty(name="Wrinkle rig", description="Which per-AU wrinkle maps drive the "
                                 "wrinkles (the job folder's wrinkles_<tag>.json); empty: none")
     wrinkle_keys: CollectionProperty(type=FACEDET3D_PG_wrinkle_key, name="Wrinkle keys")
+    lighting: EnumProperty(
+        name="Lighting", default="STUDIO",
+        description="What lights the face: the studio world and key light over the photo texture, or the photo's "
+                    "own light (its SH lighting as the world) over the albedo with that light divided out",
+        items=[("STUDIO", "Studio", "The photo texture, a soft white world and the key light"),
+               ("PHOTO", "Photo", "The albedo tiles and the photo's lighting as the world (no key light)")])
     viewport_relief: EnumProperty(
         name="Viewport relief", default="BUMP", update=_relief_changed,
         description="How the viewport shows detail and wrinkles (renders always displace the surface)",

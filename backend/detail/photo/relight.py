@@ -25,9 +25,9 @@ from ..face import ReconstructedFace
 from .albedo import albedo_tile
 from .extract import METHOD_VERSION as DETAIL_METHOD
 from .extract import extract_photo_detail
-from .world_light import environment, world_radiance_sh
+from .world_light import environment, toward_camera, world_radiance_sh
 
-METHOD_VERSION = 1
+METHOD_VERSION = 2  # 2: the light from behind the head is grey
 LIGHTING_SIZE = 512  # the lighting fit's working tile: 27 coefficients need no more
 
 
@@ -62,7 +62,7 @@ def photo_lighting(job_dir: str, job: Job | None = None) -> dict:
     head_tile = albedo_tile(model, vertices, rec.fit.camera, photo, light.sh, tuple(model.regions["head_neck"][1]),
                             1, sizes[job_files.HEAD_TEXTURE], job.child(0.8, 0.92))
     radiance = world_radiance_sh(light.sh, rec.fit.camera)
-    env = environment(radiance)
+    env = environment(radiance, toward_camera=toward_camera(rec.fit.camera, vertices[: model.regions["face"][0][1]].mean(0)))
     job.check()
     save_png(folder / files["albedo"], face_tile.rgb, 1)
     save_png(folder / files["head_albedo"], head_tile.rgb, 1)

@@ -18,6 +18,7 @@ import numpy as np
 
 from protocol.job import Camera
 
+from ...core.imaging import LUMA, smoothstep
 from ...geometry import sh_lighting
 from ...reconstruct.scene_export import MODEL_TO_BLENDER
 
@@ -54,6 +55,26 @@ def directions(width: int = ENV_WIDTH) -> np.ndarray:
     return np.stack([np.cos(el) * np.cos(phi), np.cos(el) * np.sin(phi), np.sin(el)], -1)
 
 
-def environment(radiance_sh: np.ndarray, width: int = ENV_WIDTH) -> np.ndarray:
-    """(H, W, 3) float32 radiance image for a world Environment Texture."""
-    return np.clip(sh_lighting.shade(directions(width), radiance_sh), 0.0, None).astype(np.float32)
+def environment(radiance_sh: np.ndarray, width: int = ENV_WIDTH, toward_camera: np.ndarray | None = None) -> np.ndarray:
+    """(H, W, 3) float32 radiance image for a world Environment Texture.
+
+    ``toward_camera`` (world direction from the face to the camera): the light from behind the
+    head is made grey (its luminance kept). The photo shows only normals that face the camera, so
+    the fit says nothing about the colour of light from behind; each channel's coefficients
+    extrapolate there on their own, and on the bundled photo that lit the head's silhouette with a
+    blue rim no photo had.
+    """
+    d = directions(width)
+    rgb = np.clip(sh_lighting.shade(d, radiance_sh), 0.0, None)
+    if toward_camera is not None:
+        t = np.asarray(toward_camera, np.float64)
+        w = smoothstep(-0.2, 0.3, d @ (t / np.linalg.norm(t)))[..., None]
+        grey = (rgb @ LUMA)[..., None] * np.ones(3)
+        rgb = w * rgb + (1 - w) * grey
+    return rgb.astype(np.float32)
+
+
+def toward_camera(camera: Camera, centre_mm: np.ndarray) -> np.ndarray:
+    """World (Blender) direction from a point of the face (model frame, mm) to the camera."""
+    d = camera.center - np.asarray(centre_mm, np.float64)
+    return np.asarray(MODEL_TO_BLENDER, np.float64) @ (d / np.linalg.norm(d))
