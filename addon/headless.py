@@ -23,11 +23,11 @@ from ..protocol import methods
 from ..protocol.details import AUTO_MODEL, RIG_SIZES, DetailInfo, WrinkleRig, detail_sizes
 from ..protocol._typed import from_json
 from ..protocol.capture import Capture
-from ..protocol.methods import CaptureParams, DetailsParams, RigParams
+from ..protocol.methods import CaptureParams, DetailsParams, PhotoLightingParams, RigParams
 from ..protocol.scene import VIEWS, FaceRig
 from .link import jobs, session, settings
 from .scene import au_curves as scene_curves
-from .scene import au_rig, builder, displacement, gltf_export, wrinkle_mix
+from .scene import au_rig, builder, displacement, gltf_export, photo_light, wrinkle_mix
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -109,6 +109,9 @@ def _job_args(r) -> None:
     r.add_argument("--view", choices=VIEWS, default="photo",
                    help="the camera: the photo's own (default), or portrait: a three-quarter close-up with a raking "
                         "key light, where relief and wrinkles show")
+    r.add_argument("--photo-lighting", action="store_true",
+                   help="light the face with the photo's own light: the albedo (the photo's lighting divided out) "
+                        "under a world made from that lighting, no key light (docs/photo_lighting.md)")
     r.add_argument("--detail-model", default=AUTO_MODEL,
                    help="what makes detail and wrinkle maps: one of the backend's detail models "
                         "(`python -m backend models` lists them; auto: the best installed)")
@@ -326,6 +329,9 @@ def _scene(args, keys: tuple = ()):
     try:
         res = client.call(methods.RECONSTRUCT, jobs.reconstruct_params(args.image, job_dir, model_dir, options),
                           timeout=3600, on_progress=_progress)
+        if args.photo_lighting:
+            client.call(methods.PHOTO_LIGHTING, PhotoLightingParams(job_dir=str(job_dir)), timeout=3600,
+                        on_progress=_progress)
         if args.details:
             detail = DetailInfo.from_dict(client.call(methods.DETAILS, DetailsParams(
                 job_dir=str(job_dir), sizes=detail_sizes(args.detail_size), model=args.detail_model,
@@ -347,6 +353,8 @@ def _scene(args, keys: tuple = ()):
         built = builder.build_face(bpy.context, job_dir, name=stem, view=args.view)
         if values is not None:
             au_rig.apply_values(built.obj, values)
+        if args.photo_lighting:
+            photo_light.apply(bpy.context, built.obj, job_dir)
         if detail is not None:
             displacement.attach(built.obj, job_dir / detail.largest(), vertex_range=detail.vertex_range,
                                 material_name=detail.material)

@@ -65,3 +65,22 @@ def test_a_face_without_its_files_is_refused_and_the_scene_unchanged(face):
     with pytest.raises(RuntimeError, match="files are missing"):
         bpy.ops.facedet3d.photo_lighting()
     assert datablock_counts() == before and face.facedet3d.lighting == "STUDIO"
+
+
+def test_headless_photo_lighting(tmp_path):
+    import subprocess
+    import sys
+
+    from conftest import PHOTO, REPO
+
+    out = tmp_path / "o"
+    r = subprocess.run([sys.executable, "-m", "facedet3d", "reconstruct", "--image", str(PHOTO), "--out", str(out),
+                        "--photo-lighting", "--render", "--samples", "4", "--resolution", "96", "--texture-size", "512"],
+                       cwd=REPO, capture_output=True, text=True, timeout=900)
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-3000:]
+    assert (out / "astronaut_render.png").is_file() and (out / "astronaut_job" / "lighting_env.exr").is_file()
+    bpy.ops.wm.open_mainfile(filepath=str(out / "astronaut.blend"))
+    obj = next(o for o in bpy.data.objects if o.type == "MESH")
+    assert obj.facedet3d.lighting == "PHOTO" and bpy.context.scene.world.name == "FaceDet3D Photo World"
+    env = next(n for n in bpy.context.scene.world.node_tree.nodes if n.type == "TEX_ENVIRONMENT")
+    assert env.image.filepath.startswith("//"), "stored relative to the .blend: it travels with it"
