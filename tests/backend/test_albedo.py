@@ -80,7 +80,8 @@ def test_the_albedo_has_the_light_divided_out(loop):
     # (mirror and fill), against 26 % for the photo's texture taken as albedo
     assert (e_own < 0.1).all() and (e_all < 0.15).all() and (e_own < 0.35 * e_tex).all(), (e_own, e_all, e_tex)
     assert tile.stats["mirrored_weight"] > 0.05  # the turned-away side takes the seen side's albedo
-    assert tile.rgb.dtype == np.uint8 and tile.rgb.shape == (SIZE, SIZE, 3)
+    rgb = tile.rgb(alb.headroom(tile))
+    assert rgb.dtype == np.uint8 and rgb.shape == (SIZE, SIZE, 3) and alb.headroom(tile) >= 1.0
 
 
 def test_photo_lighting_writes_its_files_once(loop, tmp_path):

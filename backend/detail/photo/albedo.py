@@ -42,10 +42,27 @@ FULL_TRUST = 0.5
 
 @dataclass
 class AlbedoTile:
-    rgb: np.ndarray  # (S, S, 3) uint8 sRGB albedo
-    linear: np.ndarray  # (S, S, 3) float32 linear albedo
+    linear: np.ndarray  # (S, S, 3) float32 linear albedo, in the lighting's scale (may exceed 1)
     weight: np.ndarray  # (S, S) float32 0..1: how much of each texel is its own division
     stats: dict
+
+    def rgb(self, scale: float = 1.0) -> np.ndarray:
+        """(S, S, 3) uint8 sRGB of ``linear / scale`` (see :func:`headroom`)."""
+        lin = np.clip(self.linear / scale, 0.0, 1.0)
+        return (np.clip(linear_to_srgb(lin), 0, 1) * 255 + 0.5).astype(np.uint8)
+
+
+def headroom(tile: AlbedoTile, percentile: float = 99.5) -> float:
+    """The factor that brings the tile's brightest seen albedo (its ``percentile``, over channels)
+    down to 1. Albedo and light share one scale (the lighting's mean shading over the skin is 1),
+    so the albedo can come out above 1 where the photo's light was dim; clipped in an 8-bit PNG the
+    red channel would clip first and the skin turn pale. The factor moves into the light instead
+    (relight.py multiplies the world's radiance by it). On the bundled photo it is 1.0: nothing
+    clips there."""
+    seen = tile.weight > 0.5
+    if not seen.any():
+        return 1.0
+    return float(max(1.0, np.percentile(tile.linear[seen], percentile)))
 
 
 def _sh_frame(camera: Camera) -> np.ndarray:
@@ -82,11 +99,10 @@ def albedo_tile(model: MorphableModel, vertices: np.ndarray, camera: Camera, pho
             mirrored = float(add.sum()) / max(len(lay.flat), 1)
     filled = texture.pull_push_fill(grid_c.reshape(size, size, 3), grid_w.reshape(size, size),
                                     empty=(0.45, 0.3, 0.25))
-    lin = np.clip(filled, 0.0, 1.0).astype(np.float32)
-    rgb = (np.clip(linear_to_srgb(lin), 0, 1) * 255 + 0.5).astype(np.uint8)
+    lin = np.clip(filled, 0.0, None).astype(np.float32)
     seen = weight > 0.5
     stats = {"own_fraction": round(float(seen[surf.covered].mean()) if surf.covered.any() else 0.0, 4),
              "mirrored_weight": round(mirrored, 4),
              "shade_range": [round(float(np.percentile(lum[seen], 1)), 3) if seen.any() else None,
                              round(float(np.percentile(lum[seen], 99)), 3) if seen.any() else None]}
-    return AlbedoTile(rgb=rgb, linear=lin, weight=weight, stats=stats)
+    return AlbedoTile(linear=lin, weight=weight, stats=stats)

@@ -22,12 +22,12 @@ from ...core import exr_io
 from ...core.image_io import load_rgb, save_png
 from ...core.progress import Job
 from ..face import ReconstructedFace
-from .albedo import albedo_tile
+from .albedo import albedo_tile, headroom
 from .extract import METHOD_VERSION as DETAIL_METHOD
 from .extract import extract_photo_detail
 from .world_light import environment, toward_camera, world_radiance_sh
 
-METHOD_VERSION = 2  # 2: the light from behind the head is grey
+METHOD_VERSION = 3  # 2: the light from behind the head is grey; 3: albedo headroom
 LIGHTING_SIZE = 512  # the lighting fit's working tile: 27 coefficients need no more
 
 
@@ -61,13 +61,15 @@ def photo_lighting(job_dir: str, job: Job | None = None) -> dict:
     job.report(0.8, "Dividing the light out of the head tile")
     head_tile = albedo_tile(model, vertices, rec.fit.camera, photo, light.sh, tuple(model.regions["head_neck"][1]),
                             1, sizes[job_files.HEAD_TEXTURE], job.child(0.8, 0.92))
-    radiance = world_radiance_sh(light.sh, rec.fit.camera)
+    k = headroom(face_tile)  # albedo / k, light x k: the same photo, no clipped albedo
+    radiance = world_radiance_sh(light.sh, rec.fit.camera) * k
     env = environment(radiance, toward_camera=toward_camera(rec.fit.camera, vertices[: model.regions["face"][0][1]].mean(0)))
     job.check()
-    save_png(folder / files["albedo"], face_tile.rgb, 1)
-    save_png(folder / files["head_albedo"], head_tile.rgb, 1)
+    save_png(folder / files["albedo"], face_tile.rgb(k), 1)
+    save_png(folder / files["head_albedo"], head_tile.rgb(k), 1)
     exr_io.write_channels(folder / files["environment"], [env[..., 0], env[..., 1], env[..., 2]], unit="radiance")
     stats = {"face": face_tile.stats, "head": head_tile.stats, "lighting_residual": light.stats["lighting_residual"],
+             "albedo_scale": round(k, 4),
              "seconds": round(time.perf_counter() - t0, 2)}
     jsonfile.write_atomic(lighting, {"stamp": stamp, "sh_camera_facing": np.round(light.sh, 6).tolist(),
                                      "radiance_sh_blender_world": np.round(radiance, 6).tolist(), "stats": stats})
