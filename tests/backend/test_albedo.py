@@ -89,6 +89,7 @@ def test_photo_lighting_writes_its_files_once(loop, tmp_path):
 
     from backend.core import exr_io
     from backend.detail.photo import relight
+    from backend.core.imaging import LUMA
     from backend.detail.photo import world_light
     from backend.detail.photo.world_light import A_L, directions
     from protocol import jsonfile
@@ -105,14 +106,16 @@ def test_photo_lighting_writes_its_files_once(loop, tmp_path):
     env = np.stack(exr_io.read_channels(job / files["environment"]), -1)
     assert env.shape == (128, 256, 3) and (env >= 0).all()
     # towards the camera the image is the radiance SH at each pixel's direction (clamped at 0, half
-    # floats); from behind the head its luminance in grey
+    # floats); from behind the head its luminance in the front light's colour
     L = np.asarray(info["radiance_sh_blender_world"])
     d = directions(256)
     expect = np.clip(sh_lighting.shade(d, L), 0, None)
     cam = world_light.toward_camera(rec.fit.camera, model.shape(np.asarray(rec.fit.identity))[:9409].mean(0))
     front, back = d @ cam > 0.35, d @ cam < -0.25
     assert np.abs(env[front] - expect[front]).max() < 0.01 * expect.max() + 1e-3
-    assert np.ptp(env[back], axis=1).max() < 1e-2  # grey
+    tint = env[front].sum(0) / (env[front] @ LUMA).sum()
+    ratio = env[back] / np.maximum(env[back] @ LUMA, 1e-6)[:, None]
+    assert np.abs(ratio[(env[back] @ LUMA) > 0.05] - tint).max() < 0.02  # the front light's colour
     # and the radiance is pi E / A_l of the irradiance the fit found, turned into Blender's frame
     assert L.shape == (9, 3) and np.isclose(A_L[0], np.pi)
     mtime = (job / files["albedo"]).stat().st_mtime_ns

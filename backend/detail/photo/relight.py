@@ -27,7 +27,7 @@ from .extract import METHOD_VERSION as DETAIL_METHOD
 from .extract import extract_photo_detail
 from .world_light import environment, toward_camera, world_radiance_sh
 
-METHOD_VERSION = 3  # 2: the light from behind the head is grey; 3: albedo headroom
+METHOD_VERSION = 4  # 2: light from behind the head neutral; 3: albedo headroom; 4: the front light's colour behind
 LIGHTING_SIZE = 512  # the lighting fit's working tile: 27 coefficients need no more
 
 
