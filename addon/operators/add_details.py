@@ -31,6 +31,16 @@ def face_job_dir(obj) -> Path:
     return job_dir
 
 
+def chosen_face(op, context):
+    """The active face a backend operator works on (its name kept on ``op`` for ``finish``), or an
+    InputError saying how to get one."""
+    obj = face_object(context)
+    if obj is None:
+        raise jobs.InputError("Select a face made by FaceDet3D's Import Photo first.")
+    op._obj_name = obj.name
+    return obj
+
+
 def current_expression(context, obj) -> list[float]:
     """The expression as shown: evaluated shape-key values (after AU drivers and animation),
     in the model's order (the shape keys' own order)."""
@@ -61,11 +71,8 @@ class FACEDET3D_OT_add_details(BackendJobMixin, bpy.types.Operator):
         return face_object(context) is not None
 
     def start(self, context):
-        obj = face_object(context)
-        if obj is None:
-            raise jobs.InputError("Select a face made by FaceDet3D's Import Photo first.")
+        obj = chosen_face(self, context)
         job_dir = face_job_dir(obj)
-        self._obj_name = obj.name
         return "details", DetailsParams(job_dir=str(job_dir), expression=current_expression(context, obj),
                                         seed=self.seed, sizes=detail_sizes(self.size), model=self.detail_model,
                                         age=self.age if self.age > 0 else None)
@@ -98,10 +105,7 @@ class FACEDET3D_OT_photo_lighting(BackendJobMixin, bpy.types.Operator):
         return face_object(context) is not None
 
     def start(self, context):
-        obj = face_object(context)
-        if obj is None:
-            raise jobs.InputError("Select a face made by FaceDet3D's Import Photo first.")
-        self._obj_name = obj.name
+        obj = chosen_face(self, context)
         return methods.PHOTO_LIGHTING, PhotoLightingParams(job_dir=str(face_job_dir(obj)))
 
     def finish(self, context, result):

@@ -210,24 +210,34 @@ def configure_render(scene, resolution, samples: int = 64, world_strength: float
     scene.view_settings.view_transform = "Standard"  # the texture is a photo: show it as shot
     world = bpy.data.worlds.get("FaceDet3D World") or bpy.data.worlds.new("FaceDet3D World")
     scene.world = world
+    # White light from all around shows the photo texture as it was shot; the camera sees a
+    # neutral mid-grey backdrop instead of the bright light source.
+    light = lit_world_with_backdrop(world)
+    light.inputs["Color"].default_value = (1.0, 1.0, 1.0, 1.0)
+    light.inputs["Strength"].default_value = world_strength
+
+
+BACKDROP = (0.18, 0.18, 0.18, 1.0)  # what the camera sees behind the head
+
+
+def lit_world_with_backdrop(world):
+    """Clear ``world``'s nodes and make: a Background that lights the scene (returned, for the
+    caller to feed) and, for camera rays only, the mid-grey backdrop."""
     if world.node_tree is None:
         world.use_nodes = True
     nt = world.node_tree
     nt.nodes.clear()
     out = nt.nodes.new("ShaderNodeOutputWorld")
-    # White light from all around shows the photo texture as it was shot; the camera sees a
-    # neutral mid-grey backdrop instead of the bright light source.
     light = nt.nodes.new("ShaderNodeBackground")
-    light.inputs["Color"].default_value = (1.0, 1.0, 1.0, 1.0)
-    light.inputs["Strength"].default_value = world_strength
     backdrop = nt.nodes.new("ShaderNodeBackground")
-    backdrop.inputs["Color"].default_value = (0.18, 0.18, 0.18, 1.0)
+    backdrop.inputs["Color"].default_value = BACKDROP
     path = nt.nodes.new("ShaderNodeLightPath")
     mix = nt.nodes.new("ShaderNodeMixShader")
     nt.links.new(path.outputs["Is Camera Ray"], mix.inputs[0])
     nt.links.new(light.outputs[0], mix.inputs[1])
     nt.links.new(backdrop.outputs[0], mix.inputs[2])
     nt.links.new(mix.outputs[0], out.inputs["Surface"])
+    return light
 
 
 def build_face(context, job_dir: Path, name: str | None = None, set_active_camera: bool = True,

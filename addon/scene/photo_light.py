@@ -11,10 +11,9 @@ from pathlib import Path
 import bpy
 
 from ...protocol import job as job_files
-from . import storage
+from . import builder, storage
 
 WORLD = "FaceDet3D Photo World"
-BACKDROP = (0.18, 0.18, 0.18, 1.0)  # what the camera sees behind the head, as the studio world
 SWAP = {f"{job_files.FACE_TEXTURE}.png": job_files.ALBEDO_FILE,
         f"{job_files.HEAD_TEXTURE}.png": job_files.HEAD_ALBEDO_FILE}
 
@@ -50,24 +49,11 @@ def _key_lights(obj):
 
 def _world(env_path: Path):
     world = bpy.data.worlds.get(WORLD) or bpy.data.worlds.new(WORLD)
-    if world.node_tree is None:
-        world.use_nodes = True
-    nt = world.node_tree
-    nt.nodes.clear()
-    out = nt.nodes.new("ShaderNodeOutputWorld")
-    env = nt.nodes.new("ShaderNodeTexEnvironment")
-    env.image = _image(env_path, "Non-Color")  # radiance, linear
-    light = nt.nodes.new("ShaderNodeBackground")
+    light = builder.lit_world_with_backdrop(world)
     light.inputs["Strength"].default_value = 1.0  # the image holds the radiance that gives the photo's light
-    backdrop = nt.nodes.new("ShaderNodeBackground")
-    backdrop.inputs["Color"].default_value = BACKDROP
-    path = nt.nodes.new("ShaderNodeLightPath")
-    mix = nt.nodes.new("ShaderNodeMixShader")
-    nt.links.new(env.outputs["Color"], light.inputs["Color"])
-    nt.links.new(path.outputs["Is Camera Ray"], mix.inputs[0])
-    nt.links.new(light.outputs[0], mix.inputs[1])
-    nt.links.new(backdrop.outputs[0], mix.inputs[2])
-    nt.links.new(mix.outputs[0], out.inputs["Surface"])
+    env = world.node_tree.nodes.new("ShaderNodeTexEnvironment")
+    env.image = _image(env_path, "Non-Color")  # radiance, linear
+    world.node_tree.links.new(env.outputs["Color"], light.inputs["Color"])
     return world
 
 
