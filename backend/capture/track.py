@@ -76,7 +76,9 @@ def capture(job_dir: str, video_path: str, name: str = "", tolerance: float = DE
             job: Job | None = None, max_frames: int | None = None, smoothing: bool = True) -> dict:
     job = job or Job()
     folder = Path(job_dir)
-    name = name or "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in Path(video_path).stem)[:64] or "clip"
+    # the file name's letters, digits, - and _ (ASCII: capture_<name>.json travels between systems)
+    name = name or "".join(ch if (ch.isascii() and ch.isalnum()) or ch in "-_" else "_"
+                           for ch in Path(video_path).stem)[:64] or "clip"
     try:
         out_name = capture_file(name)
     except ValueError as exc:

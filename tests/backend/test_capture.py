@@ -118,10 +118,14 @@ def test_bad_clips_get_messages(scene, tmp_path):
         track.capture(str(root / "job"), str(text))
     with pytest.raises(BadImageError, match="does not exist"):
         track.capture(str(root / "job"), str(tmp_path / "missing.mp4"))
-    blank = _write(tmp_path / "blank.mp4", [np.full((240, 320, 3), 120, np.uint8)] * 6)
+    blank = _write(tmp_path / "blank café.mp4", [np.full((240, 320, 3), 120, np.uint8)] * 6)
     with pytest.raises(NoFaceError, match="any of the 6 frames"):
         track.capture(str(root / "job"), str(blank))
     assert not list((root / "job").glob("capture_blank*")), "nothing written for a failed capture"
+    # a clip whose name has spaces and accents gets an ASCII capture name
+    named = _write(tmp_path / "Prise n°2 été.mp4", synthetic.frames(load_model(), n=4))
+    res = track.capture(str(root / "job"), str(named))
+    assert res["name"] == "Prise_n_2__t_" and (root / "job" / "capture_Prise_n_2__t_.json").is_file()
 
 
 def test_smoothing_takes_out_jitter_without_lag():
