@@ -55,6 +55,8 @@ def _parser() -> argparse.ArgumentParser:
                     help="key reduction: keys are dropped while the curve stays within this of their lines "
                          "(control units, default 0.02; 0 keys every video frame)")
     cp.add_argument("--no-smoothing", action="store_true", help="keep the landmark jitter (no One Euro filter)")
+    cp.add_argument("--head-rotation", action="store_true",
+                    help="also key the head's turn on the face object (it turns about its origin; the camera stays)")
     _animation_args(cp, video_flag="--mp4")
     rn = sub.add_parser("render", help="render frames of a .blend into its own output path (no backend, no add-on "
                                        "needed): one farm task")
@@ -566,7 +568,7 @@ def capture(args) -> int:
         cap = Capture.load(res["job_dir"], res["name"])
         rate = Fraction(args.fps) if args.fps else Fraction(cap.fps).limit_denominator(1001)
         scene.render.fps, scene.render.fps_base = rate.numerator, float(rate.denominator)
-        first, last = scene_curves.key_capture(obj, cap, 1)
+        first, last = scene_curves.key_capture(obj, cap, 1, head=args.head_rotation)
         st = cap.stats
         print(f"capture: {st['frames']} frames ({st['tracked']} with a face) at {st['frames_per_second']} frames/s, "
               f"{st['keys']} keys on frames {first}-{last}")

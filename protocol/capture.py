@@ -39,6 +39,9 @@ class Capture:
     tolerance: float  # key reduction: largest deviation of the keys' lines from the curve
     lost: list[int] = field(default_factory=list)  # frame indices with no face (interpolated)
     lost_runs: list[list[int]] = field(default_factory=list)  # [first, last] of each run of lost frames
+    # per frame, the head's turn since the first tracked frame as a quaternion (w, x, y, z) in
+    # Blender's world frame, about the model's origin: the face object's delta rotation
+    head_quaternion: list[list[float]] = field(default_factory=list)
     stats: dict = field(default_factory=dict)  # timings, smoothing, figures for humans
     schema: int = SCHEMA
 

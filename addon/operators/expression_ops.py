@@ -136,6 +136,9 @@ class FACEDET3D_OT_animate_from_video(BackendJobMixin, bpy.types.Operator, Impor
                                          "lines (0: a key on every video frame)")
     smoothing: BoolProperty(name="Smooth", default=True,
                             description="Take the landmark jitter out (One Euro filter, forwards and backwards)")
+    head_rotation: BoolProperty(name="Head rotation", default=False,
+                                description="Also key the head's turn (the face object turns about its origin; "
+                                            "the camera stays)")
 
     @classmethod
     def poll(cls, context):
@@ -155,7 +158,7 @@ class FACEDET3D_OT_animate_from_video(BackendJobMixin, bpy.types.Operator, Impor
     def finish(self, context, result):
         obj = bpy.data.objects[self._obj_name]
         cap = Capture.load(result["job_dir"], result["name"])
-        first, last = scene_curves.key_capture(obj, cap, self._start)
+        first, last = scene_curves.key_capture(obj, cap, self._start, head=self.head_rotation)
         lost = len(cap.lost)
         note = f"; {lost} frames without a face were interpolated" if lost else ""
         for w in result.get("warnings", []):

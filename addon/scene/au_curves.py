@@ -73,11 +73,13 @@ def key_curves(obj, frames: list[int], per_control: dict[str, list[float]]) -> N
     scene.frame_set(scene.frame_current)
 
 
-def key_capture(obj, cap, start_frame: int) -> tuple[int, int]:
+def key_capture(obj, cap, start_frame: int, head: bool = False) -> tuple[int, int]:
     """Replace the AU controls' animation with a video capture's reduced keys (protocol.capture),
     placed at the scene's frame rate from ``start_frame`` (keys between frames keep their
     sub-frame time) with linear interpolation, which the capture's key tolerance is measured
-    against. Returns the scene frame range the clip covers."""
+    against. ``head``: the head's turn is keyed too, a key per video frame on the face object's
+    delta rotation (the whole head and neck turn about the model's origin; the camera stays).
+    Returns the scene frame range the clip covers."""
     scene = bpy.context.scene
     fps = scene.render.fps / scene.render.fps_base
     first = {k: v[0][1] for k, v in cap.keys.items() if v}
@@ -93,6 +95,11 @@ def key_capture(obj, cap, start_frame: int) -> tuple[int, int]:
         fc.keyframe_points.foreach_set("interpolation", [bpy.types.Keyframe.bl_rna.properties["interpolation"]
                                                          .enum_items["LINEAR"].value] * len(keys))
         fc.update()
+    if head and cap.head_quaternion:
+        obj.rotation_mode = "QUATERNION"  # keeps the base turn (model -> Blender) as a quaternion
+        for t, q in zip(cap.times, cap.head_quaternion):
+            obj.delta_rotation_quaternion = q
+            obj.keyframe_insert("delta_rotation_quaternion", frame=start_frame + t * fps, group="FaceDet3D Head")
     end = start_frame + round(cap.times[-1] * fps)
     scene.frame_start, scene.frame_end = start_frame, max(end, start_frame)
     scene.frame_set(scene.frame_current)

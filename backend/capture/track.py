@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from scipy.spatial.transform import Rotation
 
 from protocol.capture import Capture, capture_file
 from protocol.job import Detection, FaceReconstruction
@@ -23,6 +24,7 @@ from ..core.progress import Job
 from ..models.emotions import au_rig
 from ..models.loader import load_model
 from ..reconstruct import fitting
+from ..reconstruct.scene_export import MODEL_TO_BLENDER
 from ..vision import dense, landmarks
 from . import keys, smooth, video
 
@@ -140,8 +142,7 @@ def capture(job_dir: str, video_path: str, name: str = "", tolerance: float = DE
     ok = np.array([i not in set(lost) for i in range(n)])
     T = np.asarray(times)
     W = _fill(np.asarray(W), ok)
-    A = _fill(np.asarray(angles), ok)
-    A = A - A[int(np.argmax(ok))]  # relative to the first tracked frame
+    A = _fill(np.asarray(angles), ok)  # absolute (yaw, pitch, roll), degrees
     C = _controls(rig, names, W)
     keys_out, per_frame = {}, {}
     stacked = np.stack([C[c["key"]] for c in rig], 1)
@@ -149,6 +150,14 @@ def capture(job_dir: str, video_path: str, name: str = "", tolerance: float = DE
     if smoothing and n > 2:
         stacked = smooth.zero_lag(stacked, T)
         A = smooth.zero_lag(A, T)
+    # the head's turn since the first tracked frame, D = H0^T H in the model's frame (H as
+    # rotation_angles reads it: the fixed camera sees H0 D), turned into Blender's world frame,
+    # where the face object's mesh lives (M D M^T, M = MODEL_TO_BLENDER)
+    H = Rotation.from_euler("yxz", A, degrees=True)
+    first = int(np.argmax(ok))
+    M = Rotation.from_matrix(MODEL_TO_BLENDER)
+    quat = (M * H[first].inv() * H * M.inv()).as_quat(scalar_first=True)
+    A = A - A[first]  # relative to the first tracked frame
     stacked = np.clip(stacked, 0.0, 1.0)
     for k, c in enumerate(rig):
         v = stacked[:, k]
@@ -168,6 +177,7 @@ def capture(job_dir: str, video_path: str, name: str = "", tolerance: float = DE
                   controls=per_frame, head={"yaw": [round(float(x), 3) for x in A[:, 0]],
                                             "pitch": [round(float(x), 3) for x in A[:, 1]],
                                             "roll": [round(float(x), 3) for x in A[:, 2]]},
+                  head_quaternion=[[round(float(x), 6) for x in q] for q in quat],
                   keys=keys_out, tolerance=tolerance, lost=lost, lost_runs=runs,
                   stats={"frames": n, "tracked": int(ok.sum()), "seconds": round(elapsed, 3),
                          "frames_per_second": round(n / elapsed, 2) if elapsed > 0 else None,

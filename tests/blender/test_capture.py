@@ -87,3 +87,39 @@ def test_headless_capture_refuses_a_missing_clip_before_any_work(tmp_path):
                        cwd=REPO, capture_output=True, text=True, timeout=120)
     assert r.returncode == 2 and "--video" in r.stderr and "no such file" in r.stderr
     assert not (tmp_path / "o").exists()
+
+
+SYNTH = """
+import sys
+from pathlib import Path
+from PIL import Image
+from backend.capture import synthetic
+from backend.models.loader import load_model
+from backend.reconstruct.pipeline import reconstruct
+m = load_model()
+out = Path(sys.argv[1])
+Image.fromarray(synthetic.neutral_frame(m)).save(out / "face.png")
+reconstruct(str(out / "face.png"), str(out / "job"), options={"texture_size": 256, "head_texture_size": 128})
+synthetic.write_clip(out / "turn.mp4", synthetic.frames(m))
+"""
+
+
+def test_head_rotation_follows_the_clip(ext, empty_scene, tmp_path):
+    """The synthetic clip turns the head +-10 deg about its vertical axis (backend.capture.synthetic):
+    keyed, the face's forward axis turns the same way in Blender's world."""
+    import math
+
+    import numpy as np
+
+    backend_run(SYNTH, str(tmp_path))
+    obj = ext.addon.scene.builder.build_face(bpy.context, tmp_path / "job", name="Turn").obj
+    bpy.context.view_layer.objects.active = obj
+    bpy.context.scene.render.fps = 24
+    base = np.array(obj.matrix_world.to_3x3())
+    assert bpy.ops.facedet3d.animate_from_video(filepath=str(tmp_path / "turn.mp4"), head_rotation=True) == {"FINISHED"}
+    for frame, yaw in ((1, 0.0), (13, 10.0), (37, -10.0)):  # 0, 0.5 and 1.5 s: yaw 10 sin(pi t)
+        bpy.context.scene.frame_set(frame)
+        rot = np.array(obj.matrix_world.to_3x3())
+        forward = rot @ np.linalg.inv(base) @ np.array([0.0, -1.0, 0.0])  # the face looks down -Y at rest
+        got = math.degrees(math.atan2(forward[0], -forward[1]))
+        assert abs(got - yaw) < 3.0, (frame, got, yaw)
