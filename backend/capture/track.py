@@ -21,7 +21,7 @@ from protocol.job import Detection, FaceReconstruction
 
 from ..core.errors import BadRequestError, FaceDetError, NoFaceError
 from ..core.progress import Job
-from ..models.emotions import au_rig
+from ..models.emotions import au_rig, controls_from_weight_rows
 from ..models.loader import load_model
 from ..reconstruct import fitting
 from ..reconstruct.scene_export import MODEL_TO_BLENDER
@@ -45,13 +45,6 @@ def _track(frame: np.ndarray, prev: np.ndarray | None) -> Detection | None:
     except NoFaceError:
         return None
     return det
-
-
-def _controls(rig: list[dict], names: list[str], W: np.ndarray) -> dict[str, np.ndarray]:
-    """Per control, its value at every frame: the mean of its shapes' weights (as
-    emotions.controls_from_weights, on all frames at once)."""
-    index = {n: i for i, n in enumerate(names)}
-    return {c["key"]: W[:, [index[s] for s in c["shapes"]]].mean(1) for c in rig}
 
 
 def _fill(values: np.ndarray, ok: np.ndarray) -> np.ndarray:
@@ -139,13 +132,13 @@ def capture(job_dir: str, video_path: str, name: str = "", tolerance: float = DE
                           "Use a clip in which the face is seen from the front or three-quarter, at least ~100 px "
                           "wide and evenly lit.")
     job.report(0.96, "Smoothing and reducing to keys")
-    ok = np.array([i not in set(lost) for i in range(n)])
+    ok = np.ones(n, bool)
+    ok[lost] = False
     T = np.asarray(times)
     W = _fill(np.asarray(W), ok)
     A = _fill(np.asarray(angles), ok)  # absolute (yaw, pitch, roll), degrees
-    C = _controls(rig, names, W)
     keys_out, per_frame = {}, {}
-    stacked = np.stack([C[c["key"]] for c in rig], 1)
+    stacked = controls_from_weight_rows(rig, names, W)
     raw_jitter = float(np.median(np.abs(np.diff(stacked, axis=0)))) if n > 1 else 0.0
     if smoothing and n > 2:
         stacked = smooth.zero_lag(stacked, T)

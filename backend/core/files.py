@@ -21,6 +21,15 @@ def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
     return h.hexdigest()
 
 
+# The project's own trained weights ship in backend/learned/weights/; FACEDET3D_WEIGHTS_DIR points
+# at a user's own training instead (the learned nets and the photo step's AU readout read both).
+SHIPPED_WEIGHTS = Path(__file__).resolve().parents[1] / "learned" / "weights"
+
+
+def weights_dir() -> Path:
+    return Path(os.environ.get("FACEDET3D_WEIGHTS_DIR") or SHIPPED_WEIGHTS)
+
+
 def atomic_npz(path: Path, compresslevel: int = 6, **arrays) -> None:
     """``np.savez_compressed`` written under a temporary name and renamed, with a zlib level of
     choice (numpy's is fixed: a job's 18 MB of expression deltas take 0.28 s at it, 0.11 s at

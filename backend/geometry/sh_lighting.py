@@ -86,6 +86,21 @@ def directional_sh(direction, intensity: float = 1.0, ambient: float = 0.0) -> n
     return coef
 
 
+# The camera-facing frame lighting is expressed in (x image right, y image up, z towards the
+# camera), from the camera's OpenCV frame: ``CAMERA_FACING @ camera.rotation`` takes model
+# directions into it.
+CAMERA_FACING = np.diag([1.0, -1.0, -1.0])
+
+
+def camera_light(direction_cam, camera_rotation: np.ndarray, intensity: float = 1.0,
+                 ambient: float = 0.0) -> np.ndarray:
+    """:func:`directional_sh` of a light given in the camera-facing frame (a key "above the
+    camera"), expressed in the model frame of a camera with rotation ``camera_rotation``."""
+    to_cam = CAMERA_FACING @ np.asarray(camera_rotation, np.float64)
+    d = np.asarray(direction_cam, np.float64)
+    return directional_sh(to_cam.T @ (d / np.linalg.norm(d)), intensity, ambient=ambient)
+
+
 def fit_sh(normals: np.ndarray, values: np.ndarray, scale: np.ndarray | None = None,
            weights: np.ndarray | None = None, iterations: int = 6,
            ridge: float = 1e-6) -> tuple[np.ndarray, np.ndarray]:

@@ -16,15 +16,12 @@ from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
 from ..core.errors import DamagedFileError
+from ..core.files import SHIPPED_WEIGHTS, weights_dir
 from .nets import RCAN, DetH, DetHConfig, RCANConfig
 
-SHIPPED = Path(__file__).resolve().parent / "weights"
+SHIPPED = SHIPPED_WEIGHTS
 # The nets serving needs; training passes its own table (with the evaluation-only AU regressor).
 NETS = {"deth": (DetH, DetHConfig), "rcan": (RCAN, RCANConfig)}
-
-
-def weights_dir() -> Path:
-    return Path(os.environ.get("FACEDET3D_WEIGHTS_DIR") or SHIPPED)
 
 
 def path_for(kind: str, folder: str | os.PathLike | None = None) -> Path:

@@ -80,6 +80,14 @@ def controls_from_weights(rig: list[dict], names: list[str], weights) -> dict[st
     return {c["key"]: round(sum(w.get(s, 0.0) for s in c["shapes"]) / len(c["shapes"]), 4) for c in rig}
 
 
+def controls_from_weight_rows(rig: list[dict], names: list[str], W: np.ndarray) -> np.ndarray:
+    """:func:`controls_from_weights` for many expressions at once: (N, shapes) -> (N, controls)
+    in rig order (video frames, training samples)."""
+    index = {n: i for i, n in enumerate(names)}
+    W = np.asarray(W, np.float64)
+    return np.stack([W[:, [index[s] for s in c["shapes"]]].mean(1) for c in rig], 1)
+
+
 def weights_from_controls(rig: list[dict], names: list[str], values: dict[str, float],
                           undriven: np.ndarray | None = None) -> np.ndarray:
     """Shape weights (in ``names`` order) that the rig's drivers give for control ``values``:

@@ -18,7 +18,6 @@ reports (``face.json`` ``aus``), beside the fit's own and their posterior sd.
 from __future__ import annotations
 
 import json
-import os
 import threading
 from pathlib import Path
 
@@ -27,21 +26,21 @@ from safetensors import safe_open
 from safetensors.numpy import load_file
 
 from ..core.errors import DamagedFileError
+from ..core.files import weights_dir
 from ..models import facs
 from ..models.cache import stat_key
-from ..models.emotions import au_rig
+from ..models.emotions import au_rig, weights_from_controls
 from ..models.morphable import MorphableModel
 from .pinhole import rotation_angles
 
 KIND = "au_readout"
-SHIPPED = Path(__file__).resolve().parents[1] / "learned" / "weights"
 _lock = threading.Lock()
 _cache: dict[str, "Readout"] = {}
 
 
 def weights_path() -> Path:
     """``FACEDET3D_WEIGHTS_DIR`` (a user's own training) or the shipped folder, as for the detail nets."""
-    return Path(os.environ.get("FACEDET3D_WEIGHTS_DIR") or SHIPPED) / f"{KIND}.safetensors"
+    return weights_dir() / f"{KIND}.safetensors"
 
 
 class Readout:
@@ -128,16 +127,7 @@ def au_sd(model: MorphableModel, sd) -> dict[str, float]:
 
 
 def aus_from_controls(model: MorphableModel, controls: dict[str, float]) -> dict[str, float]:
-    """Controls -> the job's AU dict: "AU<n>" (the mean of its controls) and, for sided AUs,
-    "AU<n>L" / "AU<n>R" (as facs.aus_from_weights names them)."""
-    by_au: dict[int, list[tuple[str, float]]] = {}
-    for c in au_rig(model):
-        by_au.setdefault(c["au"], []).append((c["side"], controls.get(c["key"], 0.0)))
-    out = {}
-    for n in sorted(by_au):
-        vals = by_au[n]
-        out[f"AU{n}"] = round(float(np.mean([v for _, v in vals])), 3)
-        for side, v in vals:
-            if side and n != 30:
-                out[f"AU{n}{side}"] = round(float(v), 3)
-    return out
+    """Controls -> the job's AU dict, named as facs.aus_from_weights names it (through the shape
+    weights the rig's drivers make of them)."""
+    w = weights_from_controls(au_rig(model), list(model.expression_names), controls)
+    return facs.aus_from_weights(model, w)

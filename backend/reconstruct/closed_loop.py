@@ -24,7 +24,7 @@ from protocol import job as job_files
 
 from ..core.image_io import load_rgb
 from ..core.imaging import srgb_to_linear
-from ..geometry.sh_lighting import directional_sh
+from ..geometry.sh_lighting import camera_light
 from .render import render
 from ..models import emotions, facs
 from ..models.morphable import MorphableModel
@@ -67,9 +67,7 @@ def whole_aus(model: MorphableModel, weights: np.ndarray) -> dict[str, float]:
 def light_sh(name: str, camera_R: np.ndarray) -> np.ndarray:
     """SH coefficients (model frame) of a named lighting given in the camera's frame."""
     d, k, amb = LIGHTS[name]
-    d_cam = np.asarray(d, np.float64) / np.linalg.norm(d)
-    to_cam = np.diag([1.0, -1.0, -1.0]) @ np.asarray(camera_R)
-    return directional_sh(to_cam.T @ d_cam, k, ambient=amb)
+    return camera_light(d, camera_R, k, amb)
 
 
 def run_case(model: MorphableModel, case: Case, identity: np.ndarray, weights: np.ndarray,

@@ -35,6 +35,7 @@ from skimage.measure import points_in_poly
 from protocol.job import Camera
 
 from ..core.errors import ModelNotFoundError
+from ..core.files import atomic_npz
 from .pinhole import FRONTAL, focal_for
 from .render import FLAT_ALBEDO, render
 from ..geometry.rays import ray_caster
@@ -249,9 +250,7 @@ def mesh_landmarks(model: MorphableModel, check=None) -> MeshLandmarks:
             hit = _make(model, check)
             try:
                 path.parent.mkdir(parents=True, exist_ok=True)
-                tmp = path.with_suffix(f".{threading.get_ident()}.tmp.npz")
-                np.savez(tmp, vertices=hit.vertices, sliding=hit.sliding, spread_mm=hit.spread_mm)
-                tmp.replace(path)
+                atomic_npz(path, vertices=hit.vertices, sliding=hit.sliding, spread_mm=hit.spread_mm)
             except OSError:
                 pass  # a read-only cache only costs the ~2 s again next process
         _cache[key] = hit

@@ -20,7 +20,7 @@ from protocol.job import Camera
 
 from ..core.imaging import linear_to_srgb
 from ..geometry.rays import ray_caster
-from ..geometry.sh_lighting import directional_sh, shade
+from ..geometry.sh_lighting import CAMERA_FACING, directional_sh, shade
 from ..geometry.surface import vertex_normals
 from ..models.morphable import MorphableModel
 from .scene_export import ICT_EYE_SPLIT, eye_colors
@@ -130,12 +130,9 @@ def render(model: MorphableModel, vertices: np.ndarray, camera: Camera, tiles: d
                     albedo[idx[m]] = _sample(np.asarray(img, np.float64), uv[m] - [t, 0])
     if sh is None:
         # the default light is given in the camera's frame (x right, y up, z to the camera)
-        to_cam = np.diag([1.0, -1.0, -1.0]) @ R
-        sh_used = None
-        irr = shade(n @ to_cam.T, DEFAULT_LIGHT)[:, None]
+        irr = shade(n @ (CAMERA_FACING @ R).T, DEFAULT_LIGHT)[:, None]
     else:
-        sh_used = np.asarray(sh, np.float64)
-        irr = shade(n, sh_used)
+        irr = shade(n, np.asarray(sh, np.float64))
         irr = irr[:, None] if irr.ndim == 1 else irr
     rgb = np.tile(np.asarray(background, np.float64), (w * h, 1))
     rgb[ray] = albedo * np.clip(irr, 0.0, None)

@@ -330,14 +330,7 @@ def project_texture(model: MorphableModel, vertices: np.ndarray, camera: Camera,
     if mirror:
         partner = lay.mirror_partner(model)
         if partner is not None:
-            has = partner >= 0
-            wm = np.where(has, weight[np.maximum(partner, 0)], 0.0).astype(np.float32)
-            add = (1.0 - weight) * wm
-            fill_w = weight + add
-            use = add > 0
-            fill_c = colors.copy()
-            fill_c[use] = ((weight[use, None] * colors[use] + add[use, None] * colors[partner[use]])
-                           / fill_w[use, None])
+            fill_w, fill_c, add = mirror_blend(weight, colors, partner)
             mirrored = float(add[inside].sum()) / max(int(inside.sum()), 1)
     del ras, t, b, colors
     if check:
@@ -370,6 +363,19 @@ def project_texture(model: MorphableModel, vertices: np.ndarray, camera: Camera,
     }
     report(1.0, "Texture done", "fill")
     return TextureResult(rgb=rgb, mask=w2.astype(np.float32), tile=int(tile), coverage=coverage, timings=timings)
+
+
+def mirror_blend(weight: np.ndarray, colors: np.ndarray, partner: np.ndarray):
+    """Texels the photo sees poorly take their mirror image's colour by the weight they lack:
+    (blended weight, blended colours, weight added) for the layout's texels."""
+    has = partner >= 0
+    wm = np.where(has, weight[np.maximum(partner, 0)], 0.0).astype(np.float32)
+    add = (1.0 - weight) * wm
+    fill_w = weight + add
+    use = add > 0
+    fill_c = colors.copy()
+    fill_c[use] = (weight[use, None] * colors[use] + add[use, None] * colors[partner[use]]) / fill_w[use, None]
+    return fill_w, fill_c, add
 
 
 def _pixels_per_texel(xy: np.ndarray, flat: np.ndarray, size: int) -> np.ndarray:

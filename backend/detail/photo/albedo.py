@@ -23,11 +23,11 @@ from protocol.job import Camera
 
 from ...core.imaging import linear_to_srgb, smoothstep, srgb_to_linear
 from ...geometry import sh_lighting
+from ...geometry.sh_lighting import CAMERA_FACING
 from ...models.morphable import MorphableModel
 from ...reconstruct import texture
 from .surface import texel_surface
 
-CAMERA_FACING = np.diag([1.0, -1.0, -1.0])
 # Shading below MIN_SHADE of the skin's mean is not divided by, and a texel's own division is
 # trusted fully only from FULL_SHADE up (a ramp, so no seam where the mirror image takes over):
 # where the SH model predicts little light the photo is lit by what it lacks -- light bounced
@@ -88,14 +88,8 @@ def albedo_tile(model: MorphableModel, vertices: np.ndarray, camera: Camera, pho
         lay = texture.uv_layout(model, polygon_range[0], polygon_range[1], tile, size)
         partner = lay.mirror_partner(model)
         if partner is not None:
-            w_flat, c_flat = grid_w[lay.flat], grid_c[lay.flat]
-            has = partner >= 0
-            wm = np.where(has, w_flat[np.maximum(partner, 0)], 0.0).astype(np.float32)
-            add = (1.0 - w_flat) * wm
-            fill_w = w_flat + add
-            use = add > 0
-            c_flat[use] = (w_flat[use, None] * c_flat[use] + add[use, None] * c_flat[partner[use]]) / fill_w[use, None]
-            grid_c[lay.flat], grid_w[lay.flat] = c_flat, fill_w
+            fill_w, fill_c, add = texture.mirror_blend(grid_w[lay.flat], grid_c[lay.flat], partner)
+            grid_c[lay.flat], grid_w[lay.flat] = fill_c, fill_w
             mirrored = float(add.sum()) / max(len(lay.flat), 1)
     filled = texture.pull_push_fill(grid_c.reshape(size, size, 3), grid_w.reshape(size, size),
                                     empty=(0.45, 0.3, 0.25))

@@ -17,6 +17,7 @@ from ...geometry import raster
 from ...models.morphable import MorphableModel
 from ...reconstruct import texture
 from ...geometry import sh_lighting
+from ...geometry.sh_lighting import CAMERA_FACING
 from .lighting import estimate_lighting
 from .masks import (
     NONSKIN_FAR_MM,
@@ -36,7 +37,6 @@ from .surface import photo_texels_per_pixel, texel_surface, vertex_texels, worki
 VIEW_COS_NONE, VIEW_COS_FULL = 0.25, 0.6
 # Camera-facing frame: OpenCV camera axes (x right, y down, z forward) turned to x right,
 # y up, z towards the camera -- for a frontal pose it is the model frame itself.
-CAMERA_FACING = np.diag([1.0, -1.0, -1.0])
 # bump when D(I_x) changes meaning, so maps cached by an older method are remade
 # (2: glasses rims, hair strands, moles and specular spots are not relief)
 METHOD_VERSION = 2

@@ -20,9 +20,9 @@ from protocol.job import Camera
 
 from ...core.imaging import LUMA, smoothstep
 from ...geometry import sh_lighting
+from ...geometry.sh_lighting import CAMERA_FACING
 from ...reconstruct.scene_export import MODEL_TO_BLENDER
 
-CAMERA_FACING = np.diag([1.0, -1.0, -1.0])
 A_L = np.pi * np.array([1.0, 2 / 3, 2 / 3, 2 / 3, 0.25, 0.25, 0.25, 0.25, 0.25])
 ENV_WIDTH = 256  # second-order SH has no detail: 256 x 128 is plenty
 

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ...geometry.sh_lighting import directional_sh
+from ...geometry.sh_lighting import camera_light
 from ...reconstruct.render import render
 from ...models import emotions
 from ...models.morphable import MorphableModel
@@ -57,9 +57,7 @@ def random_look(rng: np.random.Generator) -> dict:
 
 def random_light(rng: np.random.Generator, camera_R: np.ndarray) -> np.ndarray:
     d_cam = np.array([rng.uniform(-1, 1), rng.uniform(-0.3, 1), rng.uniform(0.3, 1.2)])
-    d_cam /= np.linalg.norm(d_cam)
-    to_cam = np.diag([1.0, -1.0, -1.0]) @ np.asarray(camera_R)
-    return directional_sh(to_cam.T @ d_cam, rng.uniform(0.6, 1.1), ambient=rng.uniform(0.1, 0.4))
+    return camera_light(d_cam, camera_R, rng.uniform(0.6, 1.1), rng.uniform(0.1, 0.4))
 
 
 def sample(model: MorphableModel, rng: np.random.Generator, rig, presets, size: int = 512) -> dict | None:

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from safetensors.torch import save_file
 
-from ...models.emotions import au_rig
+from ...models.emotions import au_rig, controls_from_weight_rows
 from ...models.morphable import MorphableModel
 from ...reconstruct import fitting
 from ...reconstruct.au_readout import KIND
@@ -29,11 +29,6 @@ HIDDEN, STEPS, LR, WEIGHT_DECAY, SEED = 64, 3000, 3e-3, 1e-4, 0
 def features(z, shapes_idx: np.ndarray) -> np.ndarray:
     yaw = z["yaw"].astype(np.float64) / 40.0
     return np.concatenate([z["w"][:, shapes_idx], yaw[:, None], np.abs(yaw)[:, None]], 1).astype(np.float32)
-
-
-def _raw_controls(model: MorphableModel, w: np.ndarray) -> np.ndarray:
-    idx = {n: i for i, n in enumerate(model.expression_names)}
-    return np.stack([w[:, [idx[s] for s in c["shapes"]]].mean(1) for c in au_rig(model)], 1)
 
 
 def _figures(pred: np.ndarray, truth: np.ndarray) -> dict:
@@ -66,7 +61,7 @@ def train_readout(model: MorphableModel, data: str, val: str, out: str, log=prin
     with torch.no_grad():
         pv = torch.sigmoid(net(Xv)).numpy()
     figures = {"validation": _figures(pv, zv["truth"]),
-               "validation_fit_alone": _figures(_raw_controls(model, zv["w"]), zv["truth"]),
+               "validation_fit_alone": _figures(controls_from_weight_rows(au_rig(model), model.expression_names, zv["w"]), zv["truth"]),
                "train_samples": int(len(X)), "validation_samples": int(len(Xv)),
                "train_seconds": round(time.perf_counter() - t0, 1)}
     state = {k: v.detach().float().contiguous() for k, v in net.state_dict().items()}
