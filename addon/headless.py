@@ -23,11 +23,12 @@ from ..protocol import methods
 from ..protocol.details import AUTO_MODEL, RIG_SIZES, DetailInfo, WrinkleRig, detail_sizes
 from ..protocol._typed import from_json
 from ..protocol.capture import Capture
-from ..protocol.methods import CaptureParams, DetailsParams, PhotoLightingParams, RigParams
+from ..protocol.methods import CaptureParams, DetailsParams, NeuralTrainParams, PhotoLightingParams, RigParams
 from ..protocol.scene import VIEWS, FaceRig
 from .link import jobs, session, settings
 from .scene import au_curves as scene_curves
-from .scene import au_rig, builder, displacement, gltf_export, photo_light, wrinkle_mix
+from .operators.neural_ops import make_frames
+from .scene import au_rig, builder, displacement, gltf_export, neural_pass, photo_light, wrinkle_mix
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -114,6 +115,11 @@ def _job_args(r) -> None:
     r.add_argument("--photo-lighting", action="store_true",
                    help="light the face with the photo's own light: the albedo (the photo's lighting divided out) "
                         "under a world made from that lighting, no key light (docs/photo_lighting.md)")
+    r.add_argument("--neural", action="store_true",
+                   help="composite FaceDet3D's neural render of the face over the Cycles render (its renderer is "
+                        "trained on the photo first, a few minutes; best with --photo-lighting, whose light it "
+                        "shares: docs/neural_render.md)")
+    r.add_argument("--neural-steps", type=int, default=600, help="training steps of the neural renderer (default 600)")
     r.add_argument("--detail-model", default=AUTO_MODEL,
                    help="what makes detail and wrinkle maps: one of the backend's detail models "
                         "(`python -m backend models` lists them; auto: the best installed)")
@@ -334,6 +340,9 @@ def _scene(args, keys: tuple = ()):
         if args.photo_lighting:
             client.call(methods.PHOTO_LIGHTING, PhotoLightingParams(job_dir=str(job_dir)), timeout=3600,
                         on_progress=_progress)
+        if args.neural:
+            client.call(methods.NEURAL_TRAIN, NeuralTrainParams(job_dir=str(job_dir), steps=args.neural_steps),
+                        timeout=24 * 3600, on_progress=_progress)
         if args.details:
             detail = DetailInfo.from_dict(client.call(methods.DETAILS, DetailsParams(
                 job_dir=str(job_dir), sizes=detail_sizes(args.detail_size), model=args.detail_model,
@@ -372,6 +381,25 @@ def _scene(args, keys: tuple = ()):
     return run
 
 
+def _neural_frames(args, run: Run, frames: list[int]) -> int:
+    """With --neural: the neural image of each frame and the compositor that lays it on the render,
+    saved in the .blend (which re-composites from those files wherever it is opened)."""
+    if not args.neural:
+        return 0
+    obj, job_dir = run.built.obj, run.stage / f"{run.stem}_job"
+    try:
+        make_frames(bpy.context, obj, job_dir, frames, session.get_client(args.backend_python))
+        neural_pass.composite(bpy.context.scene, job_dir)
+    except Exception as exc:
+        print(f"error: neural pass: {jobs.describe(exc)}", file=sys.stderr)
+        return 1
+    finally:
+        session.shutdown()
+    obj.facedet3d.neural = True
+    bpy.ops.wm.save_as_mainfile(filepath=str(run.blend))
+    return 0
+
+
 def _finish(run: Run, work) -> int:
     """``work(run)`` (renders, exports into the stage) then publish; a failure or an interrupt
     abandons the stage, leaving ``out`` as it was."""
@@ -399,6 +427,8 @@ def reconstruct(args) -> int:
         return run
 
     def work(run: Run) -> int:
+        if _neural_frames(args, run, [bpy.context.scene.frame_current]) != 0:
+            return 1
         if args.render:
             png = run.stage / f"{run.stem}_render.png"
             bpy.context.scene.render.filepath = str(png)
@@ -522,6 +552,8 @@ def _animated_outputs(args, run: Run, obj) -> int:
         glb = run.stage / f"{run.stem}.glb"
         gltf_export.export(obj, glb)
         print(f"exported {glb.name} (+ maps in {glb.stem}_maps/)")
+    if _neural_frames(args, run, list(range(scene.frame_start, scene.frame_end + 1))) != 0:
+        return 1
     frames_dir = run.stage / f"{run.stem}_frames"
     frames_dir.mkdir(exist_ok=True)
     # relative to the .blend (saved in the stage), so the file renders into its own folder

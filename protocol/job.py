@@ -37,6 +37,16 @@ ALBEDO_FILE = "albedo.png"  # tile 0, the face's albedo (sRGB)
 HEAD_ALBEDO_FILE = "head_albedo.png"  # tile 1
 LIGHTING_JSON = "lighting.json"  # SH coefficients (camera-facing irradiance, Blender-world radiance), stamp
 LIGHTING_ENV = "lighting_env.exr"  # equirectangular radiance for a world Environment Texture
+# The person's neural renderer (backend.learned.neural): weights and what they were trained on.
+NEURAL_DIR = "neural"
+NEURAL_INFO = "renderer.json"  # in NEURAL_DIR, beside the weights (neural.safetensors) and their stamp
+NEURAL_FRAMES_DIR = "frames"  # in NEURAL_DIR: the neural images the compositor reads
+NEURAL_FRAME = "neural_{frame:04d}.png"  # named by scene frame
+NEURAL_RASTERS = "rasters_{frame:04d}.exr"  # in NEURAL_DIR: Blender's raster render of a frame
+# ... its view layers (the face's own materials; every material overridden: the smooth proxy) and the
+# face skin's material index in the detailed layer's material index pass
+NEURAL_DETAILED_LAYER, NEURAL_PROXY_LAYER = "detailed", "proxy"
+NEURAL_FACE_PASS_INDEX = 1
 
 
 def texture_files(role: str) -> dict[str, str]:

@@ -30,6 +30,8 @@ RIG = "rig"
 FETCH_MODEL = "fetch_model"
 CAPTURE = "capture"
 PHOTO_LIGHTING = "photo_lighting"
+NEURAL_TRAIN = "neural_train"
+NEURAL_FRAME = "neural_frame"
 CANCEL = "cancel"
 CANCEL_NOTIFICATION = "$/cancelRequest"  # the LSP spelling, a notification
 SHUTDOWN = "shutdown"
@@ -192,6 +194,19 @@ class PhotoLightingParams:
 
 
 @dataclass
+class NeuralTrainParams:
+    job_dir: str  # a reconstruction: its renderer is trained on its photo (once per photo and fit)
+    steps: int = check(_in(1, 100_000, True), default=600)
+
+
+@dataclass
+class NeuralFrameParams:
+    job_dir: str  # a face whose renderer is trained
+    rasters: str  # Blender's raster render of the frame (multilayer EXR: views "detailed", "proxy")
+    out: str  # the neural image (PNG, RGBA) to write
+
+
+@dataclass
 class WaitParams:
     seconds: float = check(lambda v: None if 0 <= v <= 86400 else "must be 0 .. 86400")
     steps: int = check(lambda v: None if 1 <= v <= 100000 else "must be 1 .. 100000", default=10)
@@ -211,6 +226,7 @@ class CancelParams:
 PARAMS: dict[str, type] = {
     HEALTH: NoParams, RECONSTRUCT: ReconstructParams, DETAILS: DetailsParams, WRINKLES: WrinklesParams, RIG: RigParams,
     FETCH_MODEL: FetchModelParams, CAPTURE: CaptureParams, PHOTO_LIGHTING: PhotoLightingParams,
+    NEURAL_TRAIN: NeuralTrainParams, NEURAL_FRAME: NeuralFrameParams,
     CANCEL: CancelParams, CANCEL_NOTIFICATION: CancelParams, SHUTDOWN: NoParams, WAIT: WaitParams, FAIL: FailParams,
 }
 

@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import bpy
 
-from . import add_details, backend_ops, export_ops, expression_ops, import_photo, wrinkle_ops
+from . import add_details, backend_ops, export_ops, expression_ops, import_photo, neural_ops, wrinkle_ops
 
-CLASSES = import_photo.CLASSES + add_details.CLASSES + expression_ops.CLASSES + wrinkle_ops.CLASSES + export_ops.CLASSES + backend_ops.CLASSES
+CLASSES = (import_photo.CLASSES + add_details.CLASSES + expression_ops.CLASSES + wrinkle_ops.CLASSES + export_ops.CLASSES
+           + neural_ops.CLASSES + backend_ops.CLASSES)
 
 
 def register():

@@ -69,6 +69,10 @@ class FACEDET3D_PT_main(_Sidebar, bpy.types.Panel):
             row.operator("facedet3d.studio_lighting", icon="LIGHT_AREA")
         else:
             row.operator("facedet3d.photo_lighting", icon="WORLD")
+        row = layout.row(align=True)
+        row.operator("facedet3d.neural_pass", icon="NODE_COMPOSITING")
+        if fd.neural:
+            row.operator("facedet3d.plain_render", icon="RENDER_STILL")
         layout.operator("facedet3d.export_gltf", icon="EXPORT")
         box = layout.box()
         box.label(text=obj.name, icon="USER")

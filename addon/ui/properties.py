@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import bpy
-from bpy.props import CollectionProperty, EnumProperty, FloatProperty, IntProperty, PointerProperty, StringProperty
+from bpy.props import (BoolProperty, CollectionProperty, EnumProperty, FloatProperty, IntProperty, PointerProperty,
+                       StringProperty)
 
 from ..scene import displacement
 
@@ -54,6 +55,8 @@ class FACEDET3D_PG_face(bpy.types.PropertyGroup):
                     "own light (its SH lighting as the world) over the albedo with that light divided out",
         items=[("STUDIO", "Studio", "The photo texture, a soft white world and the key light"),
                ("PHOTO", "Photo", "The albedo tiles and the photo's lighting as the world (no key light)")])
+    neural: BoolProperty(name="Neural pass", default=False,
+                         description="Whether the scene's compositor lays the face's neural images over the render")
     viewport_relief: EnumProperty(
         name="Viewport relief", default="BUMP", update=_relief_changed,
         description="How the viewport shows detail and wrinkles (renders always displace the surface)",

@@ -39,13 +39,59 @@ DEFAULT_LIGHT = directional_sh((0.25, 0.45, 1.0), 0.85, ambient=0.3)
 
 
 @dataclass
+class Hits:
+    """Where the rays of a pixel grid met the drawn surface: ``ray`` (N,) flat pixel index of
+    each hit, ``tri`` (N,) its index in the drawn triangles ``tv``/``tu`` (region ``reg`` of
+    ``names``), ``bary`` (N,3), ``loc`` (N,3) model-frame point (mm); ``shape`` (H, W)."""
+
+    shape: tuple[int, int]
+    ray: np.ndarray
+    tri: np.ndarray
+    bary: np.ndarray
+    loc: np.ndarray
+    tv: np.ndarray
+    tu: np.ndarray
+    reg: np.ndarray
+    names: np.ndarray
+
+    def interpolate(self, per_vertex: np.ndarray, corners: np.ndarray | None = None) -> np.ndarray:
+        """A per-vertex (or, with ``corners=tu``, per-UV) quantity at every hit (N, C)."""
+        c = self.tv if corners is None else corners
+        return np.einsum("qc,qcd->qd", self.bary, np.asarray(per_vertex, np.float64)[c[self.tri]])
+
+
+def cast(model: MorphableModel, vertices: np.ndarray, camera: Camera,
+         window: tuple[float, float, float, float] | None = None, size: tuple[int, int] | None = None) -> Hits:
+    """One ray per pixel centre through ``camera``; ``window`` (x0, y0, x1, y1) in the camera's
+    pixels with ``size`` (W, H) samples a crop of the image at another resolution (default: the
+    whole image at its own size)."""
+    v = np.asarray(vertices, np.float64)
+    tv, tu, reg, names = drawn_triangles(model)
+    caster = ray_caster(v, tv)
+    x0, y0, x1, y1 = window if window is not None else (0.0, 0.0, float(camera.width), float(camera.height))
+    w, h = size if size is not None else (camera.width, camera.height)
+    R = np.asarray(camera.rotation, np.float64)
+    gy, gx = np.mgrid[0:h, 0:w]
+    px = x0 + (gx.ravel() + 0.5) * (x1 - x0) / w
+    py = y0 + (gy.ravel() + 0.5) * (y1 - y0) / h
+    d_cam = np.stack([(px - camera.width / 2.0) / camera.focal, (py - camera.height / 2.0) / camera.focal,
+                      np.ones(w * h)], 1)
+    d = d_cam @ R  # camera -> model frame (R is orthonormal: R^T d, row-wise)
+    d /= np.linalg.norm(d, axis=1, keepdims=True)
+    o = np.broadcast_to(camera.center, d.shape)
+    tri, ray, loc = caster.intersects_id(o, d, multiple_hits=False, return_locations=True)
+    bary = trimesh.triangles.points_to_barycentric(v[tv[tri]], loc)
+    return Hits((h, w), ray, tri, bary, loc, tv, tu, reg, names)
+
+
+@dataclass
 class Rendered:
     image: np.ndarray  # (H, W, 3) uint8 sRGB
     triangle: np.ndarray  # (H, W) int, -1 where the ray missed
     point: np.ndarray  # (H, W, 3) model-frame hit point (mm), NaN where missed
 
 
-def _drawn_triangles(model: MorphableModel) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def drawn_triangles(model: MorphableModel) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """(vertex triangles, UV triangles, region index per triangle, region names) of what is drawn."""
     sizes = model.polygon_sizes
     names, tv, tu, reg = [], [], [], []
@@ -92,20 +138,10 @@ def render(model: MorphableModel, vertices: np.ndarray, camera: Camera, tiles: d
     albedo per vertex for the face and head regions, in place of tiles and flat colours.
     """
     v = np.asarray(vertices, np.float64)
-    tv, tu, reg, names = _drawn_triangles(model)
-    caster = ray_caster(v, tv)
+    hits = cast(model, v, camera)
+    tri, ray, tv, tu, reg, names = hits.tri, hits.ray, hits.tv, hits.tu, hits.reg, hits.names
     w, h = camera.width, camera.height
-    R = np.asarray(camera.rotation, np.float64)
-    gy, gx = np.mgrid[0:h, 0:w]
-    d_cam = np.stack([(gx.ravel() + 0.5 - w / 2.0) / camera.focal, (gy.ravel() + 0.5 - h / 2.0) / camera.focal,
-                      np.ones(w * h)], 1)
-    d = d_cam @ R  # camera -> model frame (R is orthonormal: R^T d, row-wise)
-    d /= np.linalg.norm(d, axis=1, keepdims=True)
-    o = np.broadcast_to(camera.center, d.shape)
-    tri, ray, loc = caster.intersects_id(o, d, multiple_hits=False, return_locations=True)
-    bary = trimesh.triangles.points_to_barycentric(v[tv[tri]], loc)
-    nrm = vertex_normals(v, tv)
-    n = np.einsum("qc,qcd->qd", bary, nrm[tv[tri]])
+    n = hits.interpolate(vertex_normals(v, tv))
     n /= np.maximum(np.linalg.norm(n, axis=1, keepdims=True), 1e-12)
     albedo = np.zeros((len(tri), 3))
     r_of = reg[tri]
@@ -115,13 +151,13 @@ def render(model: MorphableModel, vertices: np.ndarray, camera: Camera, tiles: d
             continue
         if name.startswith("eye_inner"):
             cols = eye_rgb if eye_rgb is not None else eye_colors(model, v, None)[:, :3]
-            albedo[sel] = np.einsum("qc,qcd->qd", bary[sel], np.asarray(cols, np.float64)[tv[tri[sel]]])
+            albedo[sel] = hits.interpolate(cols)[sel]
             continue
         albedo[sel] = FLAT_ALBEDO[name]
         if vertex_rgb is not None and name in ("face", "head_neck"):
-            albedo[sel] = np.einsum("qc,qcd->qd", bary[sel], np.asarray(vertex_rgb, np.float64)[tv[tri[sel]]])
+            albedo[sel] = hits.interpolate(vertex_rgb)[sel]
         elif tiles:
-            uv = np.einsum("qc,qcd->qd", bary[sel], model.uvs[tu[tri[sel]]].astype(np.float64))
+            uv = hits.interpolate(model.uvs, tu)[sel]
             tile = np.floor(uv[:, 0]).astype(int)
             idx = np.nonzero(sel)[0]
             for t, img in tiles.items():
@@ -130,7 +166,7 @@ def render(model: MorphableModel, vertices: np.ndarray, camera: Camera, tiles: d
                     albedo[idx[m]] = _sample(np.asarray(img, np.float64), uv[m] - [t, 0])
     if sh is None:
         # the default light is given in the camera's frame (x right, y up, z to the camera)
-        irr = shade(n @ (CAMERA_FACING @ R).T, DEFAULT_LIGHT)[:, None]
+        irr = shade(n @ (CAMERA_FACING @ np.asarray(camera.rotation, np.float64)).T, DEFAULT_LIGHT)[:, None]
     else:
         irr = shade(n, np.asarray(sh, np.float64))
         irr = irr[:, None] if irr.ndim == 1 else irr
@@ -140,5 +176,5 @@ def render(model: MorphableModel, vertices: np.ndarray, camera: Camera, tiles: d
     tri_img = np.full(w * h, -1, np.int64)
     tri_img[ray] = tri
     pts = np.full((w * h, 3), np.nan)
-    pts[ray] = loc
+    pts[ray] = hits.loc
     return Rendered(img, tri_img.reshape(h, w), pts.reshape(h, w, 3))

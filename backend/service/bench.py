@@ -25,6 +25,7 @@ from protocol.job import FaceReconstruction
 from ..core import exr_io
 from ..core.image_io import load_rgb
 from ..detail import microrelief
+from ..detail.face import ReconstructedFace
 from ..detail.creases import generator
 from ..detail.creases.generator import crease_map
 from ..detail.photo.extract import extract_photo_detail
@@ -79,6 +80,8 @@ def cold_start(repeat: int) -> float:
 def run_bench(repeat: int = 3, model_dir: str | None = None, only: str = "") -> int:
     if only == "bfm":
         return _print(bench_bfm(repeat), repeat)
+    if only == "neural":
+        return _print(bench_neural(repeat), repeat, "(partial: --only neural)")
     rows = []
     if only != "details":
         rows.append(("backend cold start (process -> health)", cold_start(repeat)))
@@ -111,6 +114,7 @@ def run_bench(repeat: int = 3, model_dir: str | None = None, only: str = "") -> 
     rows.append(("whole reconstruct, warm process (photo -> job on disk)", t))
     rows += bench_details(model, fit, img, det, repeat)
     rows += bench_learned(repeat)
+    rows += bench_neural(repeat)
     rows += bench_bfm(repeat)
     return _print(rows, repeat, "(whole reconstruct: median of max(repeat, 5) warm runs)")
 
@@ -271,6 +275,39 @@ def bench_learned(repeat: int) -> list[tuple]:
     rows += [(name, secs) for name, secs in res["rows"]]
     rows.append(("serving process peak memory (max RSS)", res["peak_rss_mb"], "MB"))
     return rows
+
+
+def bench_neural(repeat: int) -> list[tuple]:
+    """The neural renderer in a child process (its peak memory its own): one person's whole
+    training (prepare + the default steps) and a 512² frame from rasters."""
+    code = f"from backend.service.bench import neural_child; neural_child({repeat})"
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True).stdout
+    res = json.loads(out.strip().splitlines()[-1])
+    return [(name, secs) for name, secs in res["rows"]] + [("neural process peak memory (max RSS)",
+                                                            res["peak_rss_mb"], "MB")]
+
+
+def neural_child(repeat: int) -> None:
+    from ..learned.neural import frame, rasters
+    from ..learned.train import neural as neural_train
+
+    rows = []
+    with tempfile.TemporaryDirectory() as d:
+        job = os.path.join(d, "job")
+        reconstruct(str(PHOTO), job)
+        t0 = time.perf_counter()
+        res = neural_train.train_subject(job)
+        rows.append((f"neural renderer: one person's training (prepare + {res['stats']['steps']} steps)",
+                     time.perf_counter() - t0))
+        rows.append(("  of which preparing the views and fake details", res["stats"]["prepare_s"]))
+        loaded = frame.load(job)
+        face = ReconstructedFace.open(job)
+        v = face.model.shape(face.identity, np.asarray(face.rec.fit.expression, np.float64))
+        r = rasters.from_model(face.model, v, face.rec.fit.camera, loaded.assets.fade, size=(512, 512))
+        frame.render(loaded, r)  # first call allocates
+        t, _ = _median(lambda: frame.render(loaded, r), repeat)
+        rows.append(("neural frame 512^2 (shading + Tex2Im, from rasters)", t))
+    print(json.dumps({"rows": rows, "peak_rss_mb": peak_rss_mb()}))
 
 
 def serve_child(repeat: int) -> None:

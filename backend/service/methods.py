@@ -11,6 +11,9 @@ typed dataclasses of :mod:`protocol.methods`; results are JSON-able (the typed s
                                  an expression or keys before a reconstruction)
     fetch_model {dest, source?} -> {model_dir}: the default model's pinned release, verified (models.fetch)
     photo_lighting {job_dir}  -> albedo tiles and the lighting as a world (backend.detail.photo.relight)
+    neural_train {job_dir, steps?} -> the person's neural renderer, trained once on the photo
+                                 (backend.learned.train.neural.train_subject)
+    neural_frame {job_dir, rasters, out} -> the neural image of one Blender frame (backend.learned.neural.frame)
     capture {job_dir, video, name?, tolerance?, max_frames?, smoothing?}
                               -> backend.capture.track.capture's summary; writes protocol.capture.Capture
     diagnostics.wait / .fail  -> test jobs (sleep with progress and cancel; always an error)
@@ -88,6 +91,18 @@ def photo_lighting(server: Server, p: methods.PhotoLightingParams, job: Job) -> 
     return run_photo_lighting(p.job_dir, job)
 
 
+def neural_train(server: Server, p: methods.NeuralTrainParams, job: Job) -> dict:
+    from ..learned.train.neural import train_subject  # torch: imported when first asked for
+
+    return train_subject(p.job_dir, p.steps, job)
+
+
+def neural_frame(server: Server, p: methods.NeuralFrameParams, job: Job) -> dict:
+    from ..learned.neural.frame import neural_frame as run_frame
+
+    return run_frame(p.job_dir, p.rasters, p.out, job)
+
+
 def details(server: Server, p: methods.DetailsParams, job: Job) -> dict:
     return asdict(build_details(p.job_dir, p.expression, p.aus, p.age, tuple(p.sizes) if p.sizes else SIZES, p.seed,
                                 job, detail_model=p.model, controls=p.controls))
@@ -159,6 +174,8 @@ TABLE: dict[str, Handler] = {
     methods.FETCH_MODEL: Handler(fetch_model, "job"),
     methods.CAPTURE: Handler(capture, "job"),
     methods.PHOTO_LIGHTING: Handler(photo_lighting, "job"),
+    methods.NEURAL_TRAIN: Handler(neural_train, "job"),
+    methods.NEURAL_FRAME: Handler(neural_frame, "job"),
     methods.WAIT: Handler(wait, "job"),
     methods.FAIL: Handler(fail, "quick"),
     methods.CANCEL: Handler(cancel, "inline"),

@@ -76,6 +76,8 @@ def _get(name: str):
             m = dlib.shape_predictor(face_recognition_models.pose_predictor_model_location())
         elif name == "cnn":
             m = dlib.cnn_face_detection_model_v1(face_recognition_models.cnn_face_detector_model_location())
+        elif name == "embedding":
+            m = dlib.face_recognition_model_v1(face_recognition_models.face_recognition_model_location())
         else:  # pragma: no cover
             raise KeyError(name)
         _models[name] = m
@@ -316,3 +318,19 @@ def detect_face(image: np.ndarray, job: Job | None = None, face=None, landmarker
                      detector=detector, faces_found=len(confident),
                      faces=[[round(float(v), 1) for v in _clip_box(f[0], w, h)] for f in confident], chosen=chosen,
                      chosen_by="largest" if face is None else ("number" if isinstance(face, int) else "box"))
+
+
+def face_embedding(image: np.ndarray) -> np.ndarray | None:
+    """dlib's 128-D face descriptor (ResNet, face_recognition_models' weights) of the largest face
+    in ``image`` (HOG, then the CNN detector), or None when no face is found. Two photos of one
+    person lie within 0.6 of each other (dlib's own threshold, 99.38 % on LFW)."""
+    rgb = _as_rgb8(image)
+    faces, _ = _hog_faces(rgb)
+    if not faces:
+        faces = _cnn_faces(rgb)
+    if not faces:
+        return None
+    box = _clip_box(faces[_largest(faces)][0], rgb.shape[1], rgb.shape[0])
+    l, t, r, b = (int(round(v)) for v in box)
+    shape = _get("shape68")(rgb, dlib.rectangle(l, t, r - 1, b - 1))
+    return np.asarray(_get("embedding").compute_face_descriptor(rgb, shape), np.float64)

@@ -6,6 +6,9 @@
     eval    --data DIR --hr-data DIR [--out FILE]            held-out figures (docs/deth.md)
     au-data --out FILE --n N [--seed S]                      renders read back by the fit (AU readout data)
     train-au-readout --data FILE --val FILE [--to FILE]      the AU readout (docs/au_accuracy.md)
+    train-neural --photos DIR --out DIR [--steps N]          the generic neural renderer (docs/neural_render.md)
+    neural-train --job DIR [--steps N]                       one face's renderer, trained on its photo (once)
+    neural-eval --job DIR --out DIR [--steps N]              the renderer's figures: input view, ablation, identity
 """
 
 from __future__ import annotations
@@ -19,11 +22,14 @@ import torch
 
 from .. import weights
 from ..nets import RCAN, DetH, DetHConfig, RCANConfig
+from ...core.progress import Job
 from ...models.loader import load_model
 from ...reconstruct.au_readout import KIND as au_readout_kind
 from . import au_data, au_readout, data
 from .aureg import NETS, AURegConfig, AURegressor, AURegTrainConfig, train_aureg
 from .deth import TrainConfig, exit_worker, train
+from . import neural_eval
+from .neural import train_generic, train_subject
 from .evaluate import evaluate
 from .rcan import SRConfig, train_rcan
 
@@ -74,6 +80,25 @@ def add_parsers(sub) -> None:
     ar.add_argument("--data", required=True)
     ar.add_argument("--val", required=True)
     ar.add_argument("--to", default="", help="output file (default: the shipped weights folder)")
+    nr = sub.add_parser("train-neural", help="the generic neural renderer over a folder of photos (torchrun works); "
+                                             "per-person training starts from it when it is in the weights folder")
+    nr.add_argument("--photos", required=True, help="folder of .jpg/.png photos, one face each")
+    nr.add_argument("--out", required=True, help="run folder: jobs/ (one reconstruction per photo), run/, "
+                                                 "neural.safetensors")
+    nr.add_argument("--steps", type=int, default=4000)
+    nr.add_argument("--prepare-only", action="store_true", help="only reconstruct the photos (do this once before "
+                                                                "torchrun)")
+    nr.add_argument("--threads", type=int, default=0, help="CPU threads (0: torch's default)")
+    nt = sub.add_parser("neural-train", help="train a reconstructed face's neural renderer on its photo (once)")
+    nt.add_argument("--job", required=True, help="the reconstruction's job folder")
+    nt.add_argument("--steps", type=int, default=600)
+    ne = sub.add_parser("neural-eval", help="the neural renderer's figures on one face (docs/neural_render.md)")
+    ne.add_argument("--job", required=True, help="the reconstruction's job folder")
+    ne.add_argument("--out", required=True, help="folder for neural_eval.json and identity_strip.png")
+    ne.add_argument("--steps", type=int, default=600)
+    ne.add_argument("--variants", default="", help="comma-separated ids of the ablation's variants (default all: "
+                                                   + ", ".join(neural_eval.VARIANTS) + ")")
+    ne.add_argument("--no-identity", action="store_true", help="skip the identity figures")
 
 
 def _shards(folder: str) -> list[Path]:
@@ -96,6 +121,23 @@ def run(args) -> int:
 def _run(args) -> int:
     if getattr(args, "threads", 0):
         torch.set_num_threads(args.threads)
+    if args.command == "neural-train":
+        res = train_subject(args.job, args.steps, Job(lambda f, m: print(f"{f * 100:5.1f}% {m}", flush=True)))
+        print(json.dumps(res))
+        return 0
+    if args.command == "neural-eval":
+        variants = [v.strip() for v in args.variants.split(",") if v.strip()] or None
+        unknown = sorted(set(variants or []) - set(neural_eval.VARIANTS))
+        if unknown:
+            raise ValueError(f"unknown variants {', '.join(unknown)}; choose from {', '.join(neural_eval.VARIANTS)}")
+        print(json.dumps(neural_eval.evaluate(args.job, args.out, args.steps, variants, not args.no_identity)))
+        return 0
+    if args.command == "train-neural":
+        info = train_generic(args.photos, args.out, args.steps, args.prepare_only)
+        print(json.dumps(info))
+        if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+            exit_worker(0)
+        return 0
     if args.command == "au-data":
         au_data.generate(load_model(None), args.n, args.out, args.seed)
         print(f"wrote {args.out}")

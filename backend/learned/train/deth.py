@@ -40,7 +40,6 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -50,6 +49,8 @@ import torch
 import torch.nn.functional as F
 
 from ..nets import DetH, DetHConfig, DExp, feature_sigma, wrinkle_features
+from . import checkpoint
+from .dist import average_grads, average_stats, broadcast_weights, exit_worker, masked_mean, process_group  # noqa: F401 (exit_worker: the CLI's)
 
 
 @dataclass
@@ -79,78 +80,6 @@ class TrainConfig:
     log_every: int = 10
     holdout_every: int = 10  # identities with seed % holdout_every == 0 are never trained on
     deth: DetHConfig = field(default_factory=DetHConfig)
-
-
-def _dist():
-    """(rank, world, whether this call started the process group)."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    rank = int(os.environ.get("RANK", "0"))
-    if world > 1 and not torch.distributed.is_initialized():
-        torch.distributed.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
-        return rank, world, True
-    return rank, world, False
-
-
-def exit_worker(code: int = 0) -> None:
-    """End a torchrun worker at once, its output flushed: with its process group already destroyed
-    the interpreter's own exit can still abort in gloo's C++ teardown ("terminate called without
-    an active exception", SIGABRT) -- 2 of 20 two-process runs on a loaded 2-core machine, 0 of
-    40 when the worker ends here. A worker's last statement."""
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(code)
-
-
-def _world() -> int:
-    return torch.distributed.get_world_size() if torch.distributed.is_initialized() else 1
-
-
-def broadcast_weights(module: torch.nn.Module) -> None:
-    """Every rank starts from rank 0's weights."""
-    if _world() > 1:
-        for t in list(module.parameters()) + list(module.buffers()):
-            torch.distributed.broadcast(t.data, src=0)
-
-
-def average_grads(module: torch.nn.Module) -> None:
-    """Gradients averaged over the ranks, in one all-reduce. Parameters without a gradient this
-    step (the same on every rank: same graph) are left without one, as a single process leaves them."""
-    world = _world()
-    if world <= 1:
-        return
-    params = [p for p in module.parameters() if p.grad is not None]
-    if not params:
-        return
-    flat = torch.cat([p.grad.flatten() for p in params])
-    torch.distributed.all_reduce(flat)
-    flat /= world
-    for p, g in zip(params, flat.split([p.numel() for p in params])):
-        p.grad.copy_(g.view_as(p.grad))
-
-
-def average_stats(stats: dict) -> dict:
-    """The ranks' logged losses averaged (each is a mean over its share of the batch)."""
-    world = _world()
-    if world <= 1 or not stats:
-        return stats
-    keys = sorted(stats)
-    t = torch.tensor([float(stats[k]) for k in keys], dtype=torch.float64)
-    torch.distributed.all_reduce(t)
-    return {k: float(v) / world for k, v in zip(keys, t.tolist())}
-
-
-def masked_mean(t, m):
-    """Mean of ``t`` over the texels of ``m`` across the whole (global) batch. Under torchrun the
-    mask's size is summed over the ranks, so that the ranks' averaged losses and gradients are
-    those of one process on the whole batch even where the mask depends on the data (the texels
-    an expression moves): a ratio of sums, not a mean of the ranks' ratios."""
-    den = (m.sum() * t.shape[1] / m.shape[1]).detach()
-    world = _world()
-    if world > 1:
-        den = den.clone()
-        torch.distributed.all_reduce(den)
-        den = den / world
-    return (t * m).sum() / den.clamp_min(1.0)
 
 
 def phase_free(a, b, m, sigma: float, moving=None):
@@ -257,20 +186,8 @@ def split(seeds: np.ndarray, every: int) -> tuple[np.ndarray, np.ndarray]:
 def train(data: dict, out_dir: str | os.PathLike, cfg: TrainConfig = TrainConfig(), device: str | None = None,
           log=print) -> dict:
     """Train (or resume) on loaded shards ``data`` (``data.load_shards``); returns the last losses."""
-    rank, world, owned = _dist()
-    done = False
-    try:
-        last = _train(data, out_dir, cfg, device, log, rank, world)
-        done = True
-        return last
-    finally:
-        if owned:
-            # a gloo group left alive aborts the process at exit ("terminate called without an
-            # active exception"): close it, after every rank is done (no barrier after a failure:
-            # the other ranks may never reach it, and torchrun stops them)
-            if done:
-                torch.distributed.barrier()
-            torch.distributed.destroy_process_group()
+    with process_group() as (rank, world):
+        return _train(data, out_dir, cfg, device, log, rank, world)
 
 
 def _train(data: dict, out_dir, cfg: TrainConfig, device, log, rank: int, world: int) -> dict:
@@ -284,16 +201,9 @@ def _train(data: dict, out_dir, cfg: TrainConfig, device, log, rank: int, world:
     opt_g = torch.optim.Adam(G.parameters(), cfg.lr_g, betas=cfg.betas)
     opt_d = torch.optim.Adam(D.parameters(), cfg.lr_d, betas=cfg.betas)
     rng = np.random.default_rng(cfg.seed)  # the same on every rank: they draw the same global batch
-    start = 0
     ckpt = out / "checkpoint.pt"
-    if ckpt.is_file():
-        st = torch.load(ckpt, map_location=dev, weights_only=False)
-        G.load_state_dict(st["G"]), D.load_state_dict(st["D"])
-        opt_g.load_state_dict(st["opt_g"]), opt_d.load_state_dict(st["opt_d"])
-        start = st["step"]
-        rng.bit_generator.state = st["np_rng"]
-        torch.set_rng_state(st["torch_rng"])
-        log(f"resumed at step {start}")
+    parts = {"G": G, "D": D, "opt_g": opt_g, "opt_d": opt_d}
+    start = checkpoint.resume(ckpt, parts, rng, dev, log)
     broadcast_weights(G), broadcast_weights(D)
     train_idx, _ = split(data["seed"], cfg.holdout_every)
     batches = Batches(data, train_idx, dev, rng, cfg.deth.n_identity)
@@ -312,13 +222,5 @@ def _train(data: dict, out_dir, cfg: TrainConfig, device, log, rank: int, world:
                                      "s": round(time.perf_counter() - t0, 1)}) + "\n")
                 lf.flush()
             if rank == 0 and ((step + 1) % cfg.ckpt_every == 0 or step == cfg.steps - 1):
-                _save(ckpt, G, D, opt_g, opt_d, step + 1, rng, cfg)
+                checkpoint.save(ckpt, parts, step + 1, rng, asdict(cfg))
     return last
-
-
-def _save(path: Path, G, D, opt_g, opt_d, step: int, rng, cfg: TrainConfig) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save({"G": G.state_dict(), "D": D.state_dict(), "opt_g": opt_g.state_dict(), "opt_d": opt_d.state_dict(),
-                "step": step, "np_rng": rng.bit_generator.state, "torch_rng": torch.get_rng_state(),
-                "config": asdict(cfg)}, tmp)
-    os.replace(tmp, path)
