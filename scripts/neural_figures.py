@@ -1,14 +1,15 @@
 """#18's pictures and input-view figures of the neural pass, made the way a user makes them: the bundled
 photo reconstructed, lit by its own light (Photo Lighting), the person's renderer trained (the
 backend's ``neural_train``), then for the photo's own expression and two presets, with that
-expression's detail maps as displacement: the plain Cycles render and the Cycles render with the
+expression's detail maps as displacement (neutral and two presets, as the issue asks, and the
+photo's own smile, the input view): the plain Cycles render and the Cycles render with the
 neural pass composited (addon/scene/neural_pass.py, the same code the Neural Pass operator runs).
 
     .venv-blender/bin/python scripts/neural_figures.py [--out out/neural_figures] [--size 768]
 
 Writes the renders, ``metrics.json`` (face-pixel PSNR/SSIM of both against the photo, on the
 photo's expression: the input view), ``timings.json`` and docs/neural_render.jpg (face crops:
-rows plain / neural, columns photo expression, happy, surprise; the photo at the left).
+rows plain / neural, columns the photo's expression, neutral, surprise, anger; the photo at the left).
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ import bpy
 
 REPO = Path(__file__).resolve().parents[1]
 BACKEND = REPO / ".venv-backend" / "bin" / "python"
-EXPRESSIONS = ("photo", "happy", "surprise")
+EXPRESSIONS = ("photo", "neutral", "surprise", "anger")
 
 METRICS = r"""
 import json, sys
@@ -56,9 +57,10 @@ box = (cx - w // 2, cy - w // 2, cx + w // 2, cy + w // 2)
 tile = 384
 def crop(path):
     return Image.open(path).convert("RGB").crop(box).resize((tile, tile), Image.Resampling.LANCZOS)
-sheet = Image.new("RGB", (tile * 4, tile * 2), (40, 40, 40))
+names = sys.argv[6].split(",")
+sheet = Image.new("RGB", (tile * (len(names) + 1), tile * 2), (40, 40, 40))
 sheet.paste(Image.fromarray((photo * 255).astype(np.uint8)).crop(box).resize((tile, tile), Image.Resampling.LANCZOS), (0, tile // 2))
-for j, e in enumerate(("photo", "happy", "surprise")):
+for j, e in enumerate(names):
     sheet.paste(crop(f"{out}/plain_{e}.png"), (tile * (j + 1), 0))
     sheet.paste(crop(f"{out}/neural_{e}.png"), (tile * (j + 1), tile))
 sheet.save(sys.argv[5], quality=92)
@@ -130,7 +132,7 @@ def main() -> int:
         addon.link.session.shutdown()
     (out / "timings.json").write_text(json.dumps(timings, indent=1))
     subprocess.run([str(BACKEND), "-c", METRICS, args.image, str(out), str(job / "face.json"), str(args.size),
-                    args.figure], cwd=REPO, check=True)
+                    args.figure, ",".join(EXPRESSIONS)], cwd=REPO, check=True)
     print(json.dumps(timings))
     return 0
 

@@ -289,7 +289,7 @@ def bench_neural(repeat: int) -> list[tuple]:
 
 def neural_child(repeat: int) -> None:
     from ..learned.neural import frame, rasters
-    from ..learned.train import neural as neural_train
+    from ..learned.neural import training as neural_train
 
     rows = []
     with tempfile.TemporaryDirectory() as d:

@@ -12,7 +12,7 @@ typed dataclasses of :mod:`protocol.methods`; results are JSON-able (the typed s
     fetch_model {dest, source?} -> {model_dir}: the default model's pinned release, verified (models.fetch)
     photo_lighting {job_dir}  -> albedo tiles and the lighting as a world (backend.detail.photo.relight)
     neural_train {job_dir, steps?} -> the person's neural renderer, trained once on the photo
-                                 (backend.learned.train.neural.train_subject)
+                                 (backend.learned.neural.training.train_subject)
     neural_frame {job_dir, rasters, out} -> the neural image of one Blender frame (backend.learned.neural.frame)
     capture {job_dir, video, name?, tolerance?, max_frames?, smoothing?}
                               -> backend.capture.track.capture's summary; writes protocol.capture.Capture
@@ -92,7 +92,7 @@ def photo_lighting(server: Server, p: methods.PhotoLightingParams, job: Job) -> 
 
 
 def neural_train(server: Server, p: methods.NeuralTrainParams, job: Job) -> dict:
-    from ..learned.train.neural import train_subject  # torch: imported when first asked for
+    from ..learned.neural.training import train_subject  # torch: imported when first asked for
 
     return train_subject(p.job_dir, p.steps, job)
 

@@ -124,3 +124,26 @@ def test_serving_never_imports_training_and_blender_side_never_imports_the_backe
     addon = [f"{_module(p)} -> {t}" for pkg in ("addon",) for p in _files(pkg) for t, _ in _imports(p)
              if t.split(".")[0] == "backend" or ".backend." in f".{t}."]
     assert not addon, addon
+
+
+def test_the_served_methods_never_reach_training_code():
+    """The extension leaves ``backend/learned/train/`` out (blender_manifest.toml): a method the
+    server answers must not import it, even on first use (one person's neural training is served,
+    so it lives in ``backend.learned.neural.training``)."""
+    served = [REPO / "backend" / "service" / f for f in ("methods.py", "server.py", "transport.py")]
+    seen, todo, wrong = set(), [(p, _module(p)) for p in served], []
+    while todo:
+        path, mod = todo.pop()
+        if mod in seen:
+            continue
+        seen.add(mod)
+        for t, _ in _imports(path):
+            if t.startswith("backend.learned.train"):
+                wrong.append(f"{mod} -> {t}")
+            elif t.startswith("backend."):
+                f = REPO.joinpath(*t.split("."))
+                for cand in (f.with_suffix(".py"), f / "__init__.py"):
+                    if cand.is_file():
+                        todo.append((cand, t))
+    assert not wrong, wrong
+    assert "backend.learned.neural.training" in seen, "the check follows the lazy imports too"

@@ -20,7 +20,7 @@ from backend.core.errors import BadRequestError, DamagedFileError
 from backend.detail.face import ReconstructedFace
 from backend.learned.neural import frame, rasters as ras, subject as subj
 from backend.learned.neural.nets import NeuralConfig, NeuralRenderer, laplacian_pyramid_loss
-from backend.learned.train import neural as train_neural
+from backend.learned.neural import training as train_neural
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -178,8 +178,8 @@ def _write_blender_rasters(path: Path, r: ras.Rasters, drop: str = "") -> None:
 TORCHRUN = """
 import os, sys, torch, numpy as np
 from backend.learned.neural.subject import Subject, View
-from backend.learned.train import neural
-from backend.learned.train.dist import exit_worker
+from backend.learned.neural import training as neural
+from backend.learned.distributed import exit_worker
 rng = np.random.default_rng(0)
 def view():
     a = lambda *s: rng.random(s, dtype=np.float32)

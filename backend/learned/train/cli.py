@@ -29,7 +29,8 @@ from . import au_data, au_readout, data
 from .aureg import NETS, AURegConfig, AURegressor, AURegTrainConfig, train_aureg
 from .deth import TrainConfig, exit_worker, train
 from . import neural_eval
-from .neural import train_generic, train_subject
+from ..neural.training import train_subject
+from .neural import train_generic
 from .evaluate import evaluate
 from .rcan import SRConfig, train_rcan
 

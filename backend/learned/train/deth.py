@@ -49,8 +49,8 @@ import torch
 import torch.nn.functional as F
 
 from ..nets import DetH, DetHConfig, DExp, feature_sigma, wrinkle_features
-from . import checkpoint
-from .dist import average_grads, average_stats, broadcast_weights, exit_worker, masked_mean, process_group  # noqa: F401 (exit_worker: the CLI's)
+from .. import checkpoint
+from ..distributed import average_grads, average_stats, broadcast_weights, exit_worker, masked_mean, process_group  # noqa: F401 (exit_worker: the CLI's)
 
 
 @dataclass

@@ -48,7 +48,7 @@ from ..neural import frame
 from ..neural import rasters as ras
 from ..neural.nets import NeuralConfig, ShadingReader, laplacian_pyramid_loss
 from ..neural.subject import chw, load_assets, prepare, shaded, srgb
-from .neural import Draw, NeuralTrainConfig, blend, train
+from ..neural.training import Draw, NeuralTrainConfig, blend, train
 
 BAND_SIGMA = 4.0  # pixels: the detail band of the reader's shading
 FACE_WEIGHT = 0.5  # pixels whose face-tile fade is above this are "face pixels"
