@@ -53,6 +53,21 @@ def uv_to_texel(uv: np.ndarray, size: int, tile: int = 0) -> np.ndarray:
     return np.stack([x, y], axis=-1)
 
 
+def sample_tile(tile: np.ndarray, uv: np.ndarray, t: int = 0) -> np.ndarray:
+    """Bilinear lookup of a (S, S) or (S, S, C) tile of UDIM tile ``t`` (this module's grid
+    convention) at UDIM coordinates ``uv`` (N, 2); outside the tile the border texel."""
+    s = tile.shape[0]
+    x = np.clip((uv[:, 0] - t) * s - 0.5, 0, s - 1)
+    y = np.clip((1.0 - uv[:, 1]) * s - 0.5, 0, s - 1)
+    x0, y0 = np.floor(x).astype(np.int64), np.floor(y).astype(np.int64)
+    x1, y1 = np.minimum(x0 + 1, s - 1), np.minimum(y0 + 1, s - 1)
+    fx, fy = x - x0, y - y0
+    if tile.ndim == 3:
+        fx, fy = fx[:, None], fy[:, None]
+    return ((tile[y0, x0] * (1 - fx) + tile[y0, x1] * fx) * (1 - fy)
+            + (tile[y1, x0] * (1 - fx) + tile[y1, x1] * fx) * fy)
+
+
 def _affine_barycentric(p: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Per triangle (T,3,2) -> coefficients (T,2,3) with l_k = a*x + b*y + c, and validity."""
     x1, y1 = p[:, 0, 0], p[:, 0, 1]

@@ -72,6 +72,25 @@ def shade_gradient(n: np.ndarray, sh: np.ndarray) -> np.ndarray:
     return np.einsum("...kd,kc->...cd", g, sh)
 
 
+def fibonacci_sphere(n: int = 2000) -> np.ndarray:
+    """``n`` nearly even unit directions (a Fibonacci lattice)."""
+    i = np.arange(n) + 0.5
+    z = 1 - 2 * i / n
+    r = np.sqrt(1 - z * z)
+    phi = np.pi * (1 + 5 ** 0.5) * i
+    return np.stack([r * np.cos(phi), r * np.sin(phi), z], 1)
+
+
+def in_frame(sh: np.ndarray, rotation: np.ndarray) -> np.ndarray:
+    """The coefficients of ``sh`` re-expressed in another frame: ``shade(d, out) == shade(d @
+    rotation.T, sh)`` for unit ``d`` (``rotation`` takes the new frame's directions to the old's).
+    Exact by least squares on even directions: a rotation keeps each SH band."""
+    d = fibonacci_sphere()
+    values = shade(d @ np.asarray(rotation, np.float64).T, np.asarray(sh, np.float64))
+    out, *_ = np.linalg.lstsq(sh_basis(d), values, rcond=None)
+    return out
+
+
 def directional_sh(direction, intensity: float = 1.0, ambient: float = 0.0) -> np.ndarray:
     """SH coefficients (9,) of a distant directional light of irradiance ``intensity`` on a
     surface facing it (clamped cosine, projected to degree 2), plus a uniform ``ambient``

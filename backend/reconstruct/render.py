@@ -19,6 +19,7 @@ import trimesh
 from protocol.job import Camera
 
 from ..core.imaging import linear_to_srgb
+from ..geometry.raster import sample_tile
 from ..geometry.rays import ray_caster
 from ..geometry.sh_lighting import CAMERA_FACING, directional_sh, shade
 from ..geometry.surface import vertex_normals
@@ -113,18 +114,6 @@ def drawn_triangles(model: MorphableModel) -> tuple[np.ndarray, np.ndarray, np.n
     return np.concatenate(tv), np.concatenate(tu), np.concatenate(reg), np.array(names)
 
 
-def _sample(tile: np.ndarray, uv: np.ndarray) -> np.ndarray:
-    """Bilinear lookup of a (S, S, 3) linear tile at fractional UVs (N, 2) in [0, 1]."""
-    s = tile.shape[0]
-    x = np.clip(uv[:, 0] * s - 0.5, 0, s - 1)
-    y = np.clip((1.0 - uv[:, 1]) * s - 0.5, 0, s - 1)
-    x0, y0 = np.floor(x).astype(int), np.floor(y).astype(int)
-    x1, y1 = np.minimum(x0 + 1, s - 1), np.minimum(y0 + 1, s - 1)
-    fx, fy = (x - x0)[:, None], (y - y0)[:, None]
-    return ((tile[y0, x0] * (1 - fx) + tile[y0, x1] * fx) * (1 - fy)
-            + (tile[y1, x0] * (1 - fx) + tile[y1, x1] * fx) * fy)
-
-
 def render(model: MorphableModel, vertices: np.ndarray, camera: Camera, tiles: dict[int, np.ndarray] | None = None,
            sh: np.ndarray | None = None, eye_rgb: np.ndarray | None = None,
            vertex_rgb: np.ndarray | None = None, background=(0.18, 0.18, 0.2)) -> Rendered:
@@ -163,7 +152,7 @@ def render(model: MorphableModel, vertices: np.ndarray, camera: Camera, tiles: d
             for t, img in tiles.items():
                 m = tile == t
                 if m.any():
-                    albedo[idx[m]] = _sample(np.asarray(img, np.float64), uv[m] - [t, 0])
+                    albedo[idx[m]] = sample_tile(np.asarray(img, np.float64), uv[m], t)
     if sh is None:
         # the default light is given in the camera's frame (x right, y up, z to the camera)
         irr = shade(n @ (CAMERA_FACING @ np.asarray(camera.rotation, np.float64)).T, DEFAULT_LIGHT)[:, None]

@@ -134,3 +134,14 @@ def test_headless_neural_animation_recomposites_without_the_addon(tmp_path):
         a = _pixels(tmp_path / "stock" / f"frame_{f}.png")
         b = _pixels(out / "astronaut_frames" / f"frame_{f:04d}.png")
         assert np.abs(a - b).max() <= 2.0 / 255, f"frame {f} re-composites the same without the add-on"
+
+
+def test_a_scene_without_a_camera_is_refused_unchanged(face):
+    sc = bpy.context.scene
+    cam = sc.camera
+    sc.camera = None
+    before = datablock_counts()
+    with pytest.raises(RuntimeError, match="no camera"):
+        bpy.ops.facedet3d.neural_pass(steps=1)
+    assert datablock_counts() == before and sc.compositing_node_group is None and not face.facedet3d.neural
+    sc.camera = cam

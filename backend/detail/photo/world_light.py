@@ -27,21 +27,10 @@ A_L = np.pi * np.array([1.0, 2 / 3, 2 / 3, 2 / 3, 0.25, 0.25, 0.25, 0.25, 0.25])
 ENV_WIDTH = 256  # second-order SH has no detail: 256 x 128 is plenty
 
 
-def fibonacci_sphere(n: int = 2000) -> np.ndarray:
-    i = np.arange(n) + 0.5
-    z = 1 - 2 * i / n
-    r = np.sqrt(1 - z * z)
-    phi = np.pi * (1 + 5 ** 0.5) * i
-    return np.stack([r * np.cos(phi), r * np.sin(phi), z], 1)
-
-
 def world_radiance_sh(sh_cam: np.ndarray, camera: Camera) -> np.ndarray:
     """(9, 3) radiance SH in Blender's world frame from the photo's irradiance SH (camera-facing)."""
     to_cam = CAMERA_FACING @ np.asarray(camera.rotation, np.float64) @ np.asarray(MODEL_TO_BLENDER, np.float64).T
-    d = fibonacci_sphere()
-    E = sh_lighting.shade(d @ to_cam.T, np.asarray(sh_cam, np.float64))  # irradiance at world normals d
-    E_world, *_ = np.linalg.lstsq(sh_lighting.sh_basis(d), E, rcond=None)  # exact: rotations keep each band
-    return E_world * (np.pi / A_L)[:, None]
+    return sh_lighting.in_frame(sh_cam, to_cam) * (np.pi / A_L)[:, None]
 
 
 def directions(width: int = ENV_WIDTH) -> np.ndarray:

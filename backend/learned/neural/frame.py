@@ -27,7 +27,7 @@ from ...detail.face import ReconstructedFace
 from .. import weights as weights_io
 from .nets import NeuralConfig, NeuralRenderer
 from . import rasters as ras
-from .subject import Assets, chw, load_assets, shaded, srgb
+from .subject import Assets, chw, load_assets, shade, srgb
 
 NETS = {"neural": (NeuralRenderer, NeuralConfig)}
 
@@ -41,6 +41,7 @@ class Loaded:
     key: tuple
 
 
+MAX_LOADED = 4  # renderers kept per backend process (each holds its albedo tile: ~50 MB)
 _cache: dict[str, Loaded] = {}
 _lock = threading.Lock()
 
@@ -73,21 +74,23 @@ def load(job_dir, job: Job | None = None) -> Loaded:
         ntm = net.neural_texture(torch.from_numpy(chw(assets.texture)).unsqueeze(0))
     loaded = Loaded(net, assets, ntm, meta["info"], key)
     with _lock:
+        _cache.pop(str(job_dir), None)
         _cache[str(job_dir)] = loaded
+        while len(_cache) > MAX_LOADED:  # the oldest goes
+            _cache.pop(next(iter(_cache)))
     return loaded
 
 
 def render(loaded: Loaded, r: ras.Rasters) -> np.ndarray:
     """(H, W, 4) float32 straight-alpha RGBA (sRGB) of the rasters ``r``."""
-    sp, _ = shaded(loaded.assets, r, detail=False)
-    sd, _ = shaded(loaded.assets, r, detail=True)
+    sh = shade(loaded.assets, r)
     face = r.face > 0
 
     def t(a):
         return torch.from_numpy(np.ascontiguousarray(a, np.float32)).unsqueeze(0)
 
     with torch.no_grad():
-        img, _ = loaded.renderer.tex2im(loaded.ntm, t(r.uv), t(chw(srgb(sp))), t(chw(srgb(sd))),
+        img, _ = loaded.renderer.tex2im(loaded.ntm, t(r.uv), t(chw(srgb(sh.image(sh.proxy)))), t(chw(srgb(sh.image(sh.detail)))),
                                         t(face[None].astype(np.float32)))
     rgb = np.clip(np.moveaxis(img[0].numpy(), 0, -1), 0.0, 1.0)
     rgb[~face] = 0.0

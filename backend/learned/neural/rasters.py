@@ -32,6 +32,7 @@ from protocol.job import Camera
 from ...core.errors import DamagedFileError
 from ...core.imaging import resample, smoothstep
 from ...detail.photo.surface import texel_surface
+from ...geometry.raster import sample_tile
 from ...geometry.surface import vertex_normals
 from ...models.morphable import MorphableModel
 from ...reconstruct.render import cast
@@ -63,20 +64,6 @@ class Rasters:
     @property
     def shape(self) -> tuple[int, int]:
         return self.hit.shape
-
-
-def sample_uv(tile: np.ndarray, uv: np.ndarray, t: int = 0) -> np.ndarray:
-    """Bilinear lookup of a (S,S,C) tile (row 0 = v = 1) at UDIM coordinates (N,2) of tile ``t``."""
-    s = tile.shape[0]
-    x = np.clip((uv[:, 0] - t) * s - 0.5, 0, s - 1)
-    y = np.clip((1.0 - uv[:, 1]) * s - 0.5, 0, s - 1)
-    x0, y0 = np.floor(x).astype(np.int64), np.floor(y).astype(np.int64)
-    x1, y1 = np.minimum(x0 + 1, s - 1), np.minimum(y0 + 1, s - 1)
-    fx, fy = x - x0, y - y0
-    if tile.ndim == 3:
-        fx, fy = fx[:, None], fy[:, None]
-    return ((tile[y0, x0] * (1 - fx) + tile[y0, x1] * fx) * (1 - fy)
-            + (tile[y1, x0] * (1 - fx) + tile[y1, x1] * fx) * fy)
 
 
 def face_fade(model: MorphableModel, vertices: np.ndarray, size: int = MASK_SIZE) -> np.ndarray:
@@ -113,6 +100,56 @@ def _unit(n: np.ndarray) -> np.ndarray:
     return n / np.maximum(np.linalg.norm(n, axis=-1, keepdims=True), 1e-12)
 
 
+class ViewCast:
+    """One view of the model cast once (``supersample``² rays per pixel); :meth:`rasters` gives its
+    Rasters for any detail tilt without casting again (a person's training views take 13 details
+    each: the photo's and 12 fake ones)."""
+
+    def __init__(self, model: MorphableModel, vertices: np.ndarray, camera: Camera, fade: np.ndarray,
+                 window=None, size=None, supersample: int = SUPERSAMPLE):
+        k = int(supersample)
+        if k < 1 or k % 2 == 0:
+            raise ValueError(f"supersample must be odd and positive, got {k}")
+        window = window if window is not None else (0.0, 0.0, float(camera.width), float(camera.height))
+        self.w, self.h = size if size is not None else (camera.width, camera.height)
+        self.k = k
+        v = np.asarray(vertices, np.float64)
+        hits = cast(model, v, camera, window, (self.w * k, self.h * k))
+        self.rows = hits.ray
+        self.uv = hits.interpolate(model.uvs, hits.tu)
+        self.n = _unit(hits.interpolate(vertex_normals(v, hits.tv)))
+        self.tile0 = (self.uv[:, 0] >= 0) & (self.uv[:, 0] < 1) & (hits.names[hits.reg[hits.tri]] == "face")
+        self.m2b = np.asarray(MODEL_TO_BLENDER, np.float64)
+        face_w = np.zeros(len(self.uv))
+        face_w[self.tile0] = sample_tile(fade, self.uv[self.tile0])
+        self.base = (self._centre(self.uv).astype(np.float32), self._mean_normal(self.n),
+                     self._centre(np.ones(len(self.uv))) > 0, self._centre(face_w).astype(np.float32))
+
+    def _fine(self, values: np.ndarray) -> np.ndarray:
+        k = self.k
+        out = np.zeros((self.h * k * self.w * k,) + values.shape[1:], np.float64)
+        out[self.rows] = values
+        return out.reshape((self.h * k, self.w * k) + values.shape[1:])
+
+    def _centre(self, values: np.ndarray) -> np.ndarray:
+        return self._fine(values)[self.k // 2::self.k, self.k // 2::self.k]
+
+    def _mean_normal(self, n: np.ndarray) -> np.ndarray:
+        k = self.k
+        world = self._fine(n @ self.m2b.T)
+        return _unit(world.reshape(self.h, k, self.w, k, 3).sum(axis=(1, 3))).astype(np.float32)
+
+    def rasters(self, tilt: np.ndarray | None = None) -> Rasters:
+        """The view's rasters with the detail ``tilt`` (:func:`detail_tilt`; None: none)."""
+        uv, normal, hit, face = self.base
+        detail = normal
+        if tilt is not None:
+            nd = self.n.copy()
+            nd[self.tile0] = _unit(self.n[self.tile0] + sample_tile(tilt, self.uv[self.tile0]))
+            detail = self._mean_normal(nd)
+        return Rasters(uv, normal, detail, hit, face)
+
+
 def from_model(model: MorphableModel, vertices: np.ndarray, camera: Camera, fade: np.ndarray,
                tilt: np.ndarray | None = None, window=None, size=None, supersample: int = SUPERSAMPLE) -> Rasters:
     """Rasters of the model's ``vertices`` through ``camera`` (a ``window`` of it at ``size``,
@@ -122,39 +159,7 @@ def from_model(model: MorphableModel, vertices: np.ndarray, camera: Camera, fade
     The normals are averaged over ``supersample``² rays per pixel (odd; the UV is the centre
     ray's): relief finer than a pixel must shade the pixel by its mean, as Blender's normal pass
     averaged over its samples does, not alias into pixel noise."""
-    k = int(supersample)
-    if k < 1 or k % 2 == 0:
-        raise ValueError(f"supersample must be odd and positive, got {k}")
-    x0, y0, x1, y1 = window if window is not None else (0.0, 0.0, float(camera.width), float(camera.height))
-    w, h = size if size is not None else (camera.width, camera.height)
-    v = np.asarray(vertices, np.float64)
-    hits = cast(model, v, camera, (x0, y0, x1, y1), (w * k, h * k))
-    uv = hits.interpolate(model.uvs, hits.tu)
-    n = _unit(hits.interpolate(vertex_normals(v, hits.tv)))
-    tile0 = (uv[:, 0] >= 0) & (uv[:, 0] < 1) & (hits.names[hits.reg[hits.tri]] == "face")
-    nd = n.copy()
-    if tilt is not None:
-        nd[tile0] = _unit(n[tile0] + sample_uv(tilt, uv[tile0]))
-    m2b = np.asarray(MODEL_TO_BLENDER, np.float64)
-
-    def fine(values: np.ndarray, rows: np.ndarray, fill=0.0) -> np.ndarray:
-        out = np.full((h * k * w * k,) + values.shape[1:], fill, np.float64)
-        out[rows] = values
-        return out.reshape((h * k, w * k) + values.shape[1:])
-
-    def pixel_sum(a: np.ndarray) -> np.ndarray:
-        return a.reshape((h, k, w, k) + a.shape[2:]).sum(axis=(1, 3))
-
-    def centre(a: np.ndarray) -> np.ndarray:
-        return a[k // 2::k, k // 2::k]
-
-    face_w = np.zeros(len(uv))
-    face_w[tile0] = sample_uv(fade, uv[tile0])
-    return Rasters(centre(fine(uv, hits.ray)).astype(np.float32),
-                   _unit(pixel_sum(fine(n @ m2b.T, hits.ray))).astype(np.float32),
-                   _unit(pixel_sum(fine(nd @ m2b.T, hits.ray))).astype(np.float32),
-                   centre(fine(np.ones(len(uv)), hits.ray)) > 0,
-                   centre(fine(face_w, hits.ray)).astype(np.float32))
+    return ViewCast(model, vertices, camera, fade, window, size, supersample).rasters(tilt)
 
 
 def from_blender_exr(path, fade: np.ndarray) -> Rasters:
@@ -197,7 +202,7 @@ def from_blender_exr(path, fade: np.ndarray) -> Rasters:
     flat = uv.reshape(-1, 2)
     tile0 = hit.ravel() & skin.ravel() & (flat[:, 0] >= 0) & (flat[:, 0] < 1)
     face = np.zeros(hit.size, np.float32)
-    face[tile0] = sample_uv(fade, flat[tile0]) * alpha.ravel()[tile0]
+    face[tile0] = sample_tile(fade, flat[tile0]) * alpha.ravel()[tile0]
     uv[~hit] = 0.0
     n[~hit] = 0.0
     nd[~hit] = 0.0

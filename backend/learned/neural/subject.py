@@ -33,6 +33,7 @@ from ...detail.face import ReconstructedFace
 from ...detail.photo.relight import photo_lighting
 from ...detail.photo.world_light import A_L
 from ...geometry import sh_lighting
+from ...geometry.raster import sample_tile
 from ...models import emotions
 from . import rasters as ras
 
@@ -40,7 +41,7 @@ TEXTURE_SIZE = 512  # the texture map NTex reads and the NTM it writes (face til
 VIEW_SIZE = 256  # training views, pixels
 FRAMINGS = (1.0, 0.8, 1.25)  # window side / the face's extent: tight, tighter, looser
 # The fake details are deepened by this factor: at a photo's framing most of a detail map's
-# shading is 1-4 levels of 8 bits (measured on the bundled photo), under the photo's own noise;
+# shading is 1-4 levels of 8 bits (a one-off measurement on the bundled photo), under its own noise;
 # deepened, the loss sees them. Shading is what the renderer must follow, so a deeper map asks
 # for the same mapping, only louder.
 AUG_GAIN = 3.0
@@ -76,15 +77,30 @@ def load_assets(face: ReconstructedFace, vertices: np.ndarray, job: Job | None =
     return Assets(albedo, tex, irradiance_world(folder), ras.face_fade(face.model, vertices))
 
 
-def shaded(assets: Assets, r: ras.Rasters, detail: bool) -> tuple[np.ndarray, np.ndarray]:
-    """(albedo x irradiance (H,W,3) linear, irradiance (H,W,3)) through a raster."""
-    n = (r.detail_normal if detail else r.normal).reshape(-1, 3)
-    irr = np.clip(sh_lighting.shade(n, assets.irradiance_world), 0.0, None)
-    alb = np.zeros((n.shape[0], 3))
-    face = r.face.ravel() > 0
-    alb[face] = ras.sample_uv(assets.albedo, r.uv.reshape(-1, 2)[face])
-    h, w = r.shape
-    return (alb * irr).reshape(h, w, 3), irr.reshape(h, w, 3)
+@dataclass
+class Shaded:
+    """A raster's albedo (linear, 0 off the face tile) and the photo's irradiance at its proxy and
+    detailed normals, (H,W,3) each; ``image(irr)`` the shaded albedo."""
+
+    albedo: np.ndarray
+    proxy: np.ndarray
+    detail: np.ndarray
+
+    def image(self, irradiance: np.ndarray) -> np.ndarray:
+        return self.albedo * irradiance
+
+
+def irradiance(assets: Assets, normals: np.ndarray) -> np.ndarray:
+    """The photo's irradiance at (H,W,3) world normals, clamped at 0 (SH ringing)."""
+    return np.clip(sh_lighting.shade(normals.reshape(-1, 3), assets.irradiance_world), 0.0, None).reshape(normals.shape)
+
+
+def shade(assets: Assets, r: ras.Rasters) -> Shaded:
+    """Albedo sampled once, irradiance at both normals, through a raster."""
+    alb = np.zeros(r.shape + (3,))
+    face = r.face > 0
+    alb[face] = sample_tile(assets.albedo, r.uv[face])
+    return Shaded(alb, irradiance(assets, r.normal), irradiance(assets, r.detail_normal))
 
 
 def srgb(x: np.ndarray) -> np.ndarray:
@@ -163,18 +179,17 @@ def fake_detail_maps(face: ReconstructedFace, n: int, seed: int, job: Job | None
 
 def make_view(face: ReconstructedFace, vertices, assets: Assets, photo_lin, window, size: int, tilt_x,
               tilts_z) -> View:
-    model, cam = face.model, face.rec.fit.camera
-    r = ras.from_model(model, vertices, cam, assets.fade, tilt_x, window, (size, size))
-    sp, _ = shaded(assets, r, detail=False)
-    sd, irr_d = shaded(assets, r, detail=True)
+    view = ras.ViewCast(face.model, vertices, face.rec.fit.camera, assets.fade, window, (size, size))
+    r = view.rasters(tilt_x)
+    sh = shade(assets, r)
     target = crop(photo_lin, window, size)
     w = r.face[None].astype(np.float32)
-    v = View(chw(srgb(target)), r.uv, w, chw(srgb(sp)), chw(srgb(sd)), (irr_d @ LUMA)[None].astype(np.float32))
+    v = View(chw(srgb(target)), r.uv, w, chw(srgb(sh.image(sh.proxy))), chw(srgb(sh.image(sh.detail))),
+             (sh.detail @ LUMA)[None].astype(np.float32))
     for tz in tilts_z:
-        rz = ras.from_model(model, vertices, cam, assets.fade, tz, window, (size, size))
-        sz, irr_z = shaded(assets, rz, detail=True)
-        ratio = np.where(irr_d > SHADING_FLOOR, irr_z / np.maximum(irr_d, SHADING_FLOOR), 1.0)
-        v.aug_detail.append(chw(srgb(sz)))
+        irr_z = irradiance(assets, view.rasters(tz).detail_normal)
+        ratio = np.where(sh.detail > SHADING_FLOOR, irr_z / np.maximum(sh.detail, SHADING_FLOOR), 1.0)
+        v.aug_detail.append(chw(srgb(sh.image(irr_z))))
         v.aug_target.append(chw(srgb(target * np.where(r.face[..., None] > 0, ratio, 1.0))))
         v.aug_shading.append((irr_z @ LUMA)[None].astype(np.float32))
     return v

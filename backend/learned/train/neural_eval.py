@@ -38,7 +38,6 @@ from ...core.image_io import load_rgb
 from ...core.imaging import LUMA, srgb_to_linear
 from ...detail import registry
 from ...detail.face import ReconstructedFace
-from ...detail.photo.world_light import fibonacci_sphere
 from ...geometry import sh_lighting
 from ...models import emotions
 from ...reconstruct.render import render as plain_render
@@ -47,7 +46,7 @@ from ...vision.landmarks import face_embedding
 from ..neural import frame
 from ..neural import rasters as ras
 from ..neural.nets import NeuralConfig, ShadingReader, laplacian_pyramid_loss
-from ..neural.subject import chw, load_assets, prepare, shaded, srgb
+from ..neural.subject import chw, load_assets, prepare, shade, srgb
 from ..neural.training import Draw, NeuralTrainConfig, blend, train
 
 BAND_SIGMA = 4.0  # pixels: the detail band of the reader's shading
@@ -143,14 +142,6 @@ def input_view(R, subject) -> dict:
             "ordinary": image_metrics(np.moveaxis(v.shaded_detail, 0, -1), target, m)}
 
 
-def _model_sh(irradiance_world: np.ndarray) -> np.ndarray:
-    """The world-frame irradiance SH re-expressed in the model frame (render.render's ``sh``)."""
-    d = fibonacci_sphere()
-    E = sh_lighting.shade(d @ np.asarray(MODEL_TO_BLENDER, np.float64).T, irradiance_world)
-    coef, *_ = np.linalg.lstsq(sh_lighting.sh_basis(d), E, rcond=None)
-    return coef
-
-
 def identity(job_dir, R, out_dir: Path | None = None, log=say) -> dict:
     """dlib descriptor distance to the photo for the EMFACS prototypes: neural vs ordinary rendering."""
     face = ReconstructedFace.open(job_dir)
@@ -163,7 +154,7 @@ def identity(job_dir, R, out_dir: Path | None = None, log=say) -> dict:
     assets = load_assets(face, v0)
     with Image.open(face.folder / "head_albedo.png") as im:
         head = srgb_to_linear(np.asarray(im.convert("RGB")))
-    sh_model = _model_sh(assets.irradiance_world)
+    sh_model = sh_lighting.in_frame(assets.irradiance_world, MODEL_TO_BLENDER)  # render.render's frame
     loaded = frame.Loaded(R, assets, R.neural_texture(_t(chw(assets.texture))), {}, ())
     maker = registry.get("physical").open(face, face.years(), 0, None)
     presets = emotions.preset_controls(model, face.rig)
@@ -174,9 +165,9 @@ def identity(job_dir, R, out_dir: Path | None = None, log=say) -> dict:
         tilt = ras.detail_tilt(model, v, maker.detail_map(w, ras.TILT_SIZE, None))
         r = ras.from_model(model, v, cam, assets.fade, tilt)
         base = plain_render(model, v, cam, tiles={0: assets.albedo, 1: head}, sh=sh_model).image.astype(np.float64) / 255
-        sd, _ = shaded(assets, r, detail=True)
+        sh = shade(assets, r)
         a = r.face[..., None]
-        ordinary = base * (1 - a) + srgb(sd) * a
+        ordinary = base * (1 - a) + srgb(sh.image(sh.detail)) * a
         with torch.no_grad():
             rgba = frame.render(loaded, r)
         neural = base * (1 - a) + rgba[..., :3] * a
