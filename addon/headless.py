@@ -19,7 +19,7 @@ from pathlib import Path
 
 import bpy
 
-from ..protocol import methods
+from ..protocol import au_curves, methods
 from ..protocol.details import AUTO_MODEL, RIG_SIZES, DetailInfo, WrinkleRig, detail_sizes
 from ..protocol._typed import from_json
 from ..protocol.capture import Capture
@@ -47,6 +47,11 @@ def _parser() -> argparse.ArgumentParser:
                         "repeat for each key")
     a.add_argument("--keys", default="", metavar="'FRAME:WHAT;FRAME:WHAT'",
                    help="several keys in one argument, separated by ';' (for job templates that pass one string)")
+    a.add_argument("--curves", default="", metavar="CSV",
+                   help="key the AU controls from a capture instead of --key: a Live Link Face CSV (ARKit "
+                        "blendshapes) or an OpenFace 2.x CSV (AU intensities), a key per frame from frame 1")
+    a.add_argument("--head-rotation", action="store_true",
+                   help="with a Live Link Face --curves file: also key the head's turn on the face object")
     _animation_args(a, video_flag="--video")
     cp = sub.add_parser("capture", help="photo + video -> the face animated from the clip: AU keys (and wrinkles), "
                                         "PNG frames, .blend")
@@ -613,11 +618,23 @@ def capture(args) -> int:
 
 def animate(args) -> int:
     texts = list(args.key) + [k.strip() for k in args.keys.replace("\n", ";").split(";") if k.strip()]
-    if not texts:
-        print("error: give at least one key (--key FRAME:WHAT, or --keys 'FRAME:WHAT;FRAME:WHAT')", file=sys.stderr)
+    if texts and args.curves:
+        print("error: give keys (--key, --keys) or a curve file (--curves), not both", file=sys.stderr)
         return 2
+    if not texts and not args.curves:
+        print("error: give at least one key (--key FRAME:WHAT, or --keys 'FRAME:WHAT;FRAME:WHAT') or a curve file "
+              "(--curves take.csv)", file=sys.stderr)
+        return 2
+    curves = None
+    if args.curves:  # read before any work: a file that is not the layout is named now
+        try:
+            text = Path(args.curves).expanduser().read_text(encoding="utf-8-sig")
+            curves = au_curves.read_curve_file(text, args.fps or 24, 1)
+        except (OSError, UnicodeDecodeError, au_curves.CurveFileError) as exc:
+            print(f"error: --curves {args.curves}: {getattr(exc, 'strerror', None) or exc}", file=sys.stderr)
+            return 2
     try:
-        keys = parse_keys(texts)
+        keys = parse_keys(texts) if texts else []
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -627,11 +644,19 @@ def animate(args) -> int:
 
     def work(run: Run) -> int:
         obj, scene = run.built.obj, bpy.context.scene
+        scene.render.fps, scene.render.fps_base = args.fps or 24, 1.0
+        if curves is not None:
+            what, cur = curves
+            keyed, skipped = scene_curves.key_curve_file(obj, what, cur, args.head_rotation)
+            print(f"{what}: {len(cur.frames)} frames keyed on {keyed} AU controls"
+                  + (" and the head's turn" if cur.head and args.head_rotation else ""))
+            for s in skipped:
+                print(f"note: left out {s}", file=sys.stderr)
+            return _animated_outputs(args, run, obj)
         for frame, values in run.keyed:
             au_rig.apply_values(obj, values)
             au_rig.keyframe(obj, frame)
         scene.frame_start, scene.frame_end = keys[0][0], keys[-1][0]
-        scene.render.fps, scene.render.fps_base = args.fps or 24, 1.0
         return _animated_outputs(args, run, obj)
 
     return _finish(run, work)

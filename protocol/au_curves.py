@@ -9,6 +9,14 @@ RightEyeRoll. ``Timecode`` is ``HH:MM:SS:FF.fff`` (FF the frame within the secon
 sub-frame); ``BlendShapeCount`` is the number of value columns (61). Values are 0–1. ARKit's
 "Left" is the subject's left, as our ``_L`` shapes.
 
+The head's turn (HeadYaw, HeadPitch, HeadRoll) is written as the angle / 180°: Epic's ARKit face
+support maps Unreal's rotator range −180..180° to −1..1 (``AppleARKitConversion``: "Map the
+-180..180 range to -1..1"), so a value × 180 is degrees. Here, in degrees: yaw + turns the face
+towards the subject's left, pitch + lifts the chin, roll + tilts the head towards the subject's
+right shoulder, applied yaw, then pitch, then roll (Unreal's rotator order). These signs were not
+checked against a take from a phone (there is none here); reading and writing use the same ones,
+so a round trip is exact. The eyes' rotation columns are not read: the EyeLook shapes carry gaze.
+
 OpenFace 2.x (FeatureExtraction's CSV): ``frame, face_id, timestamp, confidence, success``, …, the
 intensities ``AU01_r`` … ``AU45_r`` on 0–5 and the presences ``AU01_c`` …; OpenFace pads its
 column names with a space after each comma, which is stripped.
@@ -35,6 +43,9 @@ ARKIT = (
 ROTATIONS = ("HeadYaw", "HeadPitch", "HeadRoll", "LeftEyeYaw", "LeftEyePitch", "LeftEyeRoll", "RightEyeYaw",
              "RightEyePitch", "RightEyeRoll")
 LLF_HEADER = ("Timecode", "BlendShapeCount") + ARKIT + ROTATIONS
+HEAD = {"yaw": "HeadYaw", "pitch": "HeadPitch", "roll": "HeadRoll"}  # the head's turn, in degrees here
+HEAD_DEGREES_PER_UNIT = 180.0  # a Live Link Face head value x 180 = degrees (see above)
+LIVE_LINK_FACE, OPENFACE = "Live Link Face", "OpenFace"
 TIMECODE_RATES = (24, 25, 30, 48, 50, 60)
 OPENFACE_AU = re.compile(r"^AU(\d\d)_r$")
 
@@ -61,6 +72,7 @@ class Curves:
     frames: list[int]
     values: dict[str, list[float]]
     skipped: list[str] = field(default_factory=list)  # what was left out, in words
+    head: dict[str, list[float]] = field(default_factory=dict)  # "yaw", "pitch", "roll": degrees per frame
 
 
 def _timecode_seconds(tc: str, rate: int) -> float:
@@ -130,14 +142,32 @@ def read_live_link_face(text: str, fps: float, start: int = 1) -> Curves:
                                      "is not a number") from None
             out.append(min(max(v, 0.0), 1.0))
         values[name] = out
+    head_cols = {k: c for k, c in HEAD.items() if c in col}
+    for k, c in head_cols.items():
+        out = []
+        for i, r in enumerate(rows):
+            try:
+                out.append(float(r[col[c]]) * HEAD_DEGREES_PER_UNIT)
+            except (ValueError, IndexError):
+                raise CurveFileError(f"line {i + 2}, column {c}: not a number") from None
+        values["\0" + k] = out  # merged with the shapes, split off below
     frames, values = _merge(_to_frames(seconds, fps, start), values)
-    skipped = ["head and eye rotation columns (not keyed: the face object is not rotated)"] if any(
-        c in col for c in ROTATIONS) else []
-    return Curves(frames, values, skipped)
+    head = {k: values.pop("\0" + k) for k in head_cols}
+    skipped = []
+    if head and len(head) < 3:
+        skipped.append(f"head turn: only {', '.join(HEAD[k] for k in head)} (all three are needed)")
+        head = {}
+    if any(c in col for c in ROTATIONS[3:]):
+        skipped.append("eye rotation columns (gaze is in the EyeLook shapes)")
+    return Curves(frames, values, skipped, head)
 
 
-def write_live_link_face(frames: list[int], values: dict[str, list[float]], fps: float) -> str:
-    """A Live Link Face CSV of ARKit values per frame (rotations 0: not animated here)."""
+def write_live_link_face(frames: list[int], values: dict[str, list[float]], fps: float,
+                         head: dict[str, list[float]] | None = None) -> str:
+    """A Live Link Face CSV of ARKit values per frame; ``head``: the head's turn in degrees
+    ("yaw", "pitch", "roll" per frame; 0 when not given), the eyes' rotations 0."""
+    head = head or {}
+    turn = [[head[k][i] / HEAD_DEGREES_PER_UNIT if k in head else 0.0 for k in HEAD] for i in range(len(frames))]
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
     w.writerow(LLF_HEADER)
@@ -148,7 +178,7 @@ def write_live_link_face(frames: list[int], values: dict[str, list[float]], fps:
         sub = (t - whole) * rate
         tc = f"{whole // 3600:02d}:{whole // 60 % 60:02d}:{whole % 60:02d}:{sub:06.3f}"
         w.writerow([tc, len(ARKIT) + len(ROTATIONS)] + [f"{values.get(n, [0.0] * len(frames))[i]:.6f}" for n in ARKIT]
-                   + ["0"] * len(ROTATIONS))
+                   + [f"{v:.6f}" for v in turn[i]] + ["0"] * (len(ROTATIONS) - len(HEAD)))
     return buf.getvalue()
 
 
@@ -185,3 +215,11 @@ def read_openface(text: str, fps: float, start: int = 1, min_confidence: float =
     skipped = [f"{len(lost)} rows without a tracked face (lines {', '.join(map(str, lost[:8]))}"
                f"{' …' if len(lost) > 8 else ''})"] if lost else []
     return Curves(frames, values, skipped)
+
+
+def read_curve_file(text: str, fps: float, start: int = 1) -> tuple[str, Curves]:
+    """A CSV of either layout, told apart by its first line: (LIVE_LINK_FACE or OPENFACE, curves)."""
+    first = text.split("\n", 1)[0]
+    if "Timecode" in first and "BlendShapeCount" in first:
+        return LIVE_LINK_FACE, read_live_link_face(text, fps, start)
+    return OPENFACE, read_openface(text, fps, start)

@@ -92,32 +92,25 @@ class FACEDET3D_OT_import_au_curves(_AUCurveFile, bpy.types.Operator, ImportHelp
     bl_label = "Import AU Curves (CSV)"
     bl_options = {"REGISTER", "UNDO"}
 
+    head_rotation: BoolProperty(name="Head rotation", default=True,
+                                description="Also key the head's turn from a Live Link Face take (HeadYaw, HeadPitch, "
+                                            "HeadRoll) on the face object; the camera stays")
+
     def execute(self, context):
         obj = rigged(context)
         scene = context.scene
         fps = scene.render.fps / scene.render.fps_base
         try:
             text = Path(self.filepath).read_text(encoding="utf-8-sig")
-            head = text.split("\n", 1)[0]
-            if "Timecode" in head and "BlendShapeCount" in head:
-                curves = au_curves.read_live_link_face(text, fps, scene.frame_current)
-                per_control, unfed = scene_curves.controls_from_arkit(obj, curves)
-                if unfed:
-                    curves.skipped.append(f"{', '.join(unfed)}: no ARKit column (keyed at 0)")
-                what = "Live Link Face"
-            else:
-                curves = au_curves.read_openface(text, fps, scene.frame_current)
-                per_control, unfed = scene_curves.controls_from_aus(obj, curves)
-                if unfed:
-                    curves.skipped.append(f"{', '.join(unfed)}: not on this face's rig")
-                what = "OpenFace"
+            what, curves = au_curves.read_curve_file(text, fps, scene.frame_current)
         except (OSError, UnicodeDecodeError, au_curves.CurveFileError) as exc:
             self.report({"ERROR"}, f"{Path(self.filepath).name}: {exc}")
             return {"CANCELLED"}
-        scene_curves.key_curves(obj, curves.frames, per_control)
-        note = f"; left out: {'; '.join(curves.skipped)}" if curves.skipped else ""
+        keyed, skipped = scene_curves.key_curve_file(obj, what, curves, self.head_rotation)
+        turned = " and the head's turn" if curves.head and self.head_rotation else ""
+        note = f"; left out: {'; '.join(skipped)}" if skipped else ""
         self.report({"INFO"}, f"{what}: {len(curves.frames)} frames keyed ({curves.frames[0]}–{curves.frames[-1]}) on "
-                              f"{len(per_control)} AU controls{note}")
+                              f"{keyed} AU controls{turned}{note}")
         return {"FINISHED"}
 
 
@@ -169,7 +162,8 @@ class FACEDET3D_OT_animate_from_video(BackendJobMixin, bpy.types.Operator, Impor
 
 
 class FACEDET3D_OT_export_au_curves(_AUCurveFile, bpy.types.Operator, ExportHelper):
-    """Write the face's AU animation (the scene's frame range) as a Live Link Face CSV"""
+    """Write the face's AU animation (the scene's frame range) as a Live Link Face CSV, with the
+    head's turn when it is animated"""
 
     bl_idname = "facedet3d.export_au_curves"
     bl_label = "Export AU Curves (Live Link Face CSV)"
@@ -178,7 +172,8 @@ class FACEDET3D_OT_export_au_curves(_AUCurveFile, bpy.types.Operator, ExportHelp
         obj, scene = rigged(context), context.scene
         frames = list(range(scene.frame_start, scene.frame_end + 1))
         text = au_curves.write_live_link_face(frames, scene_curves.arkit_from_animation(obj, frames),
-                                              scene.render.fps / scene.render.fps_base)
+                                              scene.render.fps / scene.render.fps_base,
+                                              head=scene_curves.head_from_animation(obj, frames))
         path = Path(self.filepath)
         tmp = path.with_name(path.name + ".tmp")
         try:

@@ -10,7 +10,10 @@ side (BrowInnerUp, CheekPuff) the mean of the two sides. TongueOut has no shape 
 
 from __future__ import annotations
 
+import math
+
 import bpy
+from mathutils import Euler, Quaternion
 
 from ...protocol import au_curves
 from . import au_rig, wrinkle_mix
@@ -96,10 +99,7 @@ def key_capture(obj, cap, start_frame: int, head: bool = False) -> tuple[int, in
                                                          .enum_items["LINEAR"].value] * len(keys))
         fc.update()
     if head and cap.head_quaternion:
-        obj.rotation_mode = "QUATERNION"  # keeps the base turn (model -> Blender) as a quaternion
-        for t, q in zip(cap.times, cap.head_quaternion):
-            obj.delta_rotation_quaternion = q
-            obj.keyframe_insert("delta_rotation_quaternion", frame=start_frame + t * fps, group="FaceDet3D Head")
+        key_head(obj, [start_frame + t * fps for t in cap.times], cap.head_quaternion)
     end = start_frame + round(cap.times[-1] * fps)
     scene.frame_start, scene.frame_end = start_frame, max(end, start_frame)
     scene.frame_set(scene.frame_current)
@@ -121,3 +121,73 @@ def arkit_from_animation(obj, frames: list[int]) -> dict[str, list[float]]:
         if shape in per_shape:
             out.setdefault(col, []).append(per_shape[shape])
     return {col: [sum(v) / len(lists) for v in zip(*lists)] for col, lists in out.items()}
+
+
+HEAD_GROUP = "FaceDet3D Head"
+# Euler angles (x, y, z) of Blender's order YXZ (R = Rz Rx Ry: roll first, yaw last) from the
+# head's (yaw, pitch, roll): the face looks down -Y and its left is +X (MODEL_TO_BLENDER), so yaw +
+# (towards the subject's left) is +Z, pitch + (chin up) is -X, roll + (to the right shoulder) is -Y.
+HEAD_EULER_ORDER = "YXZ"
+
+
+def head_quaternion(yaw: float, pitch: float, roll: float) -> Quaternion:
+    """The head's turn (degrees, ``protocol.au_curves`` conventions) as the face object's delta
+    rotation in Blender's world frame."""
+    return Euler((math.radians(-pitch), math.radians(-roll), math.radians(yaw)), HEAD_EULER_ORDER).to_quaternion()
+
+
+def head_angles(q) -> tuple[float, float, float]:
+    """Inverse of :func:`head_quaternion`: (yaw, pitch, roll) in degrees."""
+    e = Quaternion(q).to_euler(HEAD_EULER_ORDER)
+    return math.degrees(e.z), -math.degrees(e.x), -math.degrees(e.y)
+
+
+def key_head(obj, frames: list[float], quats) -> None:
+    """Replace the face object's head-turn animation with a key per frame (delta rotation, so the
+    base turn the builder set stays; the whole head and neck turn about the model's origin)."""
+    obj.rotation_mode = "QUATERNION"  # keeps the base turn (model -> Blender) as a quaternion
+    bag = wrinkle_mix._channelbag(obj)
+    if bag is not None:
+        for fc in [fc for fc in bag.fcurves if fc.data_path == "delta_rotation_quaternion"]:
+            bag.fcurves.remove(fc)
+    for f, q in zip(frames, quats):
+        obj.delta_rotation_quaternion = q
+        obj.keyframe_insert("delta_rotation_quaternion", frame=f, group=HEAD_GROUP)
+
+
+def head_from_animation(obj, frames: list[int]) -> dict[str, list[float]] | None:
+    """The head's turn at ``frames`` (degrees), or None when the face's head is not animated."""
+    bag = wrinkle_mix._channelbag(obj)
+    fcs = {fc.array_index: fc for fc in (bag.fcurves if bag else []) if fc.data_path == "delta_rotation_quaternion"}
+    if not fcs:
+        return None
+    rest = obj.delta_rotation_quaternion
+    out: dict[str, list[float]] = {"yaw": [], "pitch": [], "roll": []}
+    for f in frames:
+        q = [fcs[i].evaluate(f) if i in fcs else rest[i] for i in range(4)]
+        for k, v in zip(("yaw", "pitch", "roll"), head_angles(q)):
+            out[k].append(v)
+    return out
+
+
+def key_curve_file(obj, kind: str, curves: au_curves.Curves, head: bool) -> tuple[int, list[str]]:
+    """Key the face from a read curve file (``au_curves.read_curve_file``): the AU controls, and
+    with ``head`` a Live Link Face take's head turn. Returns the number of controls keyed from the
+    file and what was left out, in words (the curves' own notes, the controls no column feeds)."""
+    notes = list(curves.skipped)
+    if kind == au_curves.LIVE_LINK_FACE:
+        per_control, unfed = controls_from_arkit(obj, curves)
+        if unfed:
+            notes.append(f"{', '.join(unfed)}: no ARKit column (keyed at 0)")
+    else:
+        per_control, unfed = controls_from_aus(obj, curves)
+        if unfed:
+            notes.append(f"{', '.join(unfed)}: not on this face's rig")
+    key_curves(obj, curves.frames, per_control)
+    if curves.head:
+        if head:
+            key_head(obj, [float(f) for f in curves.frames],
+                     [head_quaternion(*v) for v in zip(curves.head["yaw"], curves.head["pitch"], curves.head["roll"])])
+        else:
+            notes.append("the head turn (Head rotation is off)")
+    return len(per_control), notes

@@ -5,9 +5,11 @@ Face CSV and imported onto another face gives the same control values at every f
 from __future__ import annotations
 
 import csv
+import subprocess
+import sys
 
 import pytest
-from conftest import bpy
+from conftest import PHOTO, REPO, bpy
 
 
 @pytest.fixture()
@@ -15,15 +17,17 @@ def face(animatable_face):
     return animatable_face
 
 
-def _llf_file(ext, path, rows):
-    """Rows of {ARKit name: value} at 60 fps, as the Live Link Face app writes its CSV."""
+def _llf_file(ext, path, rows, head=None):
+    """Rows of {ARKit name: value} at 60 fps, as the Live Link Face app writes its CSV; ``head``:
+    per row (HeadYaw, HeadPitch, HeadRoll) in the file's units (degrees / 180)."""
     cur = ext.protocol.au_curves
     with open(path, "w", newline="") as f:
         w = csv.writer(f)
         w.writerow(cur.LLF_HEADER)
         for i, vals in enumerate(rows):
             tc = f"16:04:{10 + i // 60:02d}:{(i % 60):02d}.000"
-            w.writerow([tc, 61] + [vals.get(n, 0.0) for n in cur.ARKIT] + [0.01] * 9)
+            turn = list(head[i]) if head else [0.01] * 3
+            w.writerow([tc, 61] + [vals.get(n, 0.0) for n in cur.ARKIT] + turn + [0.01] * 6)
 
 
 def _at(obj, name, frame):
@@ -105,3 +109,81 @@ def test_files_that_are_not_the_layout_are_named(face, ext, tmp_path, kind):
         words = "no data rows"
     with pytest.raises(RuntimeError, match=words):
         bpy.ops.facedet3d.import_au_curves(filepath=str(path))
+
+
+def _forward(obj):
+    """Where the face looks in Blender's world (down -Y at rest, the builder's frame)."""
+    import numpy as np
+
+    return np.array(obj.matrix_world.to_3x3()) @ np.array([0.0, -1.0, 0.0])
+
+
+def test_live_link_face_head_turn_is_keyed_and_exported_back(face, ext, tmp_path):
+    """A take turning the head 0 -> 36 deg to the subject's left (HeadYaw 0 -> 0.2) with the chin up
+    9 deg (HeadPitch 0.05): the face object turns so, and Export writes the same columns back."""
+    import math
+
+    import numpy as np
+
+    path = tmp_path / "turn.csv"
+    n = 120
+    _llf_file(ext, path, [{"JawOpen": 0.3}] * n, head=[(0.2 * i / (n - 1), 0.05, 0.0) for i in range(n)])
+    scene = bpy.context.scene
+    scene.frame_set(1)
+    assert face.matrix_world.to_3x3().is_identity, "the builder bakes the model's turn into the mesh"
+    assert bpy.ops.facedet3d.import_au_curves(filepath=str(path)) == {"FINISHED"}
+    for frame in (1, 25, 49):
+        scene.frame_set(frame)
+        f = _forward(face)
+        yaw = math.degrees(math.atan2(f[0], -f[1]))  # towards +X: the subject's left
+        pitch = math.degrees(math.asin(f[2]))  # chin up: the face looks up
+        want = 36.0 * (frame - 1) / 48
+        assert abs(yaw - want) < 1.0 and abs(pitch - 9.0) < 0.5, (frame, yaw, pitch)
+    out = tmp_path / "out.csv"
+    assert bpy.ops.facedet3d.export_au_curves(filepath=str(out)) == {"FINISHED"}
+    back = ext.protocol.au_curves.read_live_link_face(out.read_text(), 24, 1)
+    assert np.allclose(back.head["yaw"], [36.0 * i / 48 for i in range(49)], atol=0.8)
+    assert np.allclose(back.head["pitch"], 9.0, atol=1e-3) and np.allclose(back.head["roll"], 0.0, atol=1e-3)
+    assert np.allclose(back.values["JawOpen"], 0.3, atol=1e-4)
+
+
+def test_head_rotation_off_keys_no_turn_and_a_later_take_replaces_the_turn(face, ext, tmp_path):
+    import numpy as np
+
+    path = tmp_path / "turn.csv"
+    _llf_file(ext, path, [{}] * 48, head=[(0.1, 0.0, 0.0)] * 48)
+    bpy.context.scene.frame_set(1)
+    assert bpy.ops.facedet3d.import_au_curves(filepath=str(path), head_rotation=False) == {"FINISHED"}
+    assert np.allclose(_forward(face), [0.0, -1.0, 0.0], atol=1e-6)
+    assert bpy.ops.facedet3d.import_au_curves(filepath=str(path)) == {"FINISHED"}
+    _llf_file(ext, path, [{}] * 48, head=[(-0.1, 0.0, 0.0)] * 48)
+    assert bpy.ops.facedet3d.import_au_curves(filepath=str(path)) == {"FINISHED"}
+    bpy.context.scene.frame_set(10)
+    assert _forward(face)[0] < -0.2, "the second take's turn (18 deg to the subject's right), not a mix"
+
+
+def test_headless_animate_keys_a_live_link_face_take_with_its_head_turn(ext, tmp_path):
+    """`animate --curves take.csv --head-rotation`: the take's blendshapes and head turn keyed
+    into the saved .blend, at the scene rate asked for."""
+    import math
+
+    path = tmp_path / "take.csv"
+    n = 60  # 1 s at 60 fps -> 24 frames
+    _llf_file(ext, path, [{"MouthSmileLeft": i / (n - 1), "MouthSmileRight": i / (n - 1)} for i in range(n)],
+              head=[(0.1 * i / (n - 1), 0.0, 0.0) for i in range(n)])
+    out = tmp_path / "anim"
+    r = subprocess.run([sys.executable, "-m", "facedet3d", "animate", "--image", str(PHOTO), "--out", str(out),
+                        "--curves", str(path), "--head-rotation", "--no-render", "--resolution", "128",
+                        "--texture-size", "512"], cwd=REPO, capture_output=True, text=True, timeout=900)
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-3000:]
+    assert "Live Link Face: 25 frames keyed" in r.stdout and "head's turn" in r.stdout, r.stdout[-1500:]
+    bpy.ops.wm.open_mainfile(filepath=str(out / "astronaut.blend"))
+    scene = bpy.context.scene
+    assert scene.render.fps == 24 and (scene.frame_start, scene.frame_end) == (1, 25)
+    obj = next(o for o in bpy.data.objects if o.type == "MESH" and "AU12L" in o.keys())
+    scene.frame_set(1)
+    assert obj["AU12L"] < 0.05
+    scene.frame_set(25)
+    assert obj["AU12L"] > 0.95 and obj["AU12R"] > 0.95
+    f = _forward(obj)
+    assert abs(math.degrees(math.atan2(f[0], -f[1])) - 18.0) < 1.0

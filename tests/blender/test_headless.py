@@ -221,7 +221,8 @@ def test_a_failed_rerun_leaves_the_earlier_results_exactly_as_they_were(tmp_path
 
 
 @pytest.mark.parametrize("case", ["out_is_a_file", "out_cannot_be_made", "two_keys_at_a_frame",
-                                  "two_presets_at_a_frame", "negative_frame", "unknown_au", "bad_face", "bad_name", "bad_detail_size"])
+                                  "two_presets_at_a_frame", "negative_frame", "unknown_au", "bad_face", "bad_name", "bad_detail_size",
+                                  "curves_and_keys", "curves_not_the_layout"])
 def test_bad_arguments_are_refused_with_a_message_before_any_work(case, tmp_path):
     out = tmp_path / "o"
     keys = ["--key", "1:neutral", "--key", "5:happy"]
@@ -243,6 +244,12 @@ def test_bad_arguments_are_refused_with_a_message_before_any_work(case, tmp_path
         keys, words = keys + ["--face", "left"], "give a face number"
     elif case == "bad_name":
         keys, words = keys + ["--name", "my face"], "--name 'my face': use letters, digits"
+    elif case == "curves_and_keys":
+        (tmp_path / "take.csv").write_text("frame, timestamp, confidence, success, AU12_r\n1,0,0.9,1,2\n")
+        keys, words = keys + ["--curves", str(tmp_path / "take.csv")], "not both"
+    elif case == "curves_not_the_layout":
+        (tmp_path / "take.csv").write_text("frame, confidence, success, AU12_r\n1,0.9,1,2\n")
+        keys, words = ["--curves", str(tmp_path / "take.csv")], "no column timestamp"
     else:
         keys, words = keys + ["--wrinkles", "--detail-size", "3000"], "--detail-size 3000: use one of"
     r = subprocess.run([sys.executable, "-m", "facedet3d", "animate", "--image", str(PHOTO), "--out", str(out),
