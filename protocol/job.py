@@ -32,6 +32,10 @@ SCENE_FILE = "scene.json"
 # Roles of the projected photo textures (``files[role]``); each has a visibility mask beside it.
 FACE_TEXTURE = "texture"  # UV tile 0, the face
 HEAD_TEXTURE = "head_texture"  # UV tile 1, head and neck
+# The face skin's regional surface (backend.reconstruct.skin_material): linear RGB over tile 0, red the
+# Specular IOR Level, green the Roughness (glTF's metallic-roughness layout)
+SKIN_SURFACE = "skin_surface"  # its role in ``files``
+SKIN_SURFACE_FILE = "skin_surface.png"
 # The photo's light separated (backend.detail.photo.relight): albedo tiles and a Blender world.
 ALBEDO_FILE = "albedo.png"  # tile 0, the face's albedo (sRGB)
 HEAD_ALBEDO_FILE = "head_albedo.png"  # tile 1

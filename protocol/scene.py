@@ -54,6 +54,12 @@ class MaterialGroup:
     vertex_color: Optional[str] = None
     transparent: bool = False  # renders fully transparent (lash cards, wet-eye helper shells)
     cornea: bool = False  # clear glossy cornea over the iris
+    # the job-file role of a linear map of Specular IOR Level (red) and Roughness (green) over the
+    # texture's tile; replaces ``roughness`` where given
+    surface: Optional[str] = None
+    ior: Optional[float] = None
+    subsurface_weight: float = 0.0
+    subsurface_radius_mm: Optional[list[float]] = None  # red, green, blue
 
 
 @dataclass

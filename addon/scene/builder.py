@@ -20,7 +20,7 @@ import numpy as np
 from mathutils import Matrix
 
 from ...protocol.job import FaceReconstruction
-from ...protocol.scene import CameraDesc, LightDesc, MaterialGroup, SceneDescription
+from ...protocol.scene import MM_TO_M, CameraDesc, LightDesc, MaterialGroup, SceneDescription
 from . import au_rig, storage
 
 RENDER_PASS_HOOKS: list[Callable[["bpy.types.Context", "BuiltFace"], None]] = []
@@ -115,6 +115,12 @@ def _material(group: MaterialGroup, job_dir: Path, files: dict, track: _Tracker,
         return mat
     bsdf.inputs["Roughness"].default_value = group.roughness
     bsdf.inputs["Alpha"].default_value = group.alpha
+    if group.ior is not None:
+        bsdf.inputs["IOR"].default_value = group.ior
+    if group.subsurface_radius_mm is not None:
+        bsdf.inputs["Subsurface Weight"].default_value = group.subsurface_weight
+        bsdf.inputs["Subsurface Radius"].default_value = group.subsurface_radius_mm
+        bsdf.inputs["Subsurface Scale"].default_value = MM_TO_M  # the radii are in mm, the scene in metres
     tex_role = group.texture
     if tex_role and tex_role in files:
         tex = nt.nodes.new("ShaderNodeTexImage")
@@ -122,11 +128,18 @@ def _material(group: MaterialGroup, job_dir: Path, files: dict, track: _Tracker,
         tex.extension = "REPEAT"  # UV tiles beyond 0..1 (head and neck live in tile 1) wrap
         tex.location = (-400, 250)
         nt.links.new(tex.outputs["Color"], bsdf.inputs["Base Color"])
-        # Skin: a little subsurface so the photo texture does not look like painted plastic.
-        if "Subsurface Weight" in bsdf.inputs:
-            bsdf.inputs["Subsurface Weight"].default_value = 0.15
-            bsdf.inputs["Subsurface Radius"].default_value = (1.0, 0.35, 0.2)
-            bsdf.inputs["Subsurface Scale"].default_value = 0.003
+        if group.surface and group.surface in files:
+            # regional roughness and specular (backend.reconstruct.skin_material): linear data
+            surf = nt.nodes.new("ShaderNodeTexImage")
+            surf.name = surf.label = "Skin surface"
+            surf.image = _load_image(job_dir / files[group.surface], track, colorspace="Non-Color")
+            surf.extension = "REPEAT"
+            surf.location = (-700, -150)
+            sep = nt.nodes.new("ShaderNodeSeparateColor")
+            sep.location = (-400, -150)
+            nt.links.new(surf.outputs["Color"], sep.inputs["Color"])
+            nt.links.new(sep.outputs["Red"], bsdf.inputs["Specular IOR Level"])
+            nt.links.new(sep.outputs["Green"], bsdf.inputs["Roughness"])
     elif group.vertex_color:
         attr = nt.nodes.new("ShaderNodeAttribute")
         attr.attribute_name = group.vertex_color

@@ -54,6 +54,10 @@ Regions (sided ones come as ``<name>_R`` / ``<name>_L``, subject's right / left)
     (at least 30 mm below the lower eyelids, 10 mm outside every other region, 12 mm inside the
     face contour). Wrinkles here are an error: no AU of the FACS table makes them.
 
+Features (regional skin parameters, not wrinkle regions): ``eyelids_R`` / ``_L`` (the eye
+outline, 8 mm out), ``lips`` (the vermilion, 1 mm out), ``nose_tip`` (the lobule and alae: the nose
+base 31–35 and tip 30, 4 mm out).
+
 The sizes are this project's choice, placed on the landmarks after the muscles the FACS manual
 names for each AU (no published map gives them in millimetres).
 """
@@ -72,7 +76,7 @@ REGION_NAMES = ("forehead", "glabella", "crows_feet_R", "crows_feet_L", "nose",
                 "nasolabial_R", "nasolabial_L", "infraorbital_R", "infraorbital_L", "perioral", "chin",
                 "mouth_corner_R", "mouth_corner_L", "dimple_R", "dimple_L", "elsewhere")
 # facial features, for regional skin parameters (not wrinkle regions)
-FEATURE_NAMES = ("eyelids_R", "eyelids_L", "lips")
+FEATURE_NAMES = ("eyelids_R", "eyelids_L", "lips", "nose_tip")
 # groups that tests and stats read as one region
 REGION_GROUPS = {
     "forehead": ("forehead",),
@@ -88,6 +92,7 @@ REGION_GROUPS = {
     "elsewhere": ("elsewhere",),
     "eyelids": ("eyelids_R", "eyelids_L"),
     "lips": ("lips",),
+    "nose_tip": ("nose_tip",),
 }
 DEFAULT_FEATHER_MM = 4.0
 _SDF_BASE = 512  # signed distances are evaluated at this size, then resampled (they are smooth)
@@ -232,6 +237,8 @@ def _shapes(layout: RegionLayout):
         "eyelids_R": lambda p: sd_polygon(p, L[36:42]) - 8.0,
         "eyelids_L": lambda p: sd_polygon(p, L[42:48]) - 8.0,
         "lips": lambda p: sd_polygon(p, L[48:60]) - 1.0,
+        # the lobule and the alae: the nose base (31-35) and tip (30), 4 mm out
+        "nose_tip": lambda p: sd_polygon(p, L[[31, 30, 35, 34, 33, 32]]) - 4.0,
     }
     nose_body = lambda p: sd_polygon(p, L[[27, 31, 32, 33, 34, 35]])  # noqa: E731
 

@@ -23,13 +23,13 @@ from protocol.job import FaceReconstruction
 
 from ..core.errors import BadImageError
 from ..core.files import sha256_file
-from ..core.image_io import load_rgb
+from ..core.image_io import load_rgb, save_png
 from ..core.imaging import LUMA, srgb_to_linear
 from ..core.progress import Job
 from ..models import facs
 from ..models.loader import load_model
 from ..vision import age, landmarks
-from . import au_readout, fitting, scene_export, texture
+from . import au_readout, fitting, scene_export, skin_material, texture
 from .mesh_file import write_mesh
 
 DEFAULT_OPTIONS = {
@@ -147,6 +147,8 @@ def reconstruct(image: str, out_dir: str, model_dir: str | None = None, job: Job
                                                int(opts["render_long_side"]))
         scene.save(out / job_files.SCENE_FILE)
         rec.files["scene"] = job_files.SCENE_FILE
+        save_png(out / job_files.SKIN_SURFACE_FILE, skin_material.surface_map(model), texture.FAST_PNG)
+        rec.files[job_files.SKIN_SURFACE] = job_files.SKIN_SURFACE_FILE
         rec.files.update(face_files.result())  # a failed write raises here, before face.json
         rec.files.update(head_files.result())
         timings["write"] = round(time.perf_counter() - t_write, 3)

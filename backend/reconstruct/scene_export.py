@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from protocol.job import FACE_TEXTURE, HEAD_TEXTURE, Camera
+from protocol.job import FACE_TEXTURE, HEAD_TEXTURE, SKIN_SURFACE, Camera
 from protocol.scene import (
     MM_TO_M,
     SKIN_FACE_MATERIAL,
@@ -27,6 +27,7 @@ from protocol.scene import (
 
 from ..models.emotions import EMFACS, au_rig, controls_from_weights, preset_controls
 from ..models.morphable import MorphableModel
+from . import skin_material as skin
 
 # Model axes -> Blender axes: x -> X, y -> Z, z -> -Y.
 MODEL_TO_BLENDER = np.array([[1.0, 0.0, 0.0], [0.0, 0.0, -1.0], [0.0, 1.0, 0.0]])
@@ -36,9 +37,12 @@ SENSOR_WIDTH_MM = 36.0
 
 # Material groups: which model regions share a material, and how each looks when the photo
 # gives no colour. ``texture`` names the job file a group is textured with.
+SKIN = {"ior": skin.SKIN_IOR, "subsurface_weight": skin.SUBSURFACE_WEIGHT,
+        "subsurface_radius_mm": skin.SUBSURFACE_RADIUS_MM}
 MATERIAL_GROUPS = [
-    {"name": SKIN_FACE_MATERIAL, "regions": ["face"], "texture": FACE_TEXTURE, "roughness": 0.55},
-    {"name": "skin_head", "regions": ["head_neck"], "texture": HEAD_TEXTURE, "roughness": 0.6},
+    {"name": SKIN_FACE_MATERIAL, "regions": ["face"], "texture": FACE_TEXTURE, "roughness": skin.CHEEK_ROUGHNESS,
+     "surface": SKIN_SURFACE, **SKIN},
+    {"name": "skin_head", "regions": ["head_neck"], "texture": HEAD_TEXTURE, "roughness": 0.6, **SKIN},
     {"name": "mouth", "regions": ["mouth_socket", "gums_tongue"], "color": [0.35, 0.08, 0.08], "roughness": 0.4},
     {"name": "teeth", "regions": ["teeth"], "color": [0.85, 0.82, 0.72], "roughness": 0.3},
     # The release's eyeball is two spheres: an outer shell with the corneal bulge ("sclera"

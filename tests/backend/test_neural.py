@@ -6,6 +6,7 @@ stay in step."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import subprocess
@@ -185,8 +186,9 @@ def view():
     a = lambda *s: rng.random(s, dtype=np.float32)
     return View(a(3, 32, 32), a(32, 32, 2), np.ones((1, 32, 32), np.float32), a(3, 32, 32), a(3, 32, 32), a(1, 32, 32),
                 [a(3, 32, 32)], [a(3, 32, 32)], [a(1, 32, 32)])
-subjects = [Subject(str(i), rng.random((3, 64, 64), dtype=np.float32), [view()]) for i in range(3)]
-R, f, last = neural.train(subjects, neural.NeuralTrainConfig(steps=4), log=lambda *_: None)
+subjects = [Subject(str(i), rng.random((3, 64, 64), dtype=np.float32), [view()], np.array([0.3 * i, 0.5], np.float32),
+                    ("AU1", "AU2")) for i in range(3)]
+R, f, last = neural.train(subjects, neural.NeuralTrainConfig(steps=4, expression=0.5), log=lambda *_: None)
 rank = int(os.environ.get("RANK", "0"))
 torch.save(R.state_dict(), os.path.join(sys.argv[1], f"rank{rank}.pt"))
 if int(os.environ.get("WORLD_SIZE", "1")) > 1:
@@ -195,8 +197,9 @@ if int(os.environ.get("WORLD_SIZE", "1")) > 1:
 
 
 def test_torchrun_ranks_train_one_renderer(tmp_path):
-    """Two gloo processes, each on its own subject per step: the gradients are averaged, so both
-    ranks end with the same weights (and they differ from the start)."""
+    """Two gloo processes, each on its own subject per step: the gradients are averaged (R's, the
+    reader's and the expression critic's), so both ranks end with the same weights (and they differ
+    from the start)."""
     script = tmp_path / "run.py"
     script.write_text(TORCHRUN)
     env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
@@ -209,3 +212,30 @@ def test_torchrun_ranks_train_one_renderer(tmp_path):
     assert any(not torch.equal(a[k], start[k]) for k in a), "it trained"
     for k in a:
         torch.testing.assert_close(a[k], b[k])
+
+
+def _striped_subject(name: str, band: slice, aus) -> "subj.Subject":
+    """A 32 px subject whose photo has a bright band (where says its expression) and AUs ``aus``."""
+    rng = np.random.default_rng(len(name))
+    target = np.full((3, 32, 32), 0.3, np.float32)
+    target[:, band] = 0.9
+    a = lambda *s: rng.random(s, dtype=np.float32)  # noqa: E731
+    v = subj.View(target, a(32, 32, 2), np.ones((1, 32, 32), np.float32), a(3, 32, 32), a(3, 32, 32), a(1, 32, 32))
+    return subj.Subject(name, a(3, 64, 64), [v], np.asarray(aus, np.float32), ("AU1", "AU12"))
+
+
+def test_the_expression_critic_learns_the_photos_aus_and_reaches_the_renderer():
+    """Two photos whose expressions differ (a band high or low, AUs 0.9/0.1 against 0.1/0.9): the
+    critic's AU head learns to read them (its error on the photos falls far below a constant's,
+    0.16), and R trains differently with the loss than without it."""
+    subjects = [_striped_subject("a", slice(2, 10), (0.9, 0.1)), _striped_subject("b", slice(22, 30), (0.1, 0.9))]
+    seen = []
+    cfg = train_neural.NeuralTrainConfig(steps=150, expression=1.0, log_every=1000)
+    R, _, _ = train_neural.train(subjects, cfg, progress=lambda i, st: seen.append(st), log=lambda *_: None)
+    assert {"adv", "au", "critic", "critic_au"} <= set(seen[-1])
+    late = np.mean([st["critic_au"] for st in seen[-20:]])
+    assert late < 0.04 < np.mean([st["critic_au"] for st in seen[:5]]), late
+    R0, _, _ = train_neural.train(subjects, dataclasses.replace(cfg, expression=0.0), log=lambda *_: None)
+    assert any(not torch.equal(a, b) for a, b in zip(R.state_dict().values(), R0.state_dict().values()))
+    with pytest.raises(ValueError, match="same names"):
+        train_neural.train([subjects[0], dataclasses.replace(subjects[1], au_names=("AU1", "AU2"))], cfg)

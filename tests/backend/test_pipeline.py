@@ -196,3 +196,33 @@ def test_portrait_view_frames_the_whole_face_three_quarters_with_a_high_key_from
     assert photo.camera == desc.camera and photo.resolution == desc.render.resolution
     with pytest.raises(ValueError, match="unknown view"):
         desc.view("top")
+
+
+def test_skin_surface_map_makes_the_nose_tip_and_lips_glossier_than_the_cheeks(job):
+    """The regional skin (backend.reconstruct.skin_material): sampled at landmark UVs of the
+    model, the nose tip and the lips are smoother and more specular than a cheek; scene.json's
+    skin materials carry the map, the measured IOR and Jensen 2001's skin radii."""
+    from backend.models.loader import load_model
+    from backend.models.regions import landmark_uvs
+    from backend.reconstruct import skin_material as skin
+
+    out, _, _ = job
+    rec = FaceReconstruction.load(out)
+    surf = np.asarray(Image.open(rec.path(out, "skin_surface")), np.float32) / 255.0
+    n = surf.shape[0]
+    uv = landmark_uvs(load_model())
+
+    def at(u, v):
+        return surf[int((1.0 - v) * n), int(u * n)]
+
+    cheek = at(*(0.5 * (uv[3] + uv[31])))  # halfway between the jaw line and the nose wing
+    for name, lm in (("nose tip", uv[30]), ("upper lip", uv[51]), ("lower lip", uv[57])):
+        spec, rough = at(*lm)[:2]
+        assert rough < cheek[1] - 0.1 and spec > cheek[0] + 0.05, (name, rough, spec, cheek)
+    assert cheek[1] == pytest.approx(skin.CHEEK_ROUGHNESS, abs=0.01)
+    assert at(*uv[27])[1] < cheek[1], "the nose root (T-zone) too"
+    groups = {g.name: g for g in SceneDescription.load(out / "scene.json").materials}
+    face = groups["skin_face"]
+    assert face.surface == "skin_surface" and face.ior == pytest.approx(1.52)
+    assert face.subsurface_radius_mm == pytest.approx([3.673, 1.367, 0.683], abs=1e-3)
+    assert groups["skin_head"].subsurface_radius_mm == face.subsurface_radius_mm

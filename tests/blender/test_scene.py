@@ -128,3 +128,31 @@ def test_render_looks_like_the_photo(built, job_dir, tmp_path):
     assert np.abs(r.mean(0) - p.mean(0)).max() < 0.12, "the face keeps the photo's colour and brightness"
     lum_r, lum_p = r @ [0.2126, 0.7152, 0.0722], p @ [0.2126, 0.7152, 0.0722]
     assert np.corrcoef(lum_r, lum_p)[0, 1] > 0.6, "and its features, in place"
+
+
+def test_skin_material_takes_regional_roughness_and_specular_and_skin_scattering(built, job_dir):
+    """The face skin's Roughness and Specular IOR Level come from the backend's surface map (green,
+    red), read by Blender as linear data with the backend's values (where they lie: the backend's
+    test); subsurface radii in metres from the backend's millimetres; the measured IOR."""
+    import numpy as np
+
+    skin = next(m for m in built.obj.data.materials if m.name.endswith("skin_face"))
+    nt = skin.node_tree
+    bsdf = next(n for n in nt.nodes if n.type == "BSDF_PRINCIPLED")
+    rough, spec = bsdf.inputs["Roughness"].links[0], bsdf.inputs["Specular IOR Level"].links[0]
+    assert (rough.from_socket.name, spec.from_socket.name) == ("Green", "Red")
+    surf = rough.from_node.inputs["Color"].links[0].from_node
+    assert surf.image.colorspace_settings.name == "Non-Color"
+    w, h = surf.image.size
+    px = np.asarray(surf.image.pixels[:], np.float32).reshape(h, w, 4)
+    # read as linear data (as sRGB the cheeks' 0.55 would read 0.26): the backend's values, cheeks
+    # the most common, the lips the smoothest
+    g = np.round(px[..., 1] * 255).astype(int)
+    assert np.bincount(g.ravel()).argmax() == round(0.55 * 255)
+    assert g.min() == round(0.36 * 255) and np.round(px[..., 0] * 255).max() == round(0.6 * 255)
+    radius = np.array(bsdf.inputs["Subsurface Radius"].default_value) * bsdf.inputs["Subsurface Scale"].default_value
+    assert np.allclose(radius, [3.673e-3, 1.367e-3, 0.683e-3], atol=1e-6)
+    assert bsdf.inputs["IOR"].default_value == pytest.approx(1.52)
+    head = next(m for m in built.obj.data.materials if m.name.endswith("skin_head"))
+    hb = next(n for n in head.node_tree.nodes if n.type == "BSDF_PRINCIPLED")
+    assert not hb.inputs["Roughness"].links, "the head tile keeps one roughness (the map covers the face tile)"

@@ -14,6 +14,8 @@
   photo for a few hundred steps, the plain U-Nets rendered the skin blurred (looked at).
 - :class:`ShadingReader` (f_theta of Eq. 16): two convolutions from an image to its detailed
   shading.
+- :class:`ExpressionCritic` (D_Exp^RGB): realism and AUs of an image, for the expression
+  adversarial loss of training over many photos.
 
 Differences from the paper, and why:
 - No AU, albedo-PCA or lighting vector is fed to g: a renderer is trained on one person's one
@@ -146,6 +148,28 @@ class ShadingReader(nn.Module):
 
     def forward(self, image):
         return self.net(image)
+
+
+class ExpressionCritic(nn.Module):
+    """D_Exp^RGB of FaceDet3D's expression adversarial loss: from an image (sRGB) a realism logit
+    per patch and the image's AUs (0..1). The paper's is a U-Net discriminator (Schonfeld et al.
+    2020), per pixel; this one judges 16-pixel patches with a shared trunk, small enough to train
+    beside R on this CPU."""
+
+    def __init__(self, n_aus: int, width: int = 32):
+        super().__init__()
+        layers, c = [], 3
+        for k in range(4):  # /16
+            o = width * min(2 ** k, 4)
+            layers += [nn.Conv2d(c, o, 4, stride=2, padding=1), nn.LeakyReLU(0.2, inplace=True)]
+            c = o
+        self.trunk = nn.Sequential(*layers)
+        self.real = nn.Conv2d(c, 1, 3, padding=1)
+        self.aus = nn.Linear(c, n_aus)
+
+    def forward(self, image):
+        h = self.trunk(image)
+        return self.real(h), torch.sigmoid(self.aus(h.mean((-2, -1))))
 
 
 class NeuralRenderer(nn.Module):

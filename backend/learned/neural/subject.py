@@ -129,6 +129,10 @@ class Subject:
     name: str
     texture: np.ndarray  # (3,T,T) sRGB: NTex's input
     views: list[View]
+    # the photo's AUs as the reconstruction read them (0..1, in ``au_names`` order): the target of the
+    # expression adversarial loss
+    aus: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32))
+    au_names: tuple[str, ...] = ()
 
 
 def face_window(r: ras.Rasters, framing: float) -> tuple[float, float, float, float]:
@@ -211,4 +215,6 @@ def prepare(job_dir, n_fake: int = 12, seed: int = 0, size: int = VIEW_SIZE, fra
     for k, fr in enumerate(framings):
         views.append(make_view(face, vertices, assets, photo_lin, face_window(whole, fr), size, tilt_x, tilts))
         job.report(0.8 + 0.2 * (k + 1) / len(framings), "Training views")
-    return Subject(str(job_dir), chw(assets.texture), views)
+    names = tuple(sorted(face.rec.aus))
+    return Subject(str(job_dir), chw(assets.texture), views,
+                   np.asarray([face.rec.aus[a] for a in names], np.float32), names)

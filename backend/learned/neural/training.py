@@ -13,8 +13,12 @@ Per step, per subject (one view, one fake detail map, drawn at random):
   shading back from R's images. f itself is trained on the true pairs (photo or re-shaded photo,
   its detailed shading), never through R's images: trained through them, f and R could agree
   on a private code instead of on visible shading.
-Not built: the expression adversarial loss. A renderer trained on one photo has one expression
-and no AU target; and no image-space AU reader exists offline to judge a render's expression.
+- **Expression adversarial loss** (§3.3, with ``expression`` > 0; generic training over many
+  photos): a critic D (:class:`nets.ExpressionCritic`) learns to tell the photos from R's renders
+  and to read each photo's AUs (the reconstruction's readout, the only AU labels there are offline),
+  with the non-saturating loss and an R1 penalty on the photos; R is trained to look real to D and to
+  show the photo's AUs to D's AU head. Off for one person's training: with one photo D learns that
+  one image, which the photometric loss already asks for, and has one AU vector to learn AUs from.
 
 Data parallel under ``torchrun`` like DetH's trainer (``dist``): each rank trains on its own
 subject per step, gradients averaged. Fixed seed; ``checkpoint.pt`` and ``losses.jsonl`` in the
@@ -33,6 +37,7 @@ from typing import Callable, Optional
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from protocol import jsonfile
 from protocol import job as job_files
@@ -44,7 +49,7 @@ from ...detail.photo.relight import METHOD_VERSION as LIGHTING_METHOD
 from .. import checkpoint
 from .. import weights as weights_io
 from . import frame
-from .nets import NeuralConfig, NeuralRenderer, ShadingReader, laplacian_pyramid_loss
+from .nets import ExpressionCritic, NeuralConfig, NeuralRenderer, ShadingReader, laplacian_pyramid_loss
 from .subject import Subject, prepare
 from ..distributed import average_grads, average_stats, broadcast_weights, process_group
 
@@ -57,6 +62,9 @@ class NeuralTrainConfig:
     photometric: float = 1.0
     augw: float = 1.0  # 0: the ablation without the Augmented Wrinkle Loss
     dsl: float = 0.5  # 0: without the Detailed Shading Loss
+    expression: float = 0.0  # the expression adversarial loss's weight (adversarial + AU terms); 0: off
+    lr_critic: float = 2e-4
+    r1: float = 1.0  # R1 gradient penalty on the photos (Mescheder et al. 2018), gamma
     seed: int = 0
     log_every: int = 25
     ckpt_every: int = 200
@@ -86,10 +94,24 @@ class Draw:
         self.target, self.sp, self.sd, self.shading = (_t(a, dev) for a in (v.target, v.shaded_proxy,
                                                                             v.shaded_detail, v.shading))
         self.aug = None if z is None else tuple(_t(a[z], dev) for a in (v.aug_detail, v.aug_target, v.aug_shading))
+        self.aus = torch.from_numpy(np.asarray(subject.aus, np.float32)).unsqueeze(0).to(dev)
 
 
-def step_losses(R: NeuralRenderer, f: ShadingReader, d: Draw, cfg: NeuralTrainConfig) -> tuple[torch.Tensor, torch.Tensor, dict]:
-    """(R's loss, f's loss, logged values) of one draw."""
+def critic_loss(D: ExpressionCritic, real, fake, aus, cfg: NeuralTrainConfig) -> tuple[torch.Tensor, dict]:
+    """D's loss: non-saturating real/fake, R1 on the photo, the photo's AUs from its AU head."""
+    real = real.detach().requires_grad_(True)
+    r_logit, r_aus = D(real)
+    f_logit, _ = D(fake.detach())
+    (grad,) = torch.autograd.grad(r_logit.sum(), real, create_graph=True)
+    r1 = grad.pow(2).sum((1, 2, 3)).mean()
+    au = F.mse_loss(r_aus, aus)
+    loss = F.softplus(-r_logit).mean() + F.softplus(f_logit).mean() + 0.5 * cfg.r1 * r1 + au
+    return loss, {"critic": loss.item(), "critic_au": au.item()}
+
+
+def step_losses(R: NeuralRenderer, f: ShadingReader, d: Draw, cfg: NeuralTrainConfig,
+                D: ExpressionCritic | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None, dict]:
+    """(R's loss, f's loss, D's loss or None, logged values) of one draw."""
     ntm = R.neural_texture(d.texture)
     pred, _ = R.tex2im(ntm, d.uv, d.sp, d.sd, d.mask)
     l1 = ((pred - d.target).abs() * d.w).sum() / (d.w.sum() * 3).clamp_min(1.0)
@@ -111,7 +133,16 @@ def step_losses(R: NeuralRenderer, f: ShadingReader, d: Draw, cfg: NeuralTrainCo
             loss = loss + cfg.dsl * dsl
     reader = sum(laplacian_pyramid_loss(blend(f(img), s, d.w), s) for img, s in reads)
     stats["reader"] = reader.item()
-    return loss, reader, stats
+    critic = None
+    if D is not None:
+        fake = blend(pred, d.target, d.w)  # the render where the face is, the photo around it
+        f_logit, f_aus = D(fake)
+        adv, au = F.softplus(-f_logit).mean(), F.mse_loss(f_aus, d.aus)
+        loss = loss + cfg.expression * (adv + au)
+        stats["adv"], stats["au"] = adv.item(), au.item()
+        critic, cstats = critic_loss(D, d.target, fake, d.aus, cfg)
+        stats.update(cstats)
+    return loss, reader, critic, stats
 
 
 def train(subjects: list[Subject], cfg: NeuralTrainConfig = NeuralTrainConfig(), out_dir: str | os.PathLike | None = None,
@@ -134,14 +165,25 @@ def _train(subjects, cfg: NeuralTrainConfig, out_dir, init, progress, device, lo
     f = ShadingReader().to(dev)
     opt = torch.optim.Adam(R.parameters(), cfg.lr, betas=(0.9, 0.99))
     opt_f = torch.optim.Adam(f.parameters(), cfg.lr_reader, betas=(0.9, 0.99))
+    D = opt_D = None
+    if cfg.expression > 0:
+        names = {s.au_names for s in subjects}
+        if len(names) != 1 or not next(iter(names)):
+            raise ValueError("the expression loss needs every subject's AUs under the same names (one face model)")
+        D = ExpressionCritic(len(next(iter(names)))).to(dev)
+        opt_D = torch.optim.Adam(D.parameters(), cfg.lr_critic, betas=(0.0, 0.99))
     rng = np.random.default_rng(cfg.seed)  # the same on every rank: each takes its own subject of a draw
     start = 0
     out = Path(out_dir) if out_dir is not None else None
     ckpt = out / "checkpoint.pt" if out is not None else None
     parts = {"R": R, "f": f, "opt": opt, "opt_f": opt_f}
+    if D is not None:
+        parts.update(D=D, opt_D=opt_D)
     if ckpt is not None:
         start = checkpoint.resume(ckpt, parts, rng, dev, log)
     broadcast_weights(R), broadcast_weights(f)
+    if D is not None:
+        broadcast_weights(D)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, max(cfg.steps, 1), eta_min=cfg.lr * 0.05,
                                                        last_epoch=start - 1 if start else -1)
     if out is not None:
@@ -151,7 +193,7 @@ def _train(subjects, cfg: NeuralTrainConfig, out_dir, init, progress, device, lo
     for step in range(start, cfg.steps):
         picks = rng.integers(len(subjects), size=world)
         d = Draw(subjects[int(picks[rank])], np.random.default_rng(rng.integers(1 << 62) + rank), dev)
-        loss, reader, stats = step_losses(R, f, d, cfg)
+        loss, reader, critic, stats = step_losses(R, f, d, cfg, D)
         opt.zero_grad(set_to_none=True)
         opt_f.zero_grad(set_to_none=True)
         loss.backward()
@@ -162,6 +204,11 @@ def _train(subjects, cfg: NeuralTrainConfig, out_dir, init, progress, device, lo
         reader.backward()
         average_grads(f)
         opt_f.step()
+        if D is not None:  # D's own step (R's loss also reached D's weights: cleared first)
+            opt_D.zero_grad(set_to_none=True)
+            critic.backward()
+            average_grads(D)
+            opt_D.step()
         last = average_stats(stats)
         if progress is not None:
             progress(step, last)

@@ -89,6 +89,8 @@ def add_parsers(sub) -> None:
     nr.add_argument("--steps", type=int, default=4000)
     nr.add_argument("--prepare-only", action="store_true", help="only reconstruct the photos (do this once before "
                                                                 "torchrun)")
+    nr.add_argument("--expression-loss", type=float, default=0.1,
+                    help="weight of the expression adversarial loss (a critic reads each photo's AUs; 0: off)")
     nr.add_argument("--threads", type=int, default=0, help="CPU threads (0: torch's default)")
     nt = sub.add_parser("neural-train", help="train a reconstructed face's neural renderer on its photo (once)")
     nt.add_argument("--job", required=True, help="the reconstruction's job folder")
@@ -134,7 +136,7 @@ def _run(args) -> int:
         print(json.dumps(neural_eval.evaluate(args.job, args.out, args.steps, variants, not args.no_identity)))
         return 0
     if args.command == "train-neural":
-        info = train_generic(args.photos, args.out, args.steps, args.prepare_only)
+        info = train_generic(args.photos, args.out, args.steps, args.prepare_only, expression=args.expression_loss)
         print(json.dumps(info))
         if int(os.environ.get("WORLD_SIZE", "1")) > 1:
             exit_worker(0)

@@ -31,11 +31,13 @@ def photo_folder(folder: str | os.PathLike) -> list[Path]:
     return photos
 
 
-def train_generic(photos_dir, out_dir, steps: int = 4000, prepare_only: bool = False, log=print) -> dict:
+def train_generic(photos_dir, out_dir, steps: int = 4000, prepare_only: bool = False, log=print,
+                  expression: float = 0.1) -> dict:
     """The generic renderer over a folder of photos (``python -m backend train-neural``): each photo
     reconstructed into ``<out>/jobs/<stem>`` once (resumable; failures listed and skipped), its views
     prepared, then one renderer trained on all (torchrun: the ranks split each step's subjects).
-    Reconstruct first without torchrun (``prepare_only``): every rank prepares the views itself."""
+    Reconstruct first without torchrun (``prepare_only``): every rank prepares the views itself.
+    ``expression``: the expression adversarial loss's weight (each photo's AU readout its target)."""
     out = Path(out_dir)
     jobs = out / "jobs"
     world = int(os.environ.get("WORLD_SIZE", "1"))
@@ -61,9 +63,10 @@ def train_generic(photos_dir, out_dir, steps: int = 4000, prepare_only: bool = F
     for jd in ready:
         subjects.append(prepare(jd))
         log(f"prepared {jd.name}")
-    R, _, last = train(subjects, NeuralTrainConfig(steps=steps), out_dir=out / "run", log=log)
+    R, _, last = train(subjects, NeuralTrainConfig(steps=steps, expression=expression), out_dir=out / "run", log=log)
     info = {"name": f"neural-{out.name}", "data": {"photos": len(subjects), "folder": str(photos_dir),
-                                                   "failed": failed}, "steps": steps, "last_losses": last}
+                                                   "failed": failed}, "steps": steps, "expression_loss": expression,
+            "last_losses": last}
     if int(os.environ.get("RANK", "0")) == 0:
         weights_io.export(R, "neural", out / "neural.safetensors", info, nets=frame.NETS)
     return info
