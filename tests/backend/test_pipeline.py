@@ -226,3 +226,20 @@ def test_skin_surface_map_makes_the_nose_tip_and_lips_glossier_than_the_cheeks(j
     assert face.surface == "skin_surface" and face.ior == pytest.approx(1.52)
     assert face.subsurface_radius_mm == pytest.approx([3.673, 1.367, 0.683], abs=1e-3)
     assert groups["skin_head"].subsurface_radius_mm == face.subsurface_radius_mm
+
+
+def test_skin_surface_map_is_made_once_per_model_and_a_damaged_cache_is_made_again(tmp_path, monkeypatch):
+    from backend.models.loader import load_model
+    from backend.reconstruct import skin_material as skin
+
+    monkeypatch.setenv("FACEDET3D_CACHE_DIR", str(tmp_path))
+    model = load_model()
+    made = skin.surface_map(model)
+    files = list((tmp_path / "models").glob("skin_surface_*.png"))
+    assert len(files) == 1
+    monkeypatch.setattr(skin, "_make_surface_map", lambda *a: pytest.fail("made again"))
+    assert (skin.surface_map(model) == made).all(), "read from the cache"
+    files[0].write_bytes(b"not a png")
+    monkeypatch.setattr(skin, "_make_surface_map", lambda *a: made)
+    assert (skin.surface_map(model) == made).all()
+    assert np.asarray(Image.open(files[0])).shape == made.shape, "written again"
