@@ -41,7 +41,8 @@ def test_a_sphere_under_the_photo_world_gets_the_photos_irradiance(ext, empty_sc
     sc.view_settings.view_transform = "Standard"
     world = bpy.data.worlds.new("W")
     sc.world = world
-    world.use_nodes = True
+    if world.node_tree is None:  # Blender 5 makes it; use_nodes goes in Blender 6
+        world.use_nodes = True
     env = world.node_tree.nodes.new("ShaderNodeTexEnvironment")
     env.image = bpy.data.images.load(str(env_path))
     env.image.colorspace_settings.name = "Non-Color"
@@ -50,7 +51,8 @@ def test_a_sphere_under_the_photo_world_gets_the_photos_irradiance(ext, empty_sc
     sphere = bpy.context.active_object
     bpy.ops.object.shade_smooth()
     mat = bpy.data.materials.new("white")
-    mat.use_nodes = True
+    if mat.node_tree is None:
+        mat.use_nodes = True
     bsdf = mat.node_tree.nodes["Principled BSDF"]
     bsdf.inputs["Base Color"].default_value = (1, 1, 1, 1)
     bsdf.inputs["Roughness"].default_value = 1.0
@@ -184,7 +186,8 @@ def test_a_face_rendered_by_cycles_under_a_known_world_gives_its_light_and_albed
     built.light.hide_render = True  # the world is the only light
     world = bpy.data.worlds.new("Known")
     sc.world = world
-    world.use_nodes = True
+    if world.node_tree is None:  # Blender 5 makes it; use_nodes goes in Blender 6
+        world.use_nodes = True
     env = world.node_tree.nodes.new("ShaderNodeTexEnvironment")
     env.image = bpy.data.images.load(str(tmp_path / "world.exr"))
     env.image.colorspace_settings.name = "Non-Color"
