@@ -630,6 +630,10 @@ def animate(args) -> int:
         try:
             text = Path(args.curves).expanduser().read_text(encoding="utf-8-sig")
             curves = au_curves.read_curve_file(text, args.fps or 24, 1)
+        except FileNotFoundError:
+            print(f"error: --curves {args.curves}: no such file; give a Live Link Face or OpenFace 2.x CSV",
+                  file=sys.stderr)
+            return 2
         except (OSError, UnicodeDecodeError, au_curves.CurveFileError) as exc:
             print(f"error: --curves {args.curves}: {getattr(exc, 'strerror', None) or exc}", file=sys.stderr)
             return 2

@@ -142,17 +142,18 @@ def read_live_link_face(text: str, fps: float, start: int = 1) -> Curves:
                                      "is not a number") from None
             out.append(min(max(v, 0.0), 1.0))
         values[name] = out
-    head_cols = {k: c for k, c in HEAD.items() if c in col}
-    for k, c in head_cols.items():
-        out = []
-        for i, r in enumerate(rows):
-            try:
-                out.append(float(r[col[c]]) * HEAD_DEGREES_PER_UNIT)
-            except (ValueError, IndexError):
-                raise CurveFileError(f"line {i + 2}, column {c}: not a number") from None
-        values["\0" + k] = out  # merged with the shapes, split off below
-    frames, values = _merge(_to_frames(seconds, fps, start), values)
-    head = {k: values.pop("\0" + k) for k in head_cols}
+    head: dict[str, list[float]] = {}
+    for k, c in HEAD.items():
+        if c not in col:
+            continue
+        try:
+            head[k] = [float(r[col[c]]) * HEAD_DEGREES_PER_UNIT for r in rows]
+        except (ValueError, IndexError):
+            bad = next(i for i, r in enumerate(rows) if not _is_number(r, col[c]))
+            raise CurveFileError(f"line {bad + 2}, column {c}: not a number") from None
+    at = _to_frames(seconds, fps, start)
+    frames, values = _merge(at, values)
+    head = _merge(at, head)[1]  # the same rows land on the same frames
     skipped = []
     if head and len(head) < 3:
         skipped.append(f"head turn: only {', '.join(HEAD[k] for k in head)} (all three are needed)")
@@ -160,6 +161,14 @@ def read_live_link_face(text: str, fps: float, start: int = 1) -> Curves:
     if any(c in col for c in ROTATIONS[3:]):
         skipped.append("eye rotation columns (gaze is in the EyeLook shapes)")
     return Curves(frames, values, skipped, head)
+
+
+def _is_number(row: list[str], i: int) -> bool:
+    try:
+        float(row[i])
+        return True
+    except (ValueError, IndexError):
+        return False
 
 
 def write_live_link_face(frames: list[int], values: dict[str, list[float]], fps: float,
@@ -222,4 +231,9 @@ def read_curve_file(text: str, fps: float, start: int = 1) -> tuple[str, Curves]
     first = text.split("\n", 1)[0]
     if "Timecode" in first and "BlendShapeCount" in first:
         return LIVE_LINK_FACE, read_live_link_face(text, fps, start)
+    names = [c.strip() for c in first.split(",")]
+    if not any(OPENFACE_AU.match(c) or c in ("timestamp", "confidence", "success") for c in names):
+        raise CurveFileError(f"neither a Live Link Face CSV (its first line starts Timecode, BlendShapeCount) nor an "
+                             f"OpenFace 2.x CSV (timestamp, confidence, success, AU01_r …); this one starts "
+                             f"{', '.join(names[:4])}")
     return OPENFACE, read_openface(text, fps, start)

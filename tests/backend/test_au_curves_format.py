@@ -43,3 +43,12 @@ def test_a_take_without_all_three_head_columns_keys_no_head_and_says_so():
     text = ",".join(cols) + "\n" + "00:00:00:00.000,60" + ",0.1" * (len(cols) - 2) + "\n"
     back = au_curves.read_live_link_face(text, 24)
     assert back.head == {} and any("only HeadYaw, HeadPitch" in s for s in back.skipped), back.skipped
+
+
+def test_a_csv_of_neither_layout_is_named_as_such():
+    with pytest.raises(au_curves.CurveFileError, match="neither a Live Link Face CSV .* this one starts hello, world"):
+        au_curves.read_curve_file("hello,world\n1,2\n", 24)
+    header = ",".join(c for c in au_curves.LLF_HEADER)
+    row = ["00:00:00:00.000", "61"] + ["0"] * len(au_curves.ARKIT) + ["oops"] + ["0"] * 8
+    with pytest.raises(au_curves.CurveFileError, match="line 2, column HeadYaw: not a number"):
+        au_curves.read_curve_file(header + "\n" + ",".join(row) + "\n", 24)
