@@ -231,7 +231,7 @@ def read_curve_file(text: str, fps: float, start: int = 1) -> tuple[str, Curves]
     first = text.split("\n", 1)[0]
     if "Timecode" in first and "BlendShapeCount" in first:
         return LIVE_LINK_FACE, read_live_link_face(text, fps, start)
-    names = [c.strip() for c in first.split(",")]
+    names = _rows(text, "CSV")[0]  # a file without data rows is named as such first
     if not any(OPENFACE_AU.match(c) or c in ("timestamp", "confidence", "success") for c in names):
         raise CurveFileError(f"neither a Live Link Face CSV (its first line starts Timecode, BlendShapeCount) nor an "
                              f"OpenFace 2.x CSV (timestamp, confidence, success, AU01_r …); this one starts "
