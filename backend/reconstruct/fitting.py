@@ -25,6 +25,7 @@ al., HPEN / 3DDFA); pose/shape and these correspondences alternate until they st
 
 from __future__ import annotations
 
+import functools
 import math
 import weakref
 from dataclasses import dataclass
@@ -32,6 +33,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.optimize import least_squares
 from scipy.spatial.transform import Rotation
+from threadpoolctl import threadpool_limits
 
 from protocol.job import Camera, Detection, Fit
 
@@ -99,11 +101,13 @@ PAIRS = tuple(((a, b), SIGMA_PAIR) for a, b in (
     (159, 145), (158, 153), (160, 144), (386, 374), (385, 380), (387, 373),
     (105, 159), (66, 159), (70, 33), (334, 386), (296, 386), (300, 263),
     (61, 291), (13, 14), (0, 17)))
-# Trust-region subproblem solver. "exact" runs an SVD per iteration, and OpenBLAS's
-# threaded SVD/QR of these small (~250 x 110) matrices degrades from ~3 ms to ~1 s when the
-# CPU is shared with another busy process (measured here, 2 cores); LSMR needs only
-# matrix-vector products and gives the same fit (error within 1e-4 IOD) in ~0.2 s regardless.
-TR_SOLVER = "lsmr"
+# Trust-region subproblem solver: "exact", an SVD per iteration, on one BLAS thread. OpenBLAS's
+# threaded SVD/QR of these small (~1000 x 110) matrices degrades from ~3 ms to ~1 s when the
+# CPU is shared with another busy process (measured here, 2 cores), so the fit holds BLAS to
+# one thread (threadpoolctl). LSMR, used before, needs only matrix-vector products but spends
+# them in Python: 0.63-0.92 s a photo against 0.29 s, for the same fit (expression weights
+# within 5e-4, error within 1e-5 IOD; measured on the bundled photo).
+TR_SOLVER = "exact"
 MAX_ERROR_IOD = 0.25  # beyond this mean error the "fit" does not describe the photo
 
 
@@ -461,6 +465,18 @@ def _expression_sd(prob: "_Problem", x: np.ndarray, active: np.ndarray, n_expr: 
     return sd
 
 
+def _one_blas_thread(fn):
+    """Run ``fn`` with BLAS held to one thread (see TR_SOLVER)."""
+
+    @functools.wraps(fn)
+    def run(*args, **kwargs):
+        with threadpool_limits(limits=1, user_api="blas"):
+            return fn(*args, **kwargs)
+
+    return run
+
+
+@_one_blas_thread
 def fit_model(model: MorphableModel, detection: Detection, image_size: tuple[int, int], job: Job | None = None,
               n_identity: int = 50, *, fov_deg: float = DEFAULT_FOV_DEG, focal: float | None = None,
               fit_expression: bool = True, march: bool = True, max_outer: int = MAX_OUTER,

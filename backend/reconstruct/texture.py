@@ -24,9 +24,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
+import cv2
 import numpy as np
 from PIL import Image
-from scipy import ndimage
+from scipy import sparse
 
 from protocol.job import Camera, texture_files
 
@@ -34,7 +35,7 @@ from ..core.image_io import save_png
 from ..core.imaging import smoothstep, upsample2
 from ..core.progress import Job
 from ..geometry import raster
-from ..geometry.rays import ray_caster
+from ..geometry.rays import Occlusion
 from ..geometry.surface import vertex_normals
 from ..models.morphable import MorphableModel
 
@@ -79,9 +80,10 @@ def _region_triangles(model: MorphableModel, names, extra: tuple[int, int]) -> n
     return np.concatenate(tris)
 
 
-def _visibility(caster, pts: np.ndarray, nrm: np.ndarray, view: np.ndarray, cand: np.ndarray,
-                flat: np.ndarray, size: int, job: Optional[Job], f0: float, f1: float) -> np.ndarray:
-    """True for candidate texels whose ray towards the camera hits the occluder mesh.
+def _visibility(occluded, lay: "UVLayout", pts: np.ndarray, nrm: np.ndarray, view: np.ndarray,
+                cand: np.ndarray, job: Optional[Job], f0: float, f1: float) -> np.ndarray:
+    """True for candidate texels whose ray towards the camera hits the occluder mesh (texel
+    points, normals and view directions given as rows (3,N)).
 
     On tiles of RAY_SUBSAMPLE_MIN_SIZE and up, rays are cast for every other texel in both
     directions first; a texel between four such samples that agree takes their answer, every
@@ -89,57 +91,68 @@ def _visibility(caster, pts: np.ndarray, nrm: np.ndarray, view: np.ndarray, cand
     of the rays and differs from casting all of them only in slivers narrower than two
     texels (~10 texels of 4M at 2048²).
     """
-    hit = np.zeros(len(flat), bool)
+    hit = np.zeros(len(lay.flat), bool)
     n_total = max(int(cand.sum()), 1)
     done = [0]
+    # every ray starts lifted off the surface along the normal and the ray
+    origins = pts + np.float32(RAY_OFFSET_MM) * (nrm + view)
 
     def cast(idx: np.ndarray) -> np.ndarray:
         out = np.zeros(len(idx), bool)
         for s in range(0, len(idx), RAY_BATCH):
             i = idx[s:s + RAY_BATCH]
-            origins = pts[i] + np.float32(RAY_OFFSET_MM) * (nrm[i] + view[i])
-            out[s:s + RAY_BATCH] = caster.intersects_any(origins, view[i])
+            out[s:s + RAY_BATCH] = occluded(origins[:, i].T, view[:, i].T)
             done[0] += len(i)
             if job is not None:
                 job.report(f0 + (f1 - f0) * min(done[0] / n_total, 1.0), "Testing which texels the camera sees")
         return out
 
-    if size < RAY_SUBSAMPLE_MIN_SIZE:  # small tiles: one ray each is as fast
+    if lay.size < RAY_SUBSAMPLE_MIN_SIZE:  # small tiles: one ray each is as fast
         idx = np.flatnonzero(cand)
         hit[idx] = cast(idx)
         return hit
-    row, col = np.divmod(flat, size)
-    on = cand & (row % 2 == 0) & (col % 2 == 0)
-    on_idx = np.flatnonzero(on)
+    even, corners_at = lay.lattice()
+    on_idx = np.flatnonzero(cand & even)
     hit[on_idx] = cast(on_idx)
-    state = np.full(size * size, -1, np.int8)  # lattice samples: -1 none, 0 clear, 1 hit
-    state[flat[on_idx]] = hit[on_idx]
-    rest = np.flatnonzero(cand & ~on)
-    r0, c0 = row[rest] & ~1, col[rest] & ~1
-    r1, c1 = r0 + (row[rest] & 1) * 2, c0 + (col[rest] & 1) * 2
-    inside = (r1 < size) & (c1 < size)
-    r1, c1 = np.minimum(r1, size - 1), np.minimum(c1, size - 1)
-    corners = np.stack([state[r0 * size + c0], state[r0 * size + c1], state[r1 * size + c0],
-                        state[r1 * size + c1]])
-    agree = inside & (corners.min(0) == corners.max(0)) & (corners[0] >= 0)
+    state = np.full(lay.size * lay.size + 1, -1, np.int8)  # lattice samples: -1 none, 0 clear, 1 hit
+    state[lay.flat[on_idx]] = hit[on_idx]  # the last cell stays -1: corners outside the tile
+    rest = np.flatnonzero(cand & ~even)
+    corners = state[corners_at[:, rest]]
+    # row by row: a reduction over the short axis of (4, M) costs 10x as much (measured)
+    agree = (corners[0] >= 0) & (corners[0] == corners[1]) & (corners[0] == corners[2]) & (corners[0] == corners[3])
     hit[rest[agree]] = corners[0, agree] == 1
     need = rest[~agree]
     hit[need] = cast(need)
     return hit
 
 
-def _sample_bilinear(image: np.ndarray, xy: np.ndarray, reduce: int = 1) -> np.ndarray:
-    """Photo colours (N,3) float32 at pixel coordinates (pixel centres at .5), from the
-    photo box-reduced by ``reduce`` (pixel X of the photo is X / reduce of the reduced one)."""
+def _sample_bilinear(image: np.ndarray, gx: np.ndarray, gy: np.ndarray, reduce: int = 1) -> np.ndarray:
+    """Photo colours (H,W,3) float32 at the pixel coordinates of the maps ``gx``, ``gy`` (H,W)
+    (pixel centres at .5), from the photo box-reduced by ``reduce`` (pixel X of the photo is
+    X / reduce of the reduced one), edges clamped; NaN positions get black. OpenCV's remap
+    with float maps: scipy's map_coordinates gave the same colours within 2e-5 in 7x the
+    time (389 vs 55 ms for 3M texels, measured)."""
     if reduce > 1:
         image = np.asarray(Image.fromarray(image).reduce(int(reduce)))
-        xy = xy / np.float32(reduce)
-    coords = [xy[:, 1] - 0.5, xy[:, 0] - 0.5]
-    out = np.empty((len(xy), 3), np.float32)
-    for ch in range(3):
-        out[:, ch] = ndimage.map_coordinates(np.ascontiguousarray(image[..., ch]), coords, order=1,
-                                             mode="nearest", prefilter=False, output=np.float32)
-    return out
+    maps = []
+    for g in (gx, gy):
+        m = g * np.float32(1.0 / reduce) - np.float32(0.5)
+        m[~np.isfinite(m)] = -1e6  # far outside (off the layout, behind the camera): black
+        maps.append(m)
+    img = np.ascontiguousarray(image, np.float32)
+    inside = cv2.remap(img, maps[0], maps[1], cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    inside[maps[0] < -1e5] = 0.0
+    return inside
+
+
+def _norm_rows(v: np.ndarray) -> np.ndarray:
+    """Euclidean length of each column of a (3,N) array."""
+    return np.sqrt(v[0] * v[0] + v[1] * v[1] + v[2] * v[2])
+
+
+def _channels(a: np.ndarray, n: int) -> np.ndarray:
+    """A (H,W) array repeated into (H,W,n), for OpenCV's per-element products."""
+    return a[..., None] if n == 1 else cv2.merge([a] * n)
 
 
 def pull_push_fill(color: np.ndarray, weight: np.ndarray, empty=FILL_EMPTY) -> np.ndarray:
@@ -151,7 +164,11 @@ def pull_push_fill(color: np.ndarray, weight: np.ndarray, empty=FILL_EMPTY) -> n
     holes get a smooth blend of the nearest seen colours, at every scale.
     """
     w = np.clip(weight.astype(np.float32), 0.0, 1.0)
-    levels = [(color.astype(np.float32) * w[..., None], w)]  # premultiplied colour, weight
+    color = np.ascontiguousarray(color, np.float32)
+    n_ch = color.shape[2]
+    # OpenCV for the per-texel products and the 2x steps: numpy's (H,W,1) x (H,W,3)
+    # broadcasts and strided slices cost 1.1 s of a 2048² fill, OpenCV ~0.15 s (measured)
+    levels = [(cv2.multiply(color, _channels(w, n_ch)).reshape(color.shape), w)]  # premultiplied colour, weight
     while max(levels[-1][1].shape) > 1:
         cw, ww = levels[-1]
         h, wd = ww.shape
@@ -160,19 +177,21 @@ def pull_push_fill(color: np.ndarray, weight: np.ndarray, empty=FILL_EMPTY) -> n
             cw = np.pad(cw, ((0, ph), (0, pw), (0, 0)))
             ww = np.pad(ww, ((0, ph), (0, pw)))
         sw = ww[0::2, 0::2] + ww[1::2, 0::2] + ww[0::2, 1::2] + ww[1::2, 1::2]
-        sc = cw[0::2, 0::2] + cw[1::2, 0::2] + cw[0::2, 1::2] + cw[1::2, 1::2]
+        # the 2x2 sums: an exact halving by area is their mean
+        sc = cv2.resize(cw, (cw.shape[1] // 2, cw.shape[0] // 2), interpolation=cv2.INTER_AREA)
+        sc = sc.reshape(sw.shape + (n_ch,))
         nw = np.minimum(sw, 1.0)
-        # keep premultiplied colour consistent with the capped weight
-        scale = np.where(sw > 1.0, 1.0 / np.maximum(sw, 1.0), 1.0).astype(np.float32)
-        levels.append((sc * scale[..., None], nw))
+        # keep premultiplied colour consistent with the capped weight (x4: mean -> sum)
+        scale = (4.0 / np.maximum(sw, 1.0)).astype(np.float32)
+        levels.append((cv2.multiply(sc, _channels(scale, n_ch)).reshape(sc.shape), nw))
     cw, ww = levels[-1]
     cur = np.where(ww[..., None] > 0, cw / np.maximum(ww, 1e-12)[..., None],
                    np.asarray(empty, np.float32)).astype(np.float32)
     for cw, ww in reversed(levels[:-1]):
         # w * own + (1 - w) * coarse, with the premultiplied w * own = cw
-        cur = upsample2(cur, ww.shape)
-        cur *= (1.0 - ww)[..., None]
-        cur += cw
+        cur = np.ascontiguousarray(upsample2(cur, ww.shape))
+        cur = cv2.multiply(cur, _channels(1.0 - ww, n_ch)).reshape(cw.shape)
+        cur = cv2.add(cur, cw).reshape(cw.shape)
     return cur
 
 
@@ -191,10 +210,53 @@ class UVLayout:
     inside: np.ndarray
     size: int
     _partner: Any = field(default=False, repr=False)  # False: not computed yet (None is a result)
+    _lattice: Any = field(default=None, repr=False)
+    _interp: Any = field(default=None, repr=False)
 
-    def mirror_partner(self, model: MorphableModel) -> Optional[np.ndarray]:
+    def interpolation(self, n_vertices: int) -> sparse.csr_matrix:
+        """(N, V) float32: each covered texel's barycentric weights on its triangle's three
+        vertices, so that ``M @ values`` interpolates per-vertex values (V,k) at every texel.
+        One sparse product for points and normals together runs in a third of the time of
+        gathering them per triangle corner (0.1 vs 0.3 s a 2048² tile, measured), for 112 MB
+        kept with a 2048² face layout (12M weights and vertex indices). Made once per layout."""
+        if self._interp is None:
+            n = len(self.flat)
+            w = np.empty((n, 3), np.float32)
+            w[:, :2] = self.b
+            w[:, 2] = 1.0 - self.b[:, 0] - self.b[:, 1]
+            self._interp = sparse.csr_matrix(
+                (w.ravel(), self.tv[self.t].astype(np.int32).ravel(), np.arange(0, 3 * n + 1, 3, dtype=np.int32)),
+                shape=(n, n_vertices))
+        return self._interp
+
+    def lattice(self) -> tuple[np.ndarray, np.ndarray]:
+        """For the visibility test's stride-2 rays: which covered texels sit on the even/even
+        lattice, and for every covered texel the grid cells of the four lattice samples around
+        it (size² where a sample would fall outside the tile). Made once per layout."""
+        if self._lattice is None:
+            size = self.size
+            row, col = np.divmod(self.flat, size)
+            even = (row % 2 == 0) & (col % 2 == 0)
+            r0, c0 = row & ~1, col & ~1
+            r1, c1 = r0 + (row & 1) * 2, c0 + (col & 1) * 2
+            outside = (r1 >= size) | (c1 >= size)
+            r1, c1 = np.minimum(r1, size - 1), np.minimum(c1, size - 1)
+            corners = np.stack([r0 * size + c0, r0 * size + c1, r1 * size + c0, r1 * size + c1])
+            corners[:, outside] = size * size
+            self._lattice = (even, corners.astype(np.int32))
+        return self._lattice
+
+    def mirror_ok(self, model: MorphableModel) -> Optional[np.ndarray]:
+        """(S,S) bool: texels whose column-mirrored texel shows the mirror-image point (see
+        :func:`_mirror_partner`); None when the tile has (almost) no such symmetry."""
         if self._partner is False:
-            self._partner = _mirror_partner(model, self.tv, self.tris_px, self.ras, self.flat, self.t, self.size)
+            partner = _mirror_partner(model, self.tv, self.tris_px, self.ras, self.flat, self.t, self.size)
+            if partner is None:
+                self._partner = None
+            else:
+                ok = np.zeros(self.size * self.size, bool)
+                ok[self.flat[partner >= 0]] = True
+                self._partner = ok.reshape(self.size, self.size)
         return self._partner
 
 
@@ -259,27 +321,34 @@ def project_texture(model: MorphableModel, vertices: np.ndarray, camera: Camera,
     # (1) texel -> (triangle, barycentrics): the same for every photo on a model
     report(0.0, "Rasterising the UV layout")
     lay = uv_layout(model, lo, hi, tile, size, check)
-    tv, ras, flat, t, b, inside = lay.tv, lay.ras, lay.flat, lay.t, lay.b, lay.inside
+    flat, inside = lay.flat, lay.inside
 
     # (2) texel surface points and normals
     report(0.1, "Locating texels on the surface", "raster")
     normal_tris = _region_triangles(model, ("face", "head_neck"), (lo, hi))
     vn = vertex_normals(vertices, normal_tris)
-    pts = raster.interpolate(vertices, tv, t, b)
-    nrm = raster.interpolate(vn, tv, t, b)
-    nrm /= np.maximum(np.sqrt(np.einsum("ij,ij->i", nrm, nrm)), 1e-12)[:, None]
-    view = camera.center.astype(np.float32)[None, :] - pts
-    view /= np.maximum(np.sqrt(np.einsum("ij,ij->i", view, view)), 1e-9)[:, None]
-    cosang = np.einsum("ij,ij->i", nrm, view)
+    # texel points and normals, one row per coordinate (3,N): numpy's per-texel steps then run
+    # long contiguous loops (an (N,3) layout made them 2-3x slower on a 2048² tile, measured)
+    both = lay.interpolation(model.n_vertices) @ np.concatenate([vertices, vn], 1).astype(np.float32)
+    pts, nrm = np.ascontiguousarray(both[:, :3].T), np.ascontiguousarray(both[:, 3:].T)
+    del both
+    nrm /= np.maximum(_norm_rows(nrm), 1e-12)
+    view = camera.center.astype(np.float32)[:, None] - pts
+    view /= np.maximum(_norm_rows(view), 1e-9)
+    cosang = nrm[0] * view[0]
+    cosang += nrm[1] * view[1]
+    cosang += nrm[2] * view[2]
     # camera.project, in float32 (same formula): x_cam = R x + t, pixel = f x/z + centre
-    pc = pts @ np.asarray(camera.rotation, np.float32).T + np.asarray(camera.translation, np.float32)
-    depth = pc[:, 2].copy()
+    pc = np.asarray(camera.rotation, np.float32) @ pts
+    pc += np.asarray(camera.translation, np.float32)[:, None]
+    depth = pc[2].copy()
     with np.errstate(divide="ignore", invalid="ignore"):
-        xy = np.float32(camera.focal) * pc[:, :2] / depth[:, None]
-    xy += np.array([camera.width / 2.0, camera.height / 2.0], np.float32)
+        xy = np.float32(camera.focal) * pc[:2] / depth
+    xy[0] += np.float32(camera.width / 2.0)
+    xy[1] += np.float32(camera.height / 2.0)
     del pc
     hgt, wid = image.shape[:2]
-    border = np.minimum(np.minimum(xy[:, 0], wid - xy[:, 0]), np.minimum(xy[:, 1], hgt - xy[:, 1]))
+    border = np.minimum(np.minimum(xy[0], wid - xy[0]), np.minimum(xy[1], hgt - xy[1]))
     cand = (cosang > COS_MIN) & (depth > 1.0) & (border > 0.0)
 
     # (3) visibility
@@ -287,9 +356,7 @@ def project_texture(model: MorphableModel, vertices: np.ndarray, camera: Camera,
     report(0.2, "Testing which texels the camera sees", "surface")
     if occlusion and cand.any():
         occ_tris = _region_triangles(model, OCCLUDER_REGIONS, (lo, hi))
-        caster = ray_caster(vertices, occ_tris)
-        seen &= ~_visibility(caster, pts, nrm, view, cand, flat, size, job, 0.2, 0.7)
-        del caster
+        seen &= ~_visibility(Occlusion(vertices, occ_tris), lay, pts, nrm, view, cand, job, 0.2, 0.7)
     del view
     del pts, nrm
 
@@ -302,49 +369,51 @@ def project_texture(model: MorphableModel, vertices: np.ndarray, camera: Camera,
     grid_w[flat] = weight
     unseen = np.zeros(size * size, bool)
     unseen[flat[~seen]] = True
-    px_per_texel = _pixels_per_texel(xy, flat, size)
+    # the photo position of every texel as two (S,S) maps, NaN off the layout
+    gx = np.full((size, size), np.nan, np.float32)
+    gy = np.full((size, size), np.nan, np.float32)
+    gx.ravel()[flat] = xy[0]
+    gy.ravel()[flat] = xy[1]
+    del xy
+    px_per_texel = _pixels_per_texel(gx, gy, flat)
     if unseen.any() and seen.any():
         # distance (texels) to the nearest covered texel the camera does not see, converted
         # to photo pixels with the local texel -> pixel scale
-        d_tex = ndimage.distance_transform_cdt(~unseen.reshape(size, size), metric="chessboard")
+        # OpenCV's DIST_C with a 3x3 mask is the exact chessboard distance (as scipy's cdt, 8x faster)
+        d_tex = cv2.distanceTransform((~unseen).reshape(size, size).view(np.uint8), cv2.DIST_C, 3)
         d_px = d_tex.ravel()[flat[seen]] * px_per_texel[seen]
         grid_w[flat[seen]] *= smoothstep(0.0, EDGE_FEATHER_PX, d_px)
         del d_tex, d_px
     del unseen
     weight = grid_w[flat]
-    colors = np.zeros((len(flat), 3), np.float32)
-    sel = weight > 0
-    if sel.any():
+    grid_c = np.zeros((size, size, 3), np.float32)
+    if (weight > 0).any():
         # a photo much finer than the texture would alias under point sampling: box-reduce
         # it first to about 1-1.5 pixels per texel (one level for the tile, like a mip-map)
-        factor = max(1, int(np.median(px_per_texel[sel]) / 1.5))
-        colors[sel] = _sample_bilinear(image, xy[sel], factor)
-    del xy, sel, px_per_texel
+        factor = max(1, int(np.median(px_per_texel[weight > 0]) / 1.5))
+        # sampled on the whole grid, no gather or scatter: texels of weight 0 (and those off
+        # the layout, black) carry colours nothing reads
+        grid_c = _sample_bilinear(image, gx, gy, factor)
+    del gx, gy, px_per_texel
     if check:
         check()
 
     # (5) fill: mirror image first, then pull-push
     report(0.8, "Filling texels the photo does not show", "weights_sample")
-    fill_w, fill_c = weight, colors
+    fill_w, fill_c = grid_w.reshape(size, size), grid_c
     mirrored = 0.0
     if mirror:
-        partner = lay.mirror_partner(model)
-        if partner is not None:
-            fill_w, fill_c, add = mirror_blend(weight, colors, partner)
-            mirrored = float(add[inside].sum()) / max(int(inside.sum()), 1)
-    del ras, t, b, colors
+        ok = lay.mirror_ok(model)
+        if ok is not None:
+            fill_w, fill_c, add = mirror_blend(fill_w, grid_c, ok)
+            mirrored = float(add.ravel()[flat[inside]].sum()) / max(int(inside.sum()), 1)
+    del grid_c
     if check:
         check()
-    grid_c = np.zeros((size * size, 3), np.float32)
-    grid_c[flat] = fill_c
-    grid_fw = np.zeros(size * size, np.float32)
-    grid_fw[flat] = fill_w
-    full = flat[fill_w >= 1.0]
-    del fill_c
-    out = pull_push_fill(grid_c.reshape(size, size, 3), grid_fw.reshape(size, size)).reshape(-1, 3)
-    del grid_fw
-    out[full] = grid_c[full]  # bit-exact where the photo (or its mirror) is fully trusted
-    del grid_c
+    full = np.flatnonzero(fill_w.ravel() >= 1.0)
+    out = pull_push_fill(fill_c, fill_w).reshape(-1, 3)
+    out[full] = fill_c.reshape(-1, 3)[full]  # bit-exact where the photo (or its mirror) is fully trusted
+    del fill_c, fill_w
     rgb = np.empty((size * size, 3), np.uint8)
     np.clip(np.rint(out, out=out), 0, 255, out=out)
     rgb[:] = out
@@ -365,25 +434,31 @@ def project_texture(model: MorphableModel, vertices: np.ndarray, camera: Camera,
     return TextureResult(rgb=rgb, mask=w2.astype(np.float32), tile=int(tile), coverage=coverage, timings=timings)
 
 
-def mirror_blend(weight: np.ndarray, colors: np.ndarray, partner: np.ndarray):
-    """Texels the photo sees poorly take their mirror image's colour by the weight they lack:
-    (blended weight, blended colours, weight added) for the layout's texels."""
-    has = partner >= 0
-    wm = np.where(has, weight[np.maximum(partner, 0)], 0.0).astype(np.float32)
+def mirror_blend(weight: np.ndarray, colors: np.ndarray, ok: np.ndarray):
+    """Texels the photo sees poorly take their mirror image's colour by the weight they lack.
+    On the tile's grid: ``weight`` (S,S), ``colors`` (S,S,3), ``ok`` (S,S) true where a texel
+    and its column-mirrored texel show mirror-image points (:meth:`UVLayout.mirror_ok`).
+    Returns (blended weight, blended colours, weight added), the same shapes; texels that gain
+    nothing keep their colour exactly. Done as grid flips and OpenCV products: 0.18 s -> 0.05 s
+    a 2048² tile against index gathers (measured)."""
+    weight = np.ascontiguousarray(weight, np.float32)
+    colors = np.ascontiguousarray(colors, np.float32)
+    wm = cv2.flip(weight, 1)
+    wm *= ok
     add = (1.0 - weight) * wm
     fill_w = weight + add
-    use = add > 0
-    fill_c = colors.copy()
-    fill_c[use] = (weight[use, None] * colors[use] + add[use, None] * colors[partner[use]]) / fill_w[use, None]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        own = np.where(fill_w > 0, weight / fill_w, 0.0).astype(np.float32)  # exactly 1 where add is 0
+        mir = np.where(fill_w > 0, add / fill_w, 0.0).astype(np.float32)
+    n_ch = colors.shape[2]
+    fill_c = cv2.add(cv2.multiply(colors, _channels(own, n_ch)),
+                     cv2.multiply(cv2.flip(colors, 1), _channels(mir, n_ch))).reshape(colors.shape)
     return fill_w, fill_c, add
 
 
-def _pixels_per_texel(xy: np.ndarray, flat: np.ndarray, size: int) -> np.ndarray:
-    """Photo pixels per texel step at every covered texel (from neighbouring projections)."""
-    gx = np.full((size, size), np.nan, np.float32)
-    gy = np.full((size, size), np.nan, np.float32)
-    gx.ravel()[flat] = xy[:, 0]
-    gy.ravel()[flat] = xy[:, 1]
+def _pixels_per_texel(gx: np.ndarray, gy: np.ndarray, flat: np.ndarray) -> np.ndarray:
+    """Photo pixels per texel step at every covered texel (from neighbouring projections: the
+    photo position maps ``gx``, ``gy`` (S,S), NaN off the layout)."""
     per_axis = []
     for ax in (0, 1):
         s = np.hypot(np.diff(gx, axis=ax), np.diff(gy, axis=ax))

@@ -112,6 +112,8 @@ def run_bench(repeat: int = 3, model_dir: str | None = None, only: str = "") -> 
         reconstruct(str(PHOTO), os.path.join(d, "warm"))  # the age net and layouts load once per process
         t, _ = _median(lambda: reconstruct(str(PHOTO), os.path.join(d, f"job{next(runs)}")), max(repeat, 5))
     rows.append(("whole reconstruct, warm process (photo -> job on disk)", t))
+    if only == "photo":
+        return _print(rows, repeat, "(partial: --only photo; whole reconstruct: median of max(repeat, 5) warm runs)")
     rows += bench_details(model, fit, img, det, repeat)
     rows += bench_learned(repeat)
     rows += bench_neural(repeat)

@@ -192,9 +192,10 @@ def parser() -> argparse.ArgumentParser:
     b = sub.add_parser("bench", help="print median timings of the backend stages")
     b.add_argument("--repeat", type=int, default=3)
     b.add_argument("--model-dir", default="")
-    b.add_argument("--only", choices=["bfm", "details", "neural"], default="",
-                   help="only the Basel Face Model conversion rows, the detail maps' and learned nets' rows, or the "
-                        "neural renderer's rows")
+    b.add_argument("--only", choices=["bfm", "details", "neural", "photo"], default="",
+                   help="only the Basel Face Model conversion rows, the detail maps' and learned nets' rows, the "
+                        "neural renderer's rows, or the photo step's rows (start, detection, fit, closed loop, "
+                        "capture, texture, whole reconstruct)")
     if learned_cli is not None:
         learned_cli.add_parsers(sub)
     return ap

@@ -124,5 +124,9 @@ def test_two_torchrun_processes_take_the_steps_of_one_on_the_same_global_batch(t
         with torch.no_grad():
             fake = G(**train._deth_inputs(bt, bt["dx"], bt["x"], bt["y"]))[0]
             outs.append((fake, *D(bt["dy"], bt["uv_mask"])))
+    # atol 1e-4: on one 2-core machine (2026-12-01) 7 of 16 384 detail values differed by up to
+    # 4.4e-5 after the six steps (rounding of the all-reduce, amplified by Adam), with the code of
+    # a commit that passed at 1e-5 on another; a real DDP fault (unaveraged or unsynchronised
+    # gradients, a wrong batch split) moves the outputs by the size of the updates, ~1e-3 and up
     for a, b in zip(*outs):
-        torch.testing.assert_close(b, a, rtol=1e-3, atol=1e-5)
+        torch.testing.assert_close(b, a, rtol=1e-3, atol=1e-4)

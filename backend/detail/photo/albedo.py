@@ -81,18 +81,16 @@ def albedo_tile(model: MorphableModel, vertices: np.ndarray, camera: Camera, pho
     trust = np.clip(tex.mask / FULL_TRUST, 0.0, 1.0) * smoothstep(MIN_SHADE, FULL_SHADE, lum) * surf.covered
     own = np.where(trust[..., None] > 0, colour / np.maximum(shade, MIN_SHADE), 0.0)
     weight = trust.astype(np.float32)
-    grid_c = own.reshape(-1, 3).astype(np.float32)
-    grid_w = weight.ravel().copy()
+    grid_c = own.astype(np.float32)
+    grid_w = weight
     mirrored = 0.0
     if tile == 0:  # the face tile has a mirror layout (texture.UVLayout); the head tile does not
         lay = texture.uv_layout(model, polygon_range[0], polygon_range[1], tile, size)
-        partner = lay.mirror_partner(model)
-        if partner is not None:
-            fill_w, fill_c, add = texture.mirror_blend(grid_w[lay.flat], grid_c[lay.flat], partner)
-            grid_c[lay.flat], grid_w[lay.flat] = fill_c, fill_w
-            mirrored = float(add.sum()) / max(len(lay.flat), 1)
-    filled = texture.pull_push_fill(grid_c.reshape(size, size, 3), grid_w.reshape(size, size),
-                                    empty=(0.45, 0.3, 0.25))
+        ok = lay.mirror_ok(model)
+        if ok is not None:
+            grid_w, grid_c, add = texture.mirror_blend(grid_w, grid_c, ok)
+            mirrored = float(add.ravel()[lay.flat].sum()) / max(len(lay.flat), 1)
+    filled = texture.pull_push_fill(grid_c, grid_w, empty=(0.45, 0.3, 0.25))
     lin = np.clip(filled, 0.0, None).astype(np.float32)
     seen = weight > 0.5
     stats = {"own_fraction": round(float(seen[surf.covered].mean()) if surf.covered.any() else 0.0, 4),
