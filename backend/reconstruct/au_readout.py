@@ -34,6 +34,62 @@ from ..models.morphable import MorphableModel
 from .pinhole import rotation_angles
 
 KIND = "au_readout"
+
+# Lid, brow, cheek and mouth geometry read straight off MediaPipe's 478 points: the fit cannot
+# place five of the six lower-lid points on the model (their rays slip into the eye socket when
+# the correspondence is made, docs/au_accuracy.md), so the eye closing from below -- AU6, AU7 --
+# reaches the readout only through these. Per side (subject's right, then left mirrored):
+# the eye's outer and inner corners, upper-lid and lower-lid points, brow points, the inner brow,
+# infraorbital/cheek points, the mouth corner.
+LANDMARK_SIDES = (
+    {"outer": 33, "inner": 133, "upper": (159, 158, 160), "lower": (145, 153, 144),
+     "brow": (105, 66, 70), "inner_brow": 107, "cheek": (117, 118, 50, 101), "mouth": 61},
+    {"outer": 263, "inner": 362, "upper": (386, 385, 387), "lower": (374, 380, 373),
+     "brow": (334, 296, 300), "inner_brow": 336, "cheek": (346, 347, 280, 330), "mouth": 291},
+)
+LANDMARK_FEATURES = tuple(f"{side}_{name}" for side in ("right", "left") for name in (
+    "upper_lid", "lower_lid", "aperture", "brow", "inner_brow_height", "inner_brow_x", "cheek",
+    "mouth_x", "mouth_y", "cheek_mouth")) + ("lip_gap", "outer_lip_gap", "mouth_width")
+LANDMARK_VERSION = "mp478-v1"  # bump when the features above change (the readout records it)
+
+
+def landmark_features(dense: np.ndarray) -> np.ndarray:
+    """LANDMARK_FEATURES of MediaPipe's 478 points (x, y pixels): in a frame centred between the
+    eyes, x along the line joining them, y down, in inter-ocular distances; lid heights over each
+    eye's corner line in eye widths (positive above it). Scale- and roll-free; yaw is the
+    readout's other input."""
+    p = np.asarray(dense, np.float64)[:, :2]
+    centres = [p[[s["outer"], s["inner"]]].mean(0) for s in LANDMARK_SIDES]
+    across = centres[1] - centres[0]
+    iod = max(float(np.hypot(*across)), 1e-9)
+    ex = across / iod
+    ey = np.array([-ex[1], ex[0]])
+    origin = (centres[0] + centres[1]) / 2.0
+    q = (p - origin) @ np.stack([ex, ey], 1) / iod  # (478, 2) in the eye frame
+    out = []
+    for k, s in enumerate(LANDMARK_SIDES):
+        sign = -1.0 if k == 0 else 1.0  # x outwards from the midline on both sides
+        qo, qi = q[s["outer"]], q[s["inner"]]
+        width = max(float(np.hypot(*(qo - qi))), 1e-9)
+
+        def above_line(idx):  # height over the corner line at each point's x, in eye widths
+            pts = q[list(idx)]
+            t = (pts[:, 0] - qi[0]) / (qo[0] - qi[0] + 1e-12)
+            line_y = qi[1] + t * (qo[1] - qi[1])
+            return float(np.mean(line_y - pts[:, 1])) / width
+
+        eye_y = (qo[1] + qi[1]) / 2.0
+        upper, lower = above_line(s["upper"]), above_line(s["lower"])
+        mouth = q[s["mouth"]]
+        out += [upper, lower, upper - lower,
+                float(eye_y - q[list(s["brow"]), 1].mean()),
+                float(qi[1] - q[s["inner_brow"], 1]), sign * float(q[s["inner_brow"], 0]),
+                float(eye_y - q[list(s["cheek"]), 1].mean()),
+                sign * float(mouth[0]), float(mouth[1]),
+                float(np.hypot(*(q[list(s["cheek"])].mean(0) - mouth)))]
+    out += [float(np.hypot(*(q[13] - q[14]))), float(np.hypot(*(q[0] - q[17]))),
+            float(np.hypot(*(q[61] - q[291])))]
+    return np.asarray(out, np.float64)
 _lock = threading.Lock()
 _cache: dict[str, "Readout"] = {}
 
@@ -58,13 +114,25 @@ class Readout:
         cfg = json.loads(meta["config"])
         self.info = json.loads(meta.get("info", "{}"))
         self.shapes: list[str] = cfg["shapes"]  # input weights, in this order
+        # readouts trained with the detector's own geometry (LANDMARK_FEATURES, standardised)
+        self.landmarks: str | None = cfg.get("landmarks")
+        if self.landmarks is not None and self.landmarks != LANDMARK_VERSION:
+            raise DamagedFileError(f"{path} was trained on landmark features {self.landmarks!r}; this "
+                                   f"version computes {LANDMARK_VERSION!r}",
+                                   "Train the readout again (docs/au_accuracy.md).")
+        self.lm_mean = np.asarray(cfg.get("landmark_mean", []), np.float64)
+        self.lm_std = np.asarray(cfg.get("landmark_std", []), np.float64)
         self.controls: list[str] = cfg["controls"]  # outputs
         self.layers = [(tensors[f"{i}.weight"].astype(np.float64), tensors[f"{i}.bias"].astype(np.float64))
                        for i in cfg["linear_layers"]]
 
-    def features(self, model: MorphableModel, weights: np.ndarray, yaw_deg: float) -> np.ndarray:
+    def features(self, model: MorphableModel, weights: np.ndarray, yaw_deg: float,
+                 dense: np.ndarray | None = None) -> np.ndarray:
         idx = [model.expression_index(s) for s in self.shapes]
-        return np.concatenate([np.asarray(weights, np.float64)[idx], [yaw_deg / 40.0, abs(yaw_deg) / 40.0]])
+        x = [np.asarray(weights, np.float64)[idx], [yaw_deg / 40.0, abs(yaw_deg) / 40.0]]
+        if self.landmarks is not None:
+            x.append((landmark_features(dense) - self.lm_mean) / self.lm_std)
+        return np.concatenate(x)
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
         h = np.asarray(x, np.float64)
@@ -88,26 +156,30 @@ def load(path: Path | None = None) -> "Readout | None":
 
 
 def read_controls(model: MorphableModel, weights: np.ndarray, yaw_deg: float,
-                  readout: "Readout | None" = None) -> dict[str, float] | None:
-    """The rig's control values for a fit (its expression weights and yaw), or None without weights
-    or for a model whose rig or shapes differ from the readout's."""
+                  readout: "Readout | None" = None, dense: np.ndarray | None = None) -> dict[str, float] | None:
+    """The rig's control values for a fit (its expression weights and yaw, and the detector's 478
+    points ``dense`` for a readout trained on them), or None without weights, for a model whose
+    rig or shapes differ from the readout's, or without the points such a readout needs."""
     ro = readout if readout is not None else load()
     if ro is None:
         return None
     keys = [c["key"] for c in au_rig(model)]
     if keys != ro.controls or any(s not in model.expression_names for s in ro.shapes):
         return None
-    out = ro(ro.features(model, weights, yaw_deg))
+    if ro.landmarks is not None and (dense is None or len(dense) != 478):
+        return None
+    out = ro(ro.features(model, weights, yaw_deg, dense))
     return {k: round(float(v), 3) for k, v in zip(ro.controls, out)}
 
 
-def read_aus(model: MorphableModel, fit) -> tuple[dict[str, float], str]:
+def read_aus(model: MorphableModel, fit, detection=None) -> tuple[dict[str, float], str]:
     """A fit's AU values and where they come from: the readout ("readout") when its weights are
-    installed and fit the model's rig and the fit is a dense one (what it was trained on), else the
-    fit's weights ("fit")."""
+    installed and fit the model's rig and the fit is a dense one (what it was trained on) of
+    ``detection``, else the fit's weights ("fit")."""
     w = np.asarray(fit.expression, np.float64)
     yaw = rotation_angles(np.asarray(fit.camera.rotation))[0]
-    controls = read_controls(model, w, yaw) if fit.points == "dense" else None
+    dense = None if detection is None else detection.dense_points
+    controls = read_controls(model, w, yaw, dense=dense) if fit.points == "dense" else None
     if controls is None:
         return facs.aus_from_weights(model, w), "fit"
     return aus_from_controls(model, controls), "readout"

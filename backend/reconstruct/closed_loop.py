@@ -89,7 +89,7 @@ def run_case(model: MorphableModel, case: Case, identity: np.ndarray, weights: n
         case.error = f"{type(exc).__name__}: {exc}"
         case.seconds = time.perf_counter() - t0
         return case
-    aus, _ = au_readout.read_aus(model, fit)  # what a job reports
+    aus, _ = au_readout.read_aus(model, fit, det)  # what a job reports
     case.read = {k: v for k, v in aus.items() if k[-1].isdigit()}
     case.sd = au_readout.au_sd(model, fit.expression_sd)
     case.ok = True

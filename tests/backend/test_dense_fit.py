@@ -150,3 +150,27 @@ def test_aus_come_from_the_readout_for_dense_fits_and_from_the_fit_otherwise(mod
     (tmp_path / "au_readout.safetensors").write_bytes(b"\0" * 40)
     with pytest.raises(DamagedFileError, match="not a readable safetensors"):
         au_readout.read_aus(model, fit)
+
+
+def test_landmark_features_ignore_scale_roll_and_shift_and_see_the_lower_lid_rise():
+    det = landmarks.detect_face(skimage.data.astronaut())
+    p = det.dense_points
+    f = au_readout.landmark_features(p)
+    assert f.shape == (len(au_readout.LANDMARK_FEATURES),) and np.isfinite(f).all()
+    a = np.radians(25.0)
+    rot = np.array([[np.cos(a), -np.sin(a)], [np.sin(a), np.cos(a)]])
+    moved = (p - 256.0) @ rot.T * 1.7 + [40.0, -15.0]
+    assert np.abs(au_readout.landmark_features(moved) - f).max() < 1e-9
+    names = list(au_readout.LANDMARK_FEATURES)
+    # the lower lids raised by a tenth of an eye width: the lower-lid features rise by that much,
+    # the aperture closes by it, the upper lids and brows stay
+    raised = p.copy()
+    for side in au_readout.LANDMARK_SIDES:
+        width = np.hypot(*(p[side["outer"]] - p[side["inner"]]))
+        raised[list(side["lower"]), 1] -= 0.1 * width
+    g = au_readout.landmark_features(raised)
+    for side in ("right", "left"):
+        assert g[names.index(f"{side}_lower_lid")] - f[names.index(f"{side}_lower_lid")] == pytest.approx(0.1, abs=0.01)
+        assert f[names.index(f"{side}_aperture")] - g[names.index(f"{side}_aperture")] == pytest.approx(0.1, abs=0.01)
+        for k in ("upper_lid", "brow", "cheek", "mouth_y"):
+            assert g[names.index(f"{side}_{k}")] == pytest.approx(f[names.index(f"{side}_{k}")], abs=0.005)

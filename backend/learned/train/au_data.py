@@ -7,8 +7,8 @@ side only now and then, or neutral); a head turn (yaw -40..40 deg, pitch -12..12
 key light and ambient; a painted generic look with random skin tone, brow colour, height on the
 brow ridge and thickness, and lip colour (mesh_landmarks.generic_albedo). No photo texture is
 used, so the astronaut-textured closed loop stays a test on an appearance the readout never saw.
-Stored: the fit's expression weights and their posterior sd, the fitted yaw, and the true
-control values (rig order).
+Stored: the fit's expression weights and their posterior sd, the fitted yaw, the detector's
+478 points (pixels), and the true control values (rig order).
 """
 
 from __future__ import annotations
@@ -78,6 +78,7 @@ def sample(model: MorphableModel, rng: np.random.Generator, rig, presets, size: 
     if det.dense is None:
         return None
     return {"w": np.asarray(fit.expression, np.float32), "sd": np.asarray(fit.expression_sd, np.float32),
+            "dense": np.asarray(det.dense_points, np.float32),
             "yaw": np.float32(fitting.rotation_angles(np.asarray(fit.camera.rotation))[0]),
             "truth": np.array([controls[c["key"]] for c in rig], np.float32)}
 

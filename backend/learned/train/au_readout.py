@@ -21,14 +21,23 @@ from safetensors.torch import save_file
 from ...models.emotions import au_rig, controls_from_weight_rows
 from ...models.morphable import MorphableModel
 from ...reconstruct import fitting
-from ...reconstruct.au_readout import KIND
+from ...reconstruct.au_readout import KIND, LANDMARK_FEATURES, LANDMARK_VERSION, landmark_features
 
 HIDDEN, STEPS, LR, WEIGHT_DECAY, SEED = 64, 3000, 3e-3, 1e-4, 0
 
 
-def features(z, shapes_idx: np.ndarray) -> np.ndarray:
+def features(z, shapes_idx: np.ndarray, lm_norm: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
+    """The readout's inputs for every sample: the fitted weights, yaw/40, |yaw|/40 and, with
+    ``lm_norm`` (mean, sd), the standardised landmark features of the detector's points."""
     yaw = z["yaw"].astype(np.float64) / 40.0
-    return np.concatenate([z["w"][:, shapes_idx], yaw[:, None], np.abs(yaw)[:, None]], 1).astype(np.float32)
+    cols = [z["w"][:, shapes_idx], yaw[:, None], np.abs(yaw)[:, None]]
+    if lm_norm is not None:
+        cols.append((landmark_rows(z) - lm_norm[0]) / lm_norm[1])
+    return np.concatenate(cols, 1).astype(np.float32)
+
+
+def landmark_rows(z) -> np.ndarray:
+    return np.stack([landmark_features(d) for d in z["dense"]])
 
 
 def _figures(pred: np.ndarray, truth: np.ndarray) -> dict:
@@ -37,15 +46,23 @@ def _figures(pred: np.ndarray, truth: np.ndarray) -> dict:
             "mae_absent": round(float(e[truth == 0].mean()), 4)}
 
 
-def train_readout(model: MorphableModel, data: str, val: str, out: str, log=print) -> dict:
+def train_readout(model: MorphableModel, data: str, val: str, out: str, log=print, landmarks: bool = True) -> dict:
+    """Train and export the readout; ``landmarks`` adds the detector's lid, brow, cheek and mouth
+    geometry to its inputs (the data must hold the points: au-data since the features exist)."""
     z, zv = np.load(data), np.load(val)
     controls = [c["key"] for c in au_rig(model)]
     if list(z["controls"]) != controls:
         raise ValueError(f"{data} was made for another rig; make the data again (au-data)")
+    if landmarks and ("dense" not in z or "dense" not in zv):
+        raise ValueError(f"{data} or {val} holds no detector points; make the data again (au-data)")
     active = fitting.active_expressions(model)
     shapes = [model.expression_names[i] for i in active]
-    X, Y = torch.tensor(features(z, active)), torch.tensor(z["truth"])
-    Xv = torch.tensor(features(zv, active))
+    lm_norm = None
+    if landmarks:
+        rows = landmark_rows(z)
+        lm_norm = (rows.mean(0), np.maximum(rows.std(0), 1e-6))
+    X, Y = torch.tensor(features(z, active, lm_norm)), torch.tensor(z["truth"])
+    Xv = torch.tensor(features(zv, active, lm_norm))
     torch.manual_seed(SEED)
     net = torch.nn.Sequential(torch.nn.Linear(X.shape[1], HIDDEN), torch.nn.SiLU(), torch.nn.Linear(HIDDEN, HIDDEN),
                               torch.nn.SiLU(), torch.nn.Linear(HIDDEN, Y.shape[1]))
@@ -66,8 +83,12 @@ def train_readout(model: MorphableModel, data: str, val: str, out: str, log=prin
                "train_seconds": round(time.perf_counter() - t0, 1)}
     state = {k: v.detach().float().contiguous() for k, v in net.state_dict().items()}
     cfg = {"shapes": shapes, "controls": controls, "linear_layers": [0, 2, 4], "hidden": HIDDEN,
-           "inputs": "fitted weights of `shapes`, yaw/40, |yaw|/40 (degrees)"}
-    info = {"name": "au-readout-synth-v1", "data": str(data), "validation_data": str(val), "steps": STEPS,
+           "inputs": "fitted weights of `shapes`, yaw/40, |yaw|/40 (degrees)"
+                     + (", landmark features (standardised)" if landmarks else "")}
+    if lm_norm is not None:
+        cfg.update(landmarks=LANDMARK_VERSION, landmark_names=list(LANDMARK_FEATURES),
+                   landmark_mean=[float(v) for v in lm_norm[0]], landmark_std=[float(v) for v in lm_norm[1]])
+    info = {"name": "au-readout-synth-v2" if landmarks else "au-readout-synth-v1", "data": str(data), "validation_data": str(val), "steps": STEPS,
             "seed": SEED, **figures}
     path = Path(out)
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -81,6 +81,9 @@ def add_parsers(sub) -> None:
     ar.add_argument("--data", required=True)
     ar.add_argument("--val", required=True)
     ar.add_argument("--to", default="", help="output file (default: the shipped weights folder)")
+    ar.add_argument("--no-landmarks", action="store_true", help="the fitted weights and yaw alone as inputs "
+                                                                "(au-readout-synth-v1), without the detector's "
+                                                                "lid, brow, cheek and mouth geometry")
     nr = sub.add_parser("train-neural", help="the generic neural renderer over a folder of photos (torchrun works); "
                                              "per-person training starts from it when it is in the weights folder")
     nr.add_argument("--photos", required=True, help="folder of .jpg/.png photos, one face each")
@@ -147,7 +150,8 @@ def _run(args) -> int:
         return 0
     if args.command == "train-au-readout":
         to = args.to or str(weights.SHIPPED / f"{au_readout_kind}.safetensors")
-        info = au_readout.train_readout(load_model(None), args.data, args.val, to)
+        info = au_readout.train_readout(load_model(None), args.data, args.val, to,
+                                        landmarks=not args.no_landmarks)
         print(f"wrote {to}: validation {info['validation']} (the fit alone: {info['validation_fit_alone']})")
         return 0
     if args.command == "synth":
