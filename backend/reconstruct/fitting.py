@@ -33,7 +33,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.optimize import least_squares
 from scipy.spatial.transform import Rotation
-from threadpoolctl import threadpool_limits
+from threadpoolctl import ThreadpoolController
 
 from protocol.job import Camera, Detection, Fit
 
@@ -320,7 +320,8 @@ class _Problem:
         self.Bid = model.identity_basis[:n_id, sel].astype(np.float64) if n_id else np.zeros((0, len(sel), 3))
         if identity is not None:  # identity known (a video's frames): folded into the mean
             self.N = self.N + np.tensordot(np.asarray(identity, np.float64), model.identity_basis[:len(identity), sel], 1)
-        self.Bex = model.expression_basis[active][:, sel].astype(np.float64)
+        # the landmark vertices first: [active] alone would copy every vertex of every shape (14 MB)
+        self.Bex = model.expression_basis[:, sel][np.asarray(active)].astype(np.float64)
         self.obs, self.sigma, self.f, self.c, self.R_ref = obs, sigma, f, c, R_ref
         self.K = 0 if fixed_shape else n_id
         self.E = 0 if fixed_shape else len(active)
@@ -465,12 +466,18 @@ def _expression_sd(prob: "_Problem", x: np.ndarray, active: np.ndarray, n_expr: 
     return sd
 
 
+_blas = []  # one ThreadpoolController, made at the first fit (numpy's and scipy's BLAS are loaded by then)
+
+
 def _one_blas_thread(fn):
-    """Run ``fn`` with BLAS held to one thread (see TR_SOLVER)."""
+    """Run ``fn`` with BLAS held to one thread (see TR_SOLVER). A kept controller: making one per
+    call (threadpool_limits) costs 1.3 ms, a video frame's fit ~100 ms (measured)."""
 
     @functools.wraps(fn)
     def run(*args, **kwargs):
-        with threadpool_limits(limits=1, user_api="blas"):
+        if not _blas:
+            _blas.append(ThreadpoolController())
+        with _blas[0].limit(limits=1, user_api="blas"):
             return fn(*args, **kwargs)
 
     return run
