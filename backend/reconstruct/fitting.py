@@ -466,18 +466,19 @@ def _expression_sd(prob: "_Problem", x: np.ndarray, active: np.ndarray, n_expr: 
     return sd
 
 
-_blas = []  # one ThreadpoolController, made at the first fit (numpy's and scipy's BLAS are loaded by then)
+@functools.cache
+def _blas_controller() -> ThreadpoolController:
+    """One controller, made at the first fit (numpy's and scipy's BLAS are loaded by then): making
+    one per call (threadpool_limits) costs 1.3 ms, a video frame's fit ~100 ms (measured)."""
+    return ThreadpoolController()
 
 
 def _one_blas_thread(fn):
-    """Run ``fn`` with BLAS held to one thread (see TR_SOLVER). A kept controller: making one per
-    call (threadpool_limits) costs 1.3 ms, a video frame's fit ~100 ms (measured)."""
+    """Run ``fn`` with BLAS held to one thread (see TR_SOLVER)."""
 
     @functools.wraps(fn)
     def run(*args, **kwargs):
-        if not _blas:
-            _blas.append(ThreadpoolController())
-        with _blas[0].limit(limits=1, user_api="blas"):
+        with _blas_controller().limit(limits=1, user_api="blas"):
             return fn(*args, **kwargs)
 
     return run

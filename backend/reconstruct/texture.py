@@ -4,7 +4,7 @@ For one UV tile (the face in tile 0, head and neck in tile 1, ...) every texel i
 back to the surface point it shows (:mod:`backend.raster`), and that point to the photo
 through the fitted camera. A texel takes the photo's colour where the camera saw its point:
 it faces the camera and a ray from it towards the camera centre reaches the camera without
-hitting the mesh (embree via trimesh). Its *weight* (the mask) falls smoothly towards
+hitting the mesh (embree's occlusion query). Its *weight* (the mask) falls smoothly towards
 grazing angles, near occlusion edges (measured in photo pixels) and at the image border.
 Texels the photo does not show take the colour of their mirror-image texel where that one
 was seen (the layout is left/right symmetric), and everything left -- including the empty

@@ -27,18 +27,18 @@ from ...reconstruct.au_readout import KIND, LANDMARK_FEATURES, LANDMARK_VERSION,
 HIDDEN, STEPS, LR, WEIGHT_DECAY, SEED = 64, 3000, 3e-3, 1e-4, 0
 # With the landmark features the net overfits the 3000 renders at 64 units (validation: present
 # controls 0.384 against 0.342 without them, measured): wider, with dropout, they help instead
-# (0.323, and 0.045 against 0.051 over all controls; a sweep of width, dropout, weight decay and
+# (0.323, and 0.045 against 0.052 over all controls; a sweep of width, dropout, weight decay and
 # steps on the au-data files of 2026-12-01, docs/au_accuracy.md).
 HIDDEN_LM, DROPOUT_LM = 128, 0.3
 
 
-def features(z, shapes_idx: np.ndarray, lm_norm: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
+def features(z, shapes_idx: np.ndarray, lm: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None) -> np.ndarray:
     """The readout's inputs for every sample: the fitted weights, yaw/40, |yaw|/40 and, with
-    ``lm_norm`` (mean, sd), the standardised landmark features of the detector's points."""
+    ``lm`` (the samples' landmark_rows, their mean, sd), the standardised landmark features."""
     yaw = z["yaw"].astype(np.float64) / 40.0
     cols = [z["w"][:, shapes_idx], yaw[:, None], np.abs(yaw)[:, None]]
-    if lm_norm is not None:
-        cols.append((landmark_rows(z) - lm_norm[0]) / lm_norm[1])
+    if lm is not None:
+        cols.append((lm[0] - lm[1]) / lm[2])
     return np.concatenate(cols, 1).astype(np.float32)
 
 
@@ -63,12 +63,13 @@ def train_readout(model: MorphableModel, data: str, val: str, out: str, log=prin
         raise ValueError(f"{data} or {val} holds no detector points; make the data again (au-data)")
     active = fitting.active_expressions(model)
     shapes = [model.expression_names[i] for i in active]
-    lm_norm = None
+    lm_norm = lm = lm_v = None
     if landmarks:
-        rows = landmark_rows(z)
-        lm_norm = (rows.mean(0), np.maximum(rows.std(0), 1e-6))
-    X, Y = torch.tensor(features(z, active, lm_norm)), torch.tensor(z["truth"])
-    Xv = torch.tensor(features(zv, active, lm_norm))
+        rows, rows_v = landmark_rows(z), landmark_rows(zv)
+        lm_norm = (rows.mean(0), np.maximum(rows.std(0), 1e-6))  # the training set's, kept in the file
+        lm, lm_v = (rows, *lm_norm), (rows_v, *lm_norm)
+    X, Y = torch.tensor(features(z, active, lm)), torch.tensor(z["truth"])
+    Xv = torch.tensor(features(zv, active, lm_v))
     torch.manual_seed(SEED)
     hidden, drop = (HIDDEN_LM, DROPOUT_LM) if landmarks else (HIDDEN, 0.0)
     net = torch.nn.Sequential(torch.nn.Linear(X.shape[1], hidden), torch.nn.SiLU(), torch.nn.Dropout(drop),
