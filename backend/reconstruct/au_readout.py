@@ -19,6 +19,7 @@ reports (``face.json`` ``aus``), beside the fit's own and their posterior sd.
 from __future__ import annotations
 
 import json
+import logging
 import threading
 from pathlib import Path
 
@@ -32,9 +33,11 @@ from ..models import facs
 from ..models.cache import stat_key
 from ..models.emotions import au_rig, weights_from_controls
 from ..models.morphable import MorphableModel
+from . import mesh_landmarks
 from .pinhole import rotation_angles
 
 KIND = "au_readout"
+log = logging.getLogger("facedet3d.backend")
 
 # Lid, brow, cheek and mouth geometry read straight off MediaPipe's 478 points: the fit cannot
 # place five of the six lower-lid points on the model (their rays slip into the eye socket when
@@ -124,6 +127,9 @@ class Readout:
         self.lm_mean = np.asarray(cfg.get("landmark_mean", []), np.float64)
         self.lm_std = np.asarray(cfg.get("landmark_std", []), np.float64)
         self.controls: list[str] = cfg["controls"]  # outputs
+        # the digest of the dense-landmark correspondence its training fits were made with
+        # (mesh_landmarks ships the default model's, so that every machine fits with that one)
+        self.correspondence: str | None = cfg.get("correspondence")
         self.layers = [(tensors[f"{i}.weight"].astype(np.float64), tensors[f"{i}.bias"].astype(np.float64))
                        for i in cfg["linear_layers"]]
 
@@ -169,8 +175,24 @@ def read_controls(model: MorphableModel, weights: np.ndarray, yaw_deg: float,
         return None
     if ro.landmarks is not None and (dense is None or len(dense) != 478):
         return None
+    if ro.correspondence is not None:
+        _check_correspondence(ro, model)
     out = ro(ro.features(model, weights, yaw_deg, dense))
     return {k: round(float(v), 3) for k, v in zip(ro.controls, out)}
+
+
+_warned: set[tuple[str, str]] = set()
+
+
+def _check_correspondence(ro: "Readout", model: MorphableModel) -> None:
+    """Say once per process when the fit's correspondence is not the readout's (another detector
+    version makes its own): the readout still reads, on inputs a little off its training's."""
+    digest = mesh_landmarks.mesh_landmarks(model).digest
+    if digest != ro.correspondence and (digest, ro.correspondence) not in _warned:
+        _warned.add((digest, ro.correspondence))
+        log.warning("the AU readout was trained on fits with dense-landmark correspondence %s; this model's is %s "
+                    "(another mediapipe version?): its AU values may be less accurate than docs/au_accuracy.md "
+                    "says", ro.correspondence, digest)
 
 
 def read_aus(model: MorphableModel, fit, detection=None) -> tuple[dict[str, float], str]:

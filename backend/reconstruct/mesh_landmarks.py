@@ -17,11 +17,20 @@ outline are hidden by hair in most photos, and fall off the model's face region)
 
 Cached in memory and on disk (models.cache.cache_dir) under a key of the model's mean shape,
 the detector's version and :data:`METHOD_VERSION`.
+
+The default model's correspondence ships with the project (:data:`SHIPPED_DIR`, read before the
+cache) because it is not the same on every machine: the detector's points differ in their last
+digits between CPUs, and a point near :data:`MAX_SPREAD_MM` or between two vertices lands
+differently (measured: 409 points used on one machine, 408 on another). The AU readout was
+trained on fits made with one correspondence and records its :attr:`MeshLandmarks.digest`; with
+the shipped file every machine fits with that one. Other models (the BFM, a user's own) are
+made on first use as before.
 """
 
 from __future__ import annotations
 
 import hashlib
+from pathlib import Path
 from importlib.metadata import version
 import threading
 import weakref
@@ -71,6 +80,20 @@ class MeshLandmarks:
     def used(self) -> np.ndarray:
         return np.nonzero(self.vertices >= 0)[0]
 
+    @property
+    def digest(self) -> str:
+        """Which points are used, on which vertices, which slide: what a fit made with this
+        correspondence depends on (the AU readout records the one it was trained with)."""
+        h = hashlib.sha1(np.ascontiguousarray(self.vertices, "<i8").tobytes())
+        h.update(np.ascontiguousarray(self.sliding, bool).tobytes())
+        return h.hexdigest()[:16]
+
+
+# Correspondences made once and shipped (the default model's: see the module docstring), named
+# as the cache's files; `train-au-readout` writes the one its data was read with here when it
+# writes the shipped readout.
+SHIPPED_DIR = Path(__file__).resolve().parent / "data"
+
 
 _cache: dict[str, MeshLandmarks] = {}
 _lock = threading.Lock()
@@ -79,7 +102,8 @@ _lock = threading.Lock()
 _keys: dict[int, tuple] = {}  # id(model) -> (weak reference, key): hashing the mesh costs ~1 ms a call
 
 
-def _key(model: MorphableModel) -> str:
+def model_key(model: MorphableModel) -> str:
+    """The name a model's correspondence is cached and shipped under."""
     hit = _keys.get(id(model))
     if hit is not None and hit[0]() is model:
         return hit[1]
@@ -232,25 +256,42 @@ def _make(model: MorphableModel, check=None) -> MeshLandmarks:
     return MeshLandmarks(vertices, sliding, np.where(count > 0, spread, np.nan))
 
 
+def shipped_path(key: str) -> Path:
+    return SHIPPED_DIR / f"mesh_landmarks_{key}.npz"
+
+
+def _read(path: Path) -> MeshLandmarks | None:
+    if not path.is_file():
+        return None
+    try:
+        with np.load(path) as z:
+            hit = MeshLandmarks(z["vertices"], z["sliding"], z["spread_mm"])
+    except Exception:
+        return None
+    return hit if len(hit.vertices) == dense.N_POINTS else None
+
+
+def save(hit: MeshLandmarks, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_npz(path, vertices=hit.vertices, sliding=hit.sliding, spread_mm=hit.spread_mm)
+
+
 def mesh_landmarks(model: MorphableModel, check=None) -> MeshLandmarks:
-    """The model's dense-landmark correspondence: from memory, the disk cache, or made (~2 s)."""
-    key = _key(model)
+    """The model's dense-landmark correspondence: from memory, the shipped file, the disk cache,
+    or made (~2 s)."""
+    key = model_key(model)
     with _lock:
         hit = _cache.get(key)
         if hit is not None:
             return hit
+        hit = _read(shipped_path(key))
         path = cache_dir() / f"mesh_landmarks_{key}.npz"
-        if path.is_file():
-            try:
-                with np.load(path) as z:
-                    hit = MeshLandmarks(z["vertices"], z["sliding"], z["spread_mm"])
-            except Exception:
-                hit = None  # damaged: made again below
-        if hit is None or len(hit.vertices) != dense.N_POINTS:
+        if hit is None:
+            hit = _read(path)  # None when damaged: made again below
+        if hit is None:
             hit = _make(model, check)
             try:
-                path.parent.mkdir(parents=True, exist_ok=True)
-                atomic_npz(path, vertices=hit.vertices, sliding=hit.sliding, spread_mm=hit.spread_mm)
+                save(hit, path)
             except OSError:
                 pass  # a read-only cache only costs the ~2 s again next process
         _cache[key] = hit

@@ -37,7 +37,10 @@ def test_zip_holds_the_extension_and_not_the_dev_files(built_zip):
 
     names = set(zipfile.ZipFile(built_zip).namelist())
     assert {"blender_manifest.toml", "__init__.py", "addon/link/client.py", "backend/service/server.py",
-            "protocol/rpc.py", "addon/operators/import_photo.py", "backend/learned/weights/deth.safetensors"} <= names
+            "protocol/rpc.py", "addon/operators/import_photo.py", "backend/learned/weights/deth.safetensors",
+            "backend/learned/weights/au_readout.safetensors"} <= names
+    # the default model's dense-landmark correspondence, which the AU readout was trained with
+    assert any(n.startswith("backend/reconstruct/data/mesh_landmarks_") and n.endswith(".npz") for n in names)
     assert not any(n.startswith((".venv", "tests/", "out/", ".git/", "docs/", "scripts/")) for n in names)
     assert not any(n.startswith("backend/learned/train/") for n in names), "training stays in the checkout"
 

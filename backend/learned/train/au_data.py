@@ -3,12 +3,15 @@ back by the photo pipeline's own detection and fit.
 
 Each sample: identity coefficients from the model's N(0, 1) prior; an expression as the AU
 rig's control values (an EMFACS prototype at a random intensity, one to three random AUs, one
-side only now and then, or neutral); a head turn (yaw -40..40 deg, pitch -12..12); a random
+side only now and then, or neutral; prototypes and neutral faces with the lips parted now and
+then: :data:`PARTED_PROTOTYPE`); a head turn (yaw -40..40 deg, pitch -12..12); a random
 key light and ambient; a painted generic look with random skin tone, brow colour, height on the
 brow ridge and thickness, and lip colour (mesh_landmarks.generic_albedo). No photo texture is
 used, so the astronaut-textured closed loop stays a test on an appearance the readout never saw.
 Stored: the fit's expression weights and their posterior sd, the fitted yaw, the detector's
-478 points (pixels), and the true control values (rig order).
+478 points (pixels), and the true control values (rig order), with the digest of the
+model's dense-landmark correspondence the fits were made with (the readout trained on them is
+tied to it: mesh_landmarks).
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ from ...geometry.sh_lighting import camera_light
 from ...reconstruct.render import render
 from ...models import emotions
 from ...models.morphable import MorphableModel
-from ...reconstruct import fitting
+from ...reconstruct import fitting, mesh_landmarks
 from ...reconstruct.mesh_landmarks import generic_albedo, view_camera
 from ...vision import landmarks
 
@@ -35,6 +38,7 @@ def random_controls(rng: np.random.Generator, rig: list[dict], presets: dict[str
         k = rng.uniform(0.3, 1.0)
         for key, v in presets[name].items():
             vals[key] = float(np.clip(v * k * rng.uniform(0.8, 1.2), 0, 1)) if v > 0 else 0.0
+        _part_lips(rng, rig, vals, PARTED_PROTOTYPE)
     elif u < 0.92:  # one to three AUs, usually both sides
         aus = sorted({c["au"] for c in rig if c["au"] < 60 and c["au"] not in (33,)})
         for au in rng.choice(aus, size=rng.integers(1, 4), replace=False):
@@ -44,7 +48,28 @@ def random_controls(rng: np.random.Generator, rig: list[dict], presets: dict[str
             for c in rig:
                 if c["au"] == au and (not one_side or c["side"] in ("", side)):
                     vals[c["key"]] = float(v)
-    return vals  # else neutral
+    else:  # neutral
+        _part_lips(rng, rig, vals, PARTED_NEUTRAL)
+    return vals
+
+
+# Lips parted: FACS codes a smile showing the teeth 6+12+25 (AU25, lips part; AU26, jaw drop,
+# often with it), the rig has neither, and the presets stand AU27 in for AU26. Without these
+# samples the readout never saw a smile with parted lips, and on one (the bundled photo, on
+# renders: happy with the jaw 0.3 open) it read AU6 0.28 down from 0.87 with the lips closed.
+# How often faces part their lips is a choice, not a measurement: half of the prototypes, a
+# third of the neutral faces.
+PARTED_PROTOTYPE, PARTED_NEUTRAL, PARTED_JAW = 0.5, 0.3, (0.1, 0.4)
+
+
+def _part_lips(rng: np.random.Generator, rig: list[dict], vals: dict[str, float], p: float) -> None:
+    if rng.random() >= p:
+        return
+    jaw = [c["key"] for c in rig if c["au"] == 27]
+    if jaw and all(vals[k] == 0 for k in jaw):  # surprise and fear open the jaw already
+        v = float(rng.uniform(*PARTED_JAW))
+        for k in jaw:
+            vals[k] = v
 
 
 def random_look(rng: np.random.Generator) -> dict:
@@ -100,5 +125,6 @@ def generate(model: MorphableModel, n: int, out: str | Path, seed: int = 0, log=
     out.parent.mkdir(parents=True, exist_ok=True)
     np.savez(out, **{k: np.stack([r[k] for r in rows]) for k in rows[0]},
              controls=np.array([c["key"] for c in rig]), shapes=np.array(model.expression_names),
-             missed=np.int64(missed), seed=np.int64(seed))
+             missed=np.int64(missed), seed=np.int64(seed),
+             correspondence=np.array(mesh_landmarks.mesh_landmarks(model).digest))
     return out

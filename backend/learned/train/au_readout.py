@@ -21,7 +21,7 @@ from safetensors.torch import save_file
 
 from ...models.emotions import au_rig, controls_from_weight_rows
 from ...models.morphable import MorphableModel
-from ...reconstruct import fitting
+from ...reconstruct import fitting, mesh_landmarks
 from ...reconstruct.au_readout import KIND, LANDMARK_FEATURES, LANDMARK_VERSION, landmark_features
 
 HIDDEN, STEPS, LR, WEIGHT_DECAY, SEED = 64, 3000, 3e-3, 1e-4, 0
@@ -52,15 +52,39 @@ def _figures(pred: np.ndarray, truth: np.ndarray) -> dict:
             "mae_absent": round(float(e[truth == 0].mean()), 4)}
 
 
-def train_readout(model: MorphableModel, data: str, val: str, out: str, log=print, landmarks: bool = True) -> dict:
-    """Train and export the readout; ``landmarks`` adds the detector's lid, brow, cheek and mouth
-    geometry to its inputs (the data must hold the points: au-data since the features exist)."""
-    z, zv = np.load(data), np.load(val)
+SAMPLE_KEYS = ("w", "yaw", "dense", "truth")
+
+
+def load_data(model: MorphableModel, paths: str | list[str], landmarks: bool = True) -> dict[str, np.ndarray]:
+    """One or more au-data files as one set, each checked: made for this model's rig, holding the
+    detector's points when ``landmarks``, read with this machine's dense-landmark correspondence
+    (files from before the digest was stored carry none, and are taken as read here)."""
+    paths = [paths] if isinstance(paths, str) else list(paths)
     controls = [c["key"] for c in au_rig(model)]
-    if list(z["controls"]) != controls:
-        raise ValueError(f"{data} was made for another rig; make the data again (au-data)")
-    if landmarks and ("dense" not in z or "dense" not in zv):
-        raise ValueError(f"{data} or {val} holds no detector points; make the data again (au-data)")
+    corr = mesh_landmarks.mesh_landmarks(model).digest
+    parts = []
+    for f in paths:
+        with np.load(f) as z:
+            if list(z["controls"]) != controls:
+                raise ValueError(f"{f} was made for another rig; make the data again (au-data)")
+            if landmarks and "dense" not in z:
+                raise ValueError(f"{f} holds no detector points; make the data again (au-data)")
+            if "correspondence" in z and str(z["correspondence"]) != corr:
+                raise ValueError(f"{f} was read with another dense-landmark correspondence ({z['correspondence']}, "
+                                 f"this machine's is {corr}); make the data again (au-data), or train where it "
+                                 "was made")
+            parts.append({k: z[k] for k in SAMPLE_KEYS if k in z})
+    return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+
+
+def train_readout(model: MorphableModel, data: str | list[str], val: str, out: str, log=print,
+                  landmarks: bool = True) -> dict:
+    """Train and export the readout on one or more au-data files; ``landmarks`` adds the
+    detector's lid, brow, cheek and mouth geometry to its inputs (the data must hold the points:
+    au-data since the features exist)."""
+    z, zv = load_data(model, data, landmarks), load_data(model, val, landmarks)
+    controls = [c["key"] for c in au_rig(model)]
+    corr = mesh_landmarks.mesh_landmarks(model).digest
     active = fitting.active_expressions(model)
     shapes = [model.expression_names[i] for i in active]
     lm_norm = lm = lm_v = None
@@ -93,12 +117,15 @@ def train_readout(model: MorphableModel, data: str, val: str, out: str, log=prin
                "train_seconds": round(time.perf_counter() - t0, 1)}
     state = {k: v.detach().float().contiguous() for k, v in net.state_dict().items()}
     cfg = {"shapes": shapes, "controls": controls, "linear_layers": [0, 3, 6], "hidden": hidden, "dropout": drop,
+           "correspondence": corr,
            "inputs": "fitted weights of `shapes`, yaw/40, |yaw|/40 (degrees)"
                      + (", landmark features (standardised)" if landmarks else "")}
     if lm_norm is not None:
         cfg.update(landmarks=LANDMARK_VERSION, landmark_names=list(LANDMARK_FEATURES),
                    landmark_mean=[float(v) for v in lm_norm[0]], landmark_std=[float(v) for v in lm_norm[1]])
-    info = {"name": "au-readout-synth-v2" if landmarks else "au-readout-synth-v1", "data": str(data), "validation_data": str(val), "steps": STEPS,
+    # v3: the v2 recipe (landmark features) recording its correspondence, on data with parted lips
+    info = {"name": "au-readout-synth-v3" if landmarks else "au-readout-synth-v1",
+            "data": data if isinstance(data, str) else ", ".join(data), "validation_data": str(val), "steps": STEPS,
             "seed": SEED, **figures}
     path = Path(out)
     path.parent.mkdir(parents=True, exist_ok=True)

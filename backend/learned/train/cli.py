@@ -5,7 +5,7 @@
     export  deth|rcan|aureg --run DIR [--to FILE]             checkpoint -> safetensors + metadata
     eval    --data DIR --hr-data DIR [--out FILE]            held-out figures (docs/deth.md)
     au-data --out FILE --n N [--seed S]                      renders read back by the fit (AU readout data)
-    train-au-readout --data FILE --val FILE [--to FILE]      the AU readout (docs/au_accuracy.md)
+    train-au-readout --data FILE... --val FILE [--to FILE]   the AU readout (docs/au_accuracy.md)
     train-neural --photos DIR --out DIR [--steps N]          the generic neural renderer (docs/neural_render.md)
     neural-train --job DIR [--steps N]                       one face's renderer, trained on its photo (once)
     neural-eval --job DIR --out DIR [--steps N]              the renderer's figures: input view, ablation, identity
@@ -24,6 +24,7 @@ from .. import weights
 from ..nets import RCAN, DetH, DetHConfig, RCANConfig
 from ...core.progress import Job
 from ...models.loader import load_model
+from ...reconstruct import mesh_landmarks
 from ...reconstruct.au_readout import KIND as au_readout_kind
 from . import au_data, au_readout, data
 from .aureg import NETS, AURegConfig, AURegressor, AURegTrainConfig, train_aureg
@@ -78,9 +79,10 @@ def add_parsers(sub) -> None:
     ad.add_argument("--n", type=int, required=True)
     ad.add_argument("--seed", type=int, default=0)
     ar = sub.add_parser("train-au-readout", help="train the AU readout on au-data files and export its weights")
-    ar.add_argument("--data", required=True)
+    ar.add_argument("--data", required=True, nargs="+", help="au-data files, trained on as one set")
     ar.add_argument("--val", required=True)
-    ar.add_argument("--to", default="", help="output file (default: the shipped weights folder)")
+    ar.add_argument("--to", default="", help="output file (default: the shipped weights folder, and the default "
+                                             "model's dense-landmark correspondence beside the code that reads it)")
     ar.add_argument("--no-landmarks", action="store_true", help="the fitted weights and yaw alone as inputs "
                                                                 "(au-readout-synth-v1), without the detector's "
                                                                 "lid, brow, cheek and mouth geometry")
@@ -150,9 +152,13 @@ def _run(args) -> int:
         return 0
     if args.command == "train-au-readout":
         to = args.to or str(weights.SHIPPED / f"{au_readout_kind}.safetensors")
-        info = au_readout.train_readout(load_model(None), args.data, args.val, to,
-                                        landmarks=not args.no_landmarks)
+        model = load_model(None)
+        info = au_readout.train_readout(model, args.data, args.val, to, landmarks=not args.no_landmarks)
         print(f"wrote {to}: validation {info['validation']} (the fit alone: {info['validation_fit_alone']})")
+        if not args.to:  # the shipped readout ships the correspondence its fits were made with
+            path = mesh_landmarks.shipped_path(mesh_landmarks.model_key(model))
+            mesh_landmarks.save(mesh_landmarks.mesh_landmarks(model), path)
+            print(f"wrote {path}")
         return 0
     if args.command == "synth":
         data.generate(args.out, args.n, args.start, args.model_dir or None, size=args.size, n_expr=args.expressions,
