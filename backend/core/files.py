@@ -5,6 +5,7 @@ shared with the Blender side; EXR maps: ``exr_io``; PNGs: ``image_io``."""
 from __future__ import annotations
 
 import hashlib
+import io
 import os
 import zipfile
 from pathlib import Path
@@ -30,13 +31,29 @@ def weights_dir() -> Path:
     return Path(os.environ.get("FACEDET3D_WEIGHTS_DIR") or SHIPPED_WEIGHTS)
 
 
-def atomic_npz(path: Path, compresslevel: int = 6, **arrays) -> None:
+def _write_members(z: zipfile.ZipFile, arrays: dict) -> None:
+    for name, value in arrays.items():
+        with z.open(f"{name}.npy", "w", force_zip64=True) as f:
+            np.lib.format.write_array(f, np.asanyarray(value), allow_pickle=False)
+
+
+def npz_bytes(compresslevel: int = 6, **arrays) -> bytes:
+    """A compressed ``.npz`` archive in memory: the part of several files that is the same in
+    each, compressed once and given to :func:`atomic_npz` as ``base``."""
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED, compresslevel=compresslevel) as z:
+        _write_members(z, arrays)
+    return buf.getvalue()
+
+
+def atomic_npz(path: Path, compresslevel: int = 6, base: bytes | None = None, **arrays) -> None:
     """``np.savez_compressed`` written under a temporary name and renamed, with a zlib level of
     choice (numpy's is fixed: a job's 18 MB of expression deltas take 0.28 s at it, 0.11 s at
-    level 1 for a file 10 % larger); ``np.load`` reads either."""
+    level 1 for a file 10 % larger); ``np.load`` reads either. ``base``: an archive from
+    :func:`npz_bytes` whose members the file starts with (zip's append mode adds ``arrays``)."""
     tmp = path.with_name(path.name + ".tmp.npz")
-    with zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED, compresslevel=compresslevel) as z:
-        for name, value in arrays.items():
-            with z.open(f"{name}.npy", "w", force_zip64=True) as f:
-                np.lib.format.write_array(f, np.asanyarray(value), allow_pickle=False)
+    if base is not None:
+        tmp.write_bytes(base)
+    with zipfile.ZipFile(tmp, "a" if base is not None else "w", zipfile.ZIP_DEFLATED, compresslevel=compresslevel) as z:
+        _write_members(z, arrays)
     os.replace(tmp, path)

@@ -5,7 +5,27 @@
 from __future__ import annotations
 
 import os
+import threading
+import weakref
 from pathlib import Path
+from typing import Any, Callable
+
+_per_model: dict[tuple[int, str], tuple[weakref.ref, Any]] = {}
+_per_model_lock = threading.Lock()
+
+
+def per_model(model: object, name: str, make: Callable[[], Any]) -> Any:
+    """``make()``, made once per model object and kept while it lives (keyed by the object's
+    identity, checked through a weak reference: a model is not hashable, and a new model at a
+    reused address must not get the old one's value)."""
+    key = (id(model), name)
+    with _per_model_lock:
+        hit = _per_model.get(key)
+        if hit is not None and hit[0]() is model:
+            return hit[1]
+        value = make()
+        _per_model[key] = (weakref.ref(model), value)
+        return value
 
 
 def stat_key(p: Path) -> str:

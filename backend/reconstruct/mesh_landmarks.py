@@ -33,7 +33,6 @@ import hashlib
 from pathlib import Path
 from importlib.metadata import version
 import threading
-import weakref
 from dataclasses import dataclass
 
 import numpy as np
@@ -49,7 +48,7 @@ from .pinhole import FRONTAL, focal_for
 from .render import FLAT_ALBEDO, render
 from ..geometry.rays import ray_caster
 from ..geometry.surface import vertex_normals
-from ..models.cache import cache_dir
+from ..models.cache import cache_dir, per_model
 from ..models.morphable import MorphableModel
 from ..vision import dense
 
@@ -99,17 +98,10 @@ _cache: dict[str, MeshLandmarks] = {}
 _lock = threading.Lock()
 
 
-_keys: dict[int, tuple] = {}  # id(model) -> (weak reference, key): hashing the mesh costs ~1 ms a call
-
-
 def model_key(model: MorphableModel) -> str:
-    """The name a model's correspondence is cached and shipped under."""
-    hit = _keys.get(id(model))
-    if hit is not None and hit[0]() is model:
-        return hit[1]
-    key = _hash(model)
-    _keys[id(model)] = (weakref.ref(model), key)
-    return key
+    """The name a model's correspondence is cached and shipped under (hashing the mesh costs
+    ~1 ms: once per model object)."""
+    return per_model(model, "mesh_landmarks_key", lambda: _hash(model))
 
 
 def _hash(model: MorphableModel) -> str:

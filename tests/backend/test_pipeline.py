@@ -243,3 +243,22 @@ def test_skin_surface_map_is_made_once_per_model_and_a_damaged_cache_is_made_aga
     monkeypatch.setattr(skin, "_make_surface_map", lambda *a: made)
     assert (skin.surface_map(model) == made).all()
     assert np.asarray(Image.open(files[0])).shape == made.shape, "written again"
+
+
+def test_mesh_files_share_the_models_compressed_part_and_keep_their_own_vertices(tmp_path):
+    # the model's arrays are compressed once per process (mesh_file._model_part) and each file
+    # appends its own vertices and eye colours to a copy of them
+    from backend.models.loader import load_model
+    from backend.reconstruct.mesh_file import write_mesh
+    model = load_model()
+    shapes = [model.shape(np.random.default_rng(s).standard_normal(50)) for s in (0, 1)]
+    for i, (v, iris) in enumerate(zip(shapes, [(0.3, 0.2, 0.1), (0.1, 0.2, 0.4)])):
+        write_mesh(model, v, tmp_path / f"mesh{i}.npz", iris)
+    with np.load(tmp_path / "mesh0.npz") as a, np.load(tmp_path / "mesh1.npz") as b:
+        assert set(a.files) == set(b.files) >= {"vertices", "eye_color", "expression_deltas", "corner_uvs"}
+        assert np.array_equal(a["vertices"], shapes[0].astype(np.float32))
+        assert np.array_equal(b["vertices"], shapes[1].astype(np.float32))
+        assert not np.array_equal(a["eye_color"], b["eye_color"])
+        assert np.array_equal(a["expression_deltas"], model.expression_basis.astype(np.float32))
+        assert np.array_equal(a["expression_deltas"], b["expression_deltas"])
+    assert not list(tmp_path.glob("*.tmp*"))
