@@ -53,6 +53,10 @@ def atomic_npz(path: Path, compresslevel: int = 6, base: bytes | None = None, **
     :func:`npz_bytes` whose members the file starts with (zip's append mode adds ``arrays``)."""
     tmp = path.with_name(path.name + ".tmp.npz")
     if base is not None:
+        with zipfile.ZipFile(io.BytesIO(base)) as z:
+            twice = {n[:-4] for n in z.namelist()} & set(arrays)
+        if twice:  # zip would keep both, and np.load silently read the later one
+            raise ValueError(f"arrays {sorted(twice)} are in the base archive already")
         tmp.write_bytes(base)
     with zipfile.ZipFile(tmp, "a" if base is not None else "w", zipfile.ZIP_DEFLATED, compresslevel=compresslevel) as z:
         _write_members(z, arrays)

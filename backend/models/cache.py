@@ -15,17 +15,24 @@ _per_model_lock = threading.Lock()
 
 
 def per_model(model: object, name: str, make: Callable[[], Any]) -> Any:
-    """``make()``, made once per model object and kept while it lives (keyed by the object's
+    """``make()``, made once per model object and dropped with it (keyed by the object's
     identity, checked through a weak reference: a model is not hashable, and a new model at a
-    reused address must not get the old one's value)."""
+    reused address must not get the old one's value). ``make`` runs outside the lock: two
+    threads may both make a value the first time, and the first stored wins."""
     key = (id(model), name)
+    hit = _per_model.get(key)
+    if hit is not None and hit[0]() is model:
+        return hit[1]
+    value = make()
     with _per_model_lock:
         hit = _per_model.get(key)
         if hit is not None and hit[0]() is model:
             return hit[1]
-        value = make()
         _per_model[key] = (weakref.ref(model), value)
-        return value
+    # the entry (a compressed mesh archive is megabytes) goes when the model does; dict.pop
+    # needs no lock, and the finalizer may run while this thread holds it
+    weakref.finalize(model, _per_model.pop, key, None)
+    return value
 
 
 def stat_key(p: Path) -> str:

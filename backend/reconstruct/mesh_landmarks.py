@@ -15,8 +15,8 @@ taken from the frontal view only; below the eyes they slide along the jaw as the
 jaw line does (fitting.contour_candidates), above they are not used (hairline and forehead
 outline are hidden by hair in most photos, and fall off the model's face region).
 
-Cached in memory and on disk (models.cache.cache_dir) under a key of the model's mean shape,
-the detector's version and :data:`METHOD_VERSION`.
+Cached in memory and on disk (models.cache.cache_dir) under a key of the model's mean shape and
+name, the detector's version and :data:`METHOD_VERSION`.
 
 The default model's correspondence ships with the project (:data:`SHIPPED_DIR`, read before the
 cache) because it is not the same on every machine: the detector's points differ in their last

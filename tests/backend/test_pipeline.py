@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import shutil
 import threading
@@ -245,15 +246,23 @@ def test_skin_surface_map_is_made_once_per_model_and_a_damaged_cache_is_made_aga
     assert np.asarray(Image.open(files[0])).shape == made.shape, "written again"
 
 
-def test_mesh_files_share_the_models_compressed_part_and_keep_their_own_vertices(tmp_path):
-    # the model's arrays are compressed once per process (mesh_file._model_part) and each file
+def test_mesh_files_share_the_models_compressed_part_and_keep_their_own_vertices(tmp_path, monkeypatch):
+    # the model's arrays are compressed once per model (mesh_file._model_part) and each file
     # appends its own vertices and eye colours to a copy of them
+    import zipfile
+    from backend.core import files
     from backend.models.loader import load_model
-    from backend.reconstruct.mesh_file import write_mesh
-    model = load_model()
+    from backend.reconstruct import mesh_file
+    model = copy.copy(load_model())  # a model object of its own: nothing cached for it yet
+    made = []
+    monkeypatch.setattr(mesh_file, "npz_bytes", lambda **kw: made.append(1) or files.npz_bytes(**kw))
     shapes = [model.shape(np.random.default_rng(s).standard_normal(50)) for s in (0, 1)]
     for i, (v, iris) in enumerate(zip(shapes, [(0.3, 0.2, 0.1), (0.1, 0.2, 0.4)])):
-        write_mesh(model, v, tmp_path / f"mesh{i}.npz", iris)
+        mesh_file.write_mesh(model, v, tmp_path / f"mesh{i}.npz", iris)
+    assert len(made) == 1, "the model's part compressed once"
+    for i in (0, 1):
+        names = zipfile.ZipFile(tmp_path / f"mesh{i}.npz").namelist()
+        assert len(names) == len(set(names)), "no member twice"
     with np.load(tmp_path / "mesh0.npz") as a, np.load(tmp_path / "mesh1.npz") as b:
         assert set(a.files) == set(b.files) >= {"vertices", "eye_color", "expression_deltas", "corner_uvs"}
         assert np.array_equal(a["vertices"], shapes[0].astype(np.float32))
@@ -262,3 +271,23 @@ def test_mesh_files_share_the_models_compressed_part_and_keep_their_own_vertices
         assert np.array_equal(a["expression_deltas"], model.expression_basis.astype(np.float32))
         assert np.array_equal(a["expression_deltas"], b["expression_deltas"])
     assert not list(tmp_path.glob("*.tmp*"))
+    # an array already in the base is refused, not written twice
+    with pytest.raises(ValueError, match="vertices"):
+        files.atomic_npz(tmp_path / "x.npz", base=files.npz_bytes(vertices=np.zeros(3)), vertices=np.ones(3))
+    assert not (tmp_path / "x.npz").exists()
+
+
+def test_per_model_values_are_made_once_and_go_with_their_model():
+    import gc
+    from backend.models import cache
+
+    class Model:
+        pass
+    m, calls = Model(), []
+    assert cache.per_model(m, "t", lambda: calls.append(1) or "v") == "v"
+    assert cache.per_model(m, "t", lambda: calls.append(1) or "w") == "v" and len(calls) == 1
+    key = (id(m), "t")
+    assert key in cache._per_model
+    del m
+    gc.collect()
+    assert key not in cache._per_model

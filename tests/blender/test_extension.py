@@ -39,8 +39,12 @@ def test_zip_holds_the_extension_and_not_the_dev_files(built_zip):
     assert {"blender_manifest.toml", "__init__.py", "addon/link/client.py", "backend/service/server.py",
             "protocol/rpc.py", "addon/operators/import_photo.py", "backend/learned/weights/deth.safetensors",
             "backend/learned/weights/au_readout.safetensors"} <= names
-    # the default model's dense-landmark correspondence, which the AU readout was trained with
-    assert any(n.startswith("backend/reconstruct/data/mesh_landmarks_") and n.endswith(".npz") for n in names)
+    # the default model's dense-landmark correspondence, which the AU readout was trained with: the
+    # checkout's one file (test_dense_fit checks it is the readout's), no stale one beside it
+    shipped = sorted(n for n in names if n.startswith("backend/reconstruct/data/mesh_landmarks_"))
+    assert shipped == [str(p.relative_to(REPO)) for p in (REPO / "backend/reconstruct/data").glob("mesh_landmarks_*.npz")]
+    assert len(shipped) == 1
+    assert zipfile.ZipFile(built_zip).read(shipped[0]) == (REPO / shipped[0]).read_bytes()
     assert not any(n.startswith((".venv", "tests/", "out/", ".git/", "docs/", "scripts/")) for n in names)
     assert not any(n.startswith("backend/learned/train/") for n in names), "training stays in the checkout"
 

@@ -55,8 +55,9 @@ def random_controls(rng: np.random.Generator, rig: list[dict], presets: dict[str
 
 # Lips parted: FACS codes a smile showing the teeth 6+12+25 (AU25, lips part; AU26, jaw drop,
 # often with it), the rig has neither, and the presets stand AU27 in for AU26. Without these
-# samples the readout never saw a smile with parted lips, and on one (the bundled photo, on
-# renders: happy with the jaw 0.3 open) it read AU6 0.28 down from 0.87 with the lips closed.
+# samples the readout never saw a smile with parted lips, and on one (the bundled photo's; on a
+# frontal render of the mean face, happy at 0.9 with the jaw 0.3 open) it read AU6 0.28, against
+# 0.87 with the lips closed (test_dense_fit: 0.58 at full intensity, < 0.05 at 40 deg yaw).
 # How often faces part their lips is a choice, not a measurement: half of the prototypes, a
 # third of the neutral faces.
 PARTED_PROTOTYPE, PARTED_NEUTRAL, PARTED_JAW = 0.5, 0.3, (0.1, 0.4)

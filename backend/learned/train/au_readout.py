@@ -55,10 +55,11 @@ def _figures(pred: np.ndarray, truth: np.ndarray) -> dict:
 SAMPLE_KEYS = ("w", "yaw", "dense", "truth")
 
 
-def load_data(model: MorphableModel, paths: str | list[str], landmarks: bool = True) -> dict[str, np.ndarray]:
+def load_data(model: MorphableModel, paths: str | list[str], landmarks: bool = True, log=print) -> dict[str, np.ndarray]:
     """One or more au-data files as one set, each checked: made for this model's rig, holding the
-    detector's points when ``landmarks``, read with this machine's dense-landmark correspondence
-    (files from before the digest was stored carry none, and are taken as read here)."""
+    detector's points when ``landmarks``, read with the dense-landmark correspondence this
+    machine fits with (the shipped one for the default model). Files from before the digest was
+    stored carry none: taken as read with it, and named in the log."""
     paths = [paths] if isinstance(paths, str) else list(paths)
     controls = [c["key"] for c in au_rig(model)]
     corr = mesh_landmarks.mesh_landmarks(model).digest
@@ -69,11 +70,19 @@ def load_data(model: MorphableModel, paths: str | list[str], landmarks: bool = T
                 raise ValueError(f"{f} was made for another rig; make the data again (au-data)")
             if landmarks and "dense" not in z:
                 raise ValueError(f"{f} holds no detector points; make the data again (au-data)")
-            if "correspondence" in z and str(z["correspondence"]) != corr:
-                raise ValueError(f"{f} was read with another dense-landmark correspondence ({z['correspondence']}, "
-                                 f"this machine's is {corr}); make the data again (au-data), or train where it "
-                                 "was made")
+            if "correspondence" not in z:
+                if log is not None:
+                    log(f"  {f} records no correspondence (made before the digest was stored): taken as read "
+                        f"with {corr}")
+            elif str(z["correspondence"]) != corr:
+                raise ValueError(f"{f} was read with dense-landmark correspondence {z['correspondence']}, but this "
+                                 f"backend fits {model.name} with {corr} (another detector version, model file or "
+                                 "correspondence method); make the data again (au-data) with this backend")
             parts.append({k: z[k] for k in SAMPLE_KEYS if k in z})
+    keys = set(parts[0])
+    if any(set(p) != keys for p in parts):
+        raise ValueError(f"{', '.join(paths)} do not hold the same arrays (some have no detector points); make "
+                         "them again with au-data")
     return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
 
 
@@ -82,9 +91,9 @@ def train_readout(model: MorphableModel, data: str | list[str], val: str, out: s
     """Train and export the readout on one or more au-data files; ``landmarks`` adds the
     detector's lid, brow, cheek and mouth geometry to its inputs (the data must hold the points:
     au-data since the features exist)."""
-    z, zv = load_data(model, data, landmarks), load_data(model, val, landmarks)
+    z, zv = load_data(model, data, landmarks, log), load_data(model, val, landmarks, log)
     controls = [c["key"] for c in au_rig(model)]
-    corr = mesh_landmarks.mesh_landmarks(model).digest
+    corr = mesh_landmarks.mesh_landmarks(model).digest  # what load_data checked the files against
     active = fitting.active_expressions(model)
     shapes = [model.expression_names[i] for i in active]
     lm_norm = lm = lm_v = None
