@@ -4,12 +4,13 @@ The landmark fit explains the points with the model's expression shapes under a 
 weights come back shrunk and confused where points cannot tell AUs apart (AU1 against AU4 on the
 brows, AU6 and AU7 on the lids): measured on renders of known expressions, present AUs read at
 about half their value (docs/au_accuracy.md). The readout maps the fitted weights (the shapes the
-fit estimates), the head's yaw and -- for readouts trained on them (v2) -- lid, brow, cheek and
-mouth measurements on the detector's own points (:func:`landmark_features`) to the AU rig's
-control values. It is a learned prior from the rig: a two-layer MLP trained on renders of the
-default model at random expressions -- EMFACS prototypes at random intensity, random AU
-combinations, neutral -- with random identities, poses, lighting and painted looks
-(backend.learned.train.au_data); synthetic only, see the model card. It runs in numpy (a few microseconds), so the photo step needs no torch.
+fit estimates), the head's yaw and -- for readouts trained on them (v2 and later) -- lid, brow,
+cheek and mouth measurements on the detector's own points (:func:`landmark_features`) to the AU
+rig's control values. It is a learned prior from the rig: a two-layer MLP trained on renders of
+the default model at random expressions -- EMFACS prototypes at random intensity, some with the
+lips parted, random AU combinations, neutral -- with random identities, poses, lighting and
+painted looks (backend.learned.train.au_data); synthetic only, see the model card. It runs in
+numpy (a few microseconds), so the photo step needs no torch.
 
 The geometry stays the fit's (the mesh matches the photo's landmarks, and the scene's sliders and
 the detail maps' source expression are its weights); the readout gives the AU values the job

@@ -89,8 +89,7 @@ class MeshLandmarks:
 
 
 # Correspondences made once and shipped (the default model's: see the module docstring), named
-# as the cache's files; `train-au-readout` writes the one its data was read with here when it
-# writes the shipped readout.
+# as the cache's files; :func:`ship` writes them (`train-au-readout`, with the shipped readout).
 SHIPPED_DIR = Path(__file__).resolve().parent / "data"
 
 
@@ -266,6 +265,19 @@ def _read(path: Path) -> MeshLandmarks | None:
 def save(hit: MeshLandmarks, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     atomic_npz(path, vertices=hit.vertices, sliding=hit.sliding, spread_mm=hit.spread_mm)
+
+
+def ship(model: MorphableModel) -> tuple[Path, list[Path]]:
+    """Put the correspondence this backend fits ``model`` with into :data:`SHIPPED_DIR` (the
+    training of the shipped AU readout does, so the two travel together), and remove any other
+    there (another detector version's: the extension would carry it for nothing). Returns the
+    file written and those removed."""
+    path = shipped_path(model_key(model))
+    save(mesh_landmarks(model), path)
+    removed = [old for old in SHIPPED_DIR.glob("mesh_landmarks_*.npz") if old != path]
+    for old in removed:
+        old.unlink()
+    return path, removed
 
 
 def mesh_landmarks(model: MorphableModel, check=None) -> MeshLandmarks:

@@ -68,6 +68,17 @@ def test_the_default_models_correspondence_is_the_shipped_one_the_readout_was_tr
     assert au_readout.load().correspondence == corr.digest
 
 
+def test_shipping_writes_the_fitting_correspondence_and_removes_another_versions(model, tmp_path, monkeypatch):
+    monkeypatch.setattr(mesh_landmarks, "SHIPPED_DIR", tmp_path)
+    stale = tmp_path / "mesh_landmarks_0000000000000000.npz"
+    stale.write_bytes(b"another detector version's")
+    path, removed = mesh_landmarks.ship(model)
+    assert removed == [stale] and not stale.exists()
+    assert [p.name for p in tmp_path.iterdir()] == [path.name]
+    with np.load(path) as z:
+        assert (z["vertices"] == mesh_landmarks.mesh_landmarks(model).vertices).all()
+
+
 def test_the_readouts_training_records_its_correspondence_and_refuses_data_read_with_another(model, tmp_path):
     from backend.learned.train import au_data, au_readout as train
     train_file = au_data.generate(model, 6, tmp_path / "train.npz", seed=3, log=None)

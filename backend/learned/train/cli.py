@@ -156,12 +156,9 @@ def _run(args) -> int:
         info = au_readout.train_readout(model, args.data, args.val, to, landmarks=not args.no_landmarks)
         print(f"wrote {to}: validation {info['validation']} (the fit alone: {info['validation_fit_alone']})")
         if not args.to:  # the shipped readout ships the correspondence its fits were made with
-            path = mesh_landmarks.shipped_path(mesh_landmarks.model_key(model))
-            mesh_landmarks.save(mesh_landmarks.mesh_landmarks(model), path)
-            for old in path.parent.glob("mesh_landmarks_*.npz"):
-                if old != path:  # another detector version's: the extension would ship it for nothing
-                    old.unlink()
-                    print(f"removed {old}")
+            path, removed = mesh_landmarks.ship(model)
+            for old in removed:
+                print(f"removed {old}")
             print(f"wrote {path}")
         return 0
     if args.command == "synth":
