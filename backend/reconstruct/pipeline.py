@@ -93,7 +93,7 @@ def _write_geometry(model, rec: FaceReconstruction, neutral: np.ndarray, express
     write_mesh(model, neutral, out / job_files.MESH_FILE, iris_color(photo, rec.detection.points))
     scene = scene_export.scene_description(model, rec.fit.camera, expression, neutral, render_long_side)
     scene.save(out / job_files.SCENE_FILE)
-    save_png(out / job_files.SKIN_SURFACE_FILE, skin_material.surface_map(model), texture.FAST_PNG)
+    save_png(out / job_files.SKIN_SURFACE_FILE, skin_material.surface_map(model))
     return {"mesh": job_files.MESH_FILE, "scene": job_files.SCENE_FILE,
             job_files.SKIN_SURFACE: job_files.SKIN_SURFACE_FILE}
 

@@ -79,7 +79,7 @@ def surface_map(model: MorphableModel, size: int = SURFACE_MAP_SIZE) -> np.ndarr
     out = _make_surface_map(model, size)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        save_png(path, out, 1)
+        save_png(path, out)
     except OSError:
         pass  # a read-only cache only costs the making again next process
     return out

@@ -20,6 +20,7 @@ from __future__ import annotations
 import os
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
@@ -49,7 +50,8 @@ BORDER_FEATHER_PX = 2.0  # the same at the image border
 GUTTER_TEXELS = 2  # rings of extrapolated texels grown around every UV island
 RAY_OFFSET_MM = 0.05  # ray origins lifted off the surface, along the normal and the ray
 RAY_BATCH = 1 << 18
-RAY_SUBSAMPLE_MIN_SIZE = 1024  # from this tile size on, rays are cast on a stride-2 lattice first
+RAY_WORKERS = max(1, min(4, os.cpu_count() or 1))  # threads casting rays (embree lets go of the GIL)
+RAY_SUBSAMPLE_MIN_SIZE = 1024  # from this tile size on, rays are cast on stride-4 and stride-2 lattices first
 MIRROR_TOL_MM = 0.5  # texel and mirrored texel must be mirror images on the neutral model
 OCCLUDER_REGIONS = ("face", "head_neck", "eyeball_left", "eyeball_right")
 FILL_EMPTY = (128, 128, 128)  # the tile's colour when the photo shows none of it
@@ -80,50 +82,92 @@ def _region_triangles(model: MorphableModel, names, extra: tuple[int, int]) -> n
     return np.concatenate(tris)
 
 
-def _visibility(occluded, lay: "UVLayout", pts: np.ndarray, nrm: np.ndarray, view: np.ndarray,
-                cand: np.ndarray, job: Optional[Job], f0: float, f1: float) -> np.ndarray:
-    """True for candidate texels whose ray towards the camera hits the occluder mesh (texel
-    points, normals and view directions given as rows (3,N)).
+def _visibility(occluded, lay: "UVLayout", interp: sparse.csr_matrix, rays: np.ndarray, cand: np.ndarray,
+                job: Optional[Job], f0: float, f1: float) -> np.ndarray:
+    """True for candidate texels whose ray towards the camera hits the occluder mesh; a texel's
+    ray is its row of ``interp`` (:meth:`UVLayout.interpolation`) times ``rays`` (V,6): each
+    vertex's ray origin and direction (any length).
 
-    On tiles of RAY_SUBSAMPLE_MIN_SIZE and up, rays are cast for every other texel in both
-    directions first; a texel between four such samples that agree takes their answer, every
-    other candidate gets its own ray. Occlusion is coherent in UV space, so this casts ~40%
-    of the rays and differs from casting all of them only in slivers narrower than two
-    texels (~10 texels of 4M at 2048²).
+    On tiles of RAY_SUBSAMPLE_MIN_SIZE and up, rays are cast coarse to fine: for every fourth
+    texel in both directions first, then every second, then all; a texel whose two or four
+    neighbours on the coarser lattice agree takes their answer, every other candidate gets its
+    own ray. Occlusion is coherent in UV space, so on the bundled photo's 2048² face tile this
+    casts 7 % of the rays (235 k of 3.4 M) and differs from casting all of them in 21 texels of
+    4 M, slivers narrower than the lattice (measured). Rays go to embree in one batch per core:
+    its queries let go of the GIL (two threads cast a tile's rays in 0.6x the time, measured).
     """
     hit = np.zeros(len(lay.flat), bool)
     n_total = max(int(cand.sum()), 1)
     done = [0]
-    # every ray starts lifted off the surface along the normal and the ray
-    origins = pts + np.float32(RAY_OFFSET_MM) * (nrm + view)
+
+    def one_batch(i: np.ndarray) -> np.ndarray:
+        r = interp[i] @ rays
+        return occluded(r[:, :3], r[:, 3:])
 
     def cast(idx: np.ndarray) -> np.ndarray:
-        out = np.zeros(len(idx), bool)
-        for s in range(0, len(idx), RAY_BATCH):
-            i = idx[s:s + RAY_BATCH]
-            out[s:s + RAY_BATCH] = occluded(origins[:, i].T, view[:, i].T)
-            done[0] += len(i)
-            if job is not None:
-                job.report(f0 + (f1 - f0) * min(done[0] / n_total, 1.0), "Testing which texels the camera sees")
-        return out
+        if len(idx) == 0:
+            return np.zeros(0, bool)
+        n_batch = -(-len(idx) // RAY_BATCH)
+        n_batch += -n_batch % RAY_WORKERS  # every worker gets the same share
+        batches = np.array_split(idx, n_batch)
+        out = []
+        with ThreadPoolExecutor(max_workers=RAY_WORKERS) as pool:
+            for i, res in zip(batches, pool.map(one_batch, batches)):
+                out.append(res)
+                done[0] += len(i)
+                if job is not None:
+                    job.report(f0 + (f1 - f0) * min(done[0] / n_total, 1.0), "Testing which texels the camera sees")
+        return np.concatenate(out)
 
     if lay.size < RAY_SUBSAMPLE_MIN_SIZE:  # small tiles: one ray each is as fast
         idx = np.flatnonzero(cand)
         hit[idx] = cast(idx)
         return hit
-    even, corners_at = lay.lattice()
-    on_idx = np.flatnonzero(cand & even)
-    hit[on_idx] = cast(on_idx)
-    state = np.full(lay.size * lay.size + 1, -1, np.int8)  # lattice samples: -1 none, 0 clear, 1 hit
-    state[lay.flat[on_idx]] = hit[on_idx]  # the last cell stays -1: corners outside the tile
-    rest = np.flatnonzero(cand & ~even)
-    corners = state[corners_at[:, rest]]
-    # row by row: a reduction over the short axis of (4, M) costs 10x as much (measured)
-    agree = (corners[0] >= 0) & (corners[0] == corners[1]) & (corners[0] == corners[2]) & (corners[0] == corners[3])
-    hit[rest[agree]] = corners[0, agree] == 1
-    need = rest[~agree]
-    hit[need] = cast(need)
+    # the samples cast so far on the grid: -1 none, 0 clear, 1 hit; at each finer lattice a texel
+    # takes the answer its two or four neighbours on the coarser one agree on, and is cast where
+    # they do not or one is missing (grid slices: index gathers of the four took 3x as long)
+    size = lay.size
+    state = np.full(size * size, -1, np.int8)
+    grid = state.reshape(size, size)
+    coarse = lay.lattice(4)
+    first = np.flatnonzero(cand & coarse)
+    hit[first] = cast(first)
+    state[lay.flat[first]] = hit[first]
+    for step, done_before in ((2, coarse), (1, lay.lattice(2))):
+        here = np.flatnonzero(cand & (lay.lattice(step) if step > 1 else True) & ~done_before)
+        cells = lay.flat[here]
+        agreed = np.full_like(grid, -1)  # on the full grid: one flat gather, not row/column arithmetic
+        agreed[::step, ::step] = _lattice_agreement(grid[::step, ::step])
+        answer = agreed.ravel()[cells]
+        known = answer >= 0
+        hit[here[known]] = answer[known] == 1
+        need = here[~known]
+        hit[need] = cast(need)
+        state[cells] = hit[here]
     return hit
+
+
+def _lattice_agreement(state: np.ndarray) -> np.ndarray:
+    """(S,S) int8 of -1/0/1 known only on the even/even lattice -> for every texel off it, the
+    value its lattice neighbours (two along a lattice row or column, four in a lattice cell)
+    share, -1 where they differ or one is missing (also past the tile's edge)."""
+    size = state.shape[0]
+    lat = np.full(((size + 1) // 2 + 1, (size + 1) // 2 + 1), -1, np.int8)  # one row and column of -1 past the edge
+    lat[:-1, :-1] = state[0::2, 0::2]
+
+    def same(*vals):
+        first = vals[0]
+        ok = first >= 0
+        for v in vals[1:]:
+            ok &= v == first
+        return np.where(ok, first, np.int8(-1)).astype(np.int8)
+
+    a, right, down, diag = lat[:-1, :-1], lat[:-1, 1:], lat[1:, :-1], lat[1:, 1:]
+    out = np.full_like(state, -1)
+    out[0::2, 1::2] = same(a, right)[:, : size // 2]
+    out[1::2, 0::2] = same(a, down)[: size // 2, :]
+    out[1::2, 1::2] = same(a, right, down, diag)[: size // 2, : size // 2]
+    return out
 
 
 def _sample_bilinear(image: np.ndarray, gx: np.ndarray, gy: np.ndarray, reduce: int = 1) -> np.ndarray:
@@ -143,11 +187,6 @@ def _sample_bilinear(image: np.ndarray, gx: np.ndarray, gy: np.ndarray, reduce: 
     inside = cv2.remap(img, maps[0], maps[1], cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
     inside[maps[0] < -1e5] = 0.0
     return inside
-
-
-def _norm_rows(v: np.ndarray) -> np.ndarray:
-    """Euclidean length of each column of a (3,N) array."""
-    return np.sqrt(v[0] * v[0] + v[1] * v[1] + v[2] * v[2])
 
 
 def _channels(a: np.ndarray, n: int) -> np.ndarray:
@@ -187,12 +226,30 @@ def pull_push_fill(color: np.ndarray, weight: np.ndarray, empty=FILL_EMPTY) -> n
     cw, ww = levels[-1]
     cur = np.where(ww[..., None] > 0, cw / np.maximum(ww, 1e-12)[..., None],
                    np.asarray(empty, np.float32)).astype(np.float32)
-    for cw, ww in reversed(levels[:-1]):
-        # w * own + (1 - w) * coarse, with the premultiplied w * own = cw
+    for level in range(len(levels) - 2, -1, -1):
+        cw, ww = levels[level]
         cur = np.ascontiguousarray(upsample2(cur, ww.shape))
-        cur = cv2.multiply(cur, _channels(1.0 - ww, n_ch)).reshape(cw.shape)
-        cur = cv2.add(cur, cw).reshape(cw.shape)
+        if level > 0:
+            # w * own + (1 - w) * coarse, with the premultiplied w * own = cw
+            cur = cv2.multiply(cur, _channels(1.0 - ww, n_ch)).reshape(cw.shape)
+            cur = cv2.add(cur, cw).reshape(cw.shape)
+        else:  # the same from the colours themselves, in one OpenCV pass (half the time, measured)
+            cur = _blend(color, cur, ww, 1.0 - ww)
     return cur
+
+
+# cv2.blendLinear divides by (w1 + w2 + 1e-5); with both weights scaled by 2^16 that 1e-5 drops
+# out in float32, and a texel of weights (1, 0) keeps its colour bit for bit (a power-of-two
+# scale is exact both ways)
+_BLEND_SCALE = np.float32(1 << 16)
+
+
+def _blend(a: np.ndarray, b: np.ndarray, wa: np.ndarray, wb: np.ndarray) -> np.ndarray:
+    """(wa * a + wb * b) / (wa + wb) per texel for (H,W,C) float32 images and (H,W) weights;
+    0 where both weights are 0."""
+    out = cv2.blendLinear(a, b, np.ascontiguousarray(wa * _BLEND_SCALE, np.float32),
+                          np.ascontiguousarray(wb * _BLEND_SCALE, np.float32))
+    return out.reshape(a.shape)
 
 
 @dataclass
@@ -229,22 +286,15 @@ class UVLayout:
                 shape=(n, n_vertices))
         return self._interp
 
-    def lattice(self) -> tuple[np.ndarray, np.ndarray]:
-        """For the visibility test's stride-2 rays: which covered texels sit on the even/even
-        lattice, and for every covered texel the grid cells of the four lattice samples around
-        it (size² where a sample would fall outside the tile). Made once per layout."""
+    def lattice(self, step: int) -> np.ndarray:
+        """For the visibility test's coarse-to-fine rays: which covered texels sit on the lattice
+        of every ``step``-th row and column. Made once per layout and step."""
         if self._lattice is None:
-            size = self.size
-            row, col = np.divmod(self.flat, size)
-            even = (row % 2 == 0) & (col % 2 == 0)
-            r0, c0 = row & ~1, col & ~1
-            r1, c1 = r0 + (row & 1) * 2, c0 + (col & 1) * 2
-            outside = (r1 >= size) | (c1 >= size)
-            r1, c1 = np.minimum(r1, size - 1), np.minimum(c1, size - 1)
-            corners = np.stack([r0 * size + c0, r0 * size + c1, r1 * size + c0, r1 * size + c1])
-            corners[:, outside] = size * size
-            self._lattice = (even, corners.astype(np.int32))
-        return self._lattice
+            self._lattice = {}
+        if step not in self._lattice:
+            row, col = np.divmod(self.flat, self.size)
+            self._lattice[step] = (row % step == 0) & (col % step == 0)
+        return self._lattice[step]
 
     def mirror_ok(self, model: MorphableModel) -> Optional[np.ndarray]:
         """(S,S) bool: texels whose column-mirrored texel shows the mirror-image point (see
@@ -322,43 +372,44 @@ def project_texture(model: MorphableModel, vertices: np.ndarray, camera: Camera,
     report(0.0, "Rasterising the UV layout")
     lay = uv_layout(model, lo, hi, tile, size, check)
     flat, inside = lay.flat, lay.inside
+    n_in = int(np.count_nonzero(inside))
 
-    # (2) texel surface points and normals
+    # (2) what the camera makes of every texel: its point in camera coordinates (exact: they are
+    # affine in the point) and the cosine between its normal and the direction to the camera
+    # (interpolated: it differs from the cosine of the interpolated normal by the normal's turn
+    # across one triangle), per vertex times the texel's barycentrics in one sparse product.
+    # Against interpolating points and normals and working from those it takes half the time.
     report(0.1, "Locating texels on the surface", "raster")
     normal_tris = _region_triangles(model, ("face", "head_neck"), (lo, hi))
     vn = vertex_normals(vertices, normal_tris)
-    # texel points and normals, one row per coordinate (3,N): numpy's per-texel steps then run
-    # long contiguous loops (an (N,3) layout made them 2-3x slower on a 2048² tile, measured)
-    both = lay.interpolation(model.n_vertices) @ np.concatenate([vertices, vn], 1).astype(np.float32)
-    pts, nrm = np.ascontiguousarray(both[:, :3].T), np.ascontiguousarray(both[:, 3:].T)
-    del both
-    nrm /= np.maximum(_norm_rows(nrm), 1e-12)
-    view = camera.center.astype(np.float32)[:, None] - pts
-    view /= np.maximum(_norm_rows(view), 1e-9)
-    cosang = nrm[0] * view[0]
-    cosang += nrm[1] * view[1]
-    cosang += nrm[2] * view[2]
-    # camera.project, in float32 (same formula): x_cam = R x + t, pixel = f x/z + centre
-    pc = np.asarray(camera.rotation, np.float32) @ pts
-    pc += np.asarray(camera.translation, np.float32)[:, None]
-    depth = pc[2].copy()
+    to_cam = camera.center[None, :] - vertices
+    dist = np.linalg.norm(to_cam, axis=1, keepdims=True)
+    cos_v = np.einsum("ij,ij->i", vn, to_cam) / np.maximum(dist[:, 0], 1e-9)
+    interp = lay.interpolation(model.n_vertices)
+    # (4,N) rows: long contiguous loops for the per-texel steps; OpenCV's blocked transpose
+    # runs in a third of numpy's strided copy (measured)
+    per_texel = cv2.transpose(interp @ np.column_stack([camera.to_camera(vertices), cos_v]).astype(np.float32))
+    pc, cosang = per_texel[:3], per_texel[3]
+    depth = pc[2]
+    # camera.project, in float32 (same formula): pixel = f x/z + centre
     with np.errstate(divide="ignore", invalid="ignore"):
         xy = np.float32(camera.focal) * pc[:2] / depth
     xy[0] += np.float32(camera.width / 2.0)
     xy[1] += np.float32(camera.height / 2.0)
-    del pc
     hgt, wid = image.shape[:2]
     border = np.minimum(np.minimum(xy[0], wid - xy[0]), np.minimum(xy[1], hgt - xy[1]))
     cand = (cosang > COS_MIN) & (depth > 1.0) & (border > 0.0)
+    del pc, depth
 
-    # (3) visibility
+    # (3) visibility: rays from the texels towards the camera centre, lifted off the surface
+    # along the normal and the ray (per vertex, interpolated for the texels that cast)
     seen = cand.copy()
     report(0.2, "Testing which texels the camera sees", "surface")
     if occlusion and cand.any():
         occ_tris = _region_triangles(model, OCCLUDER_REGIONS, (lo, hi))
-        seen &= ~_visibility(Occlusion(vertices, occ_tris), lay, pts, nrm, view, cand, job, 0.2, 0.7)
-    del view
-    del pts, nrm
+        rays = np.column_stack([vertices + RAY_OFFSET_MM * (vn + to_cam / np.maximum(dist, 1e-9)), to_cam])
+        seen &= ~_visibility(Occlusion(vertices, occ_tris), lay, interp, rays.astype(np.float32), cand,
+                             job, 0.2, 0.7)
 
     # (4) weights and photo colours
     report(0.7, "Sampling the photo", "visibility")
@@ -381,19 +432,24 @@ def project_texture(model: MorphableModel, vertices: np.ndarray, camera: Camera,
         # to photo pixels with the local texel -> pixel scale
         # OpenCV's DIST_C with a 3x3 mask is the exact chessboard distance (as scipy's cdt, 8x faster)
         d_tex = cv2.distanceTransform((~unseen).reshape(size, size).view(np.uint8), cv2.DIST_C, 3)
-        d_px = d_tex.ravel()[flat[seen]] * px_per_texel[seen]
-        grid_w[flat[seen]] *= smoothstep(0.0, EDGE_FEATHER_PX, d_px)
-        del d_tex, d_px
+        at = flat[seen]
+        d_px = d_tex.ravel()[at] * px_per_texel[seen]
+        near = d_px < EDGE_FEATHER_PX  # the rest keep their weight: the ramp is 1 from there on
+        grid_w[at[near]] *= smoothstep(0.0, EDGE_FEATHER_PX, d_px[near])
+        del d_tex, d_px, at, near
     del unseen
     weight = grid_w[flat]
-    grid_c = np.zeros((size, size, 3), np.float32)
     if (weight > 0).any():
         # a photo much finer than the texture would alias under point sampling: box-reduce
-        # it first to about 1-1.5 pixels per texel (one level for the tile, like a mip-map)
-        factor = max(1, int(np.median(px_per_texel[weight > 0]) / 1.5))
+        # it first to about 1-1.5 pixels per texel (one level for the tile, like a mip-map);
+        # the median of every 16th texel's scale is as good as all of them for that
+        factor = max(1, int(np.median(px_per_texel[::16][weight[::16] > 0] if (weight[::16] > 0).any()
+                                      else px_per_texel[weight > 0]) / 1.5))
         # sampled on the whole grid, no gather or scatter: texels of weight 0 (and those off
         # the layout, black) carry colours nothing reads
         grid_c = _sample_bilinear(image, gx, gy, factor)
+    else:
+        grid_c = np.zeros((size, size, 3), np.float32)
     del gx, gy, px_per_texel
     if check:
         check()
@@ -406,28 +462,25 @@ def project_texture(model: MorphableModel, vertices: np.ndarray, camera: Camera,
         ok = lay.mirror_ok(model)
         if ok is not None:
             fill_w, fill_c, add = mirror_blend(fill_w, grid_c, ok)
-            mirrored = float(add.ravel()[flat[inside]].sum()) / max(int(inside.sum()), 1)
+            mirrored = float(add.ravel()[flat] @ inside) / max(n_in, 1)
     del grid_c
     if check:
         check()
-    full = np.flatnonzero(fill_w.ravel() >= 1.0)
+    # bit-exact where the photo (or its mirror) is fully trusted: the fill keeps weight-1 texels
     out = pull_push_fill(fill_c, fill_w).reshape(-1, 3)
-    out[full] = fill_c.reshape(-1, 3)[full]  # bit-exact where the photo (or its mirror) is fully trusted
     del fill_c, fill_w
-    rgb = np.empty((size * size, 3), np.uint8)
-    np.clip(np.rint(out, out=out), 0, 255, out=out)
-    rgb[:] = out
+    # rounded to nearest (ties to even, as np.rint) and saturated in one OpenCV pass; the fill's
+    # colours are never negative, so its absolute value changes nothing
+    rgb = cv2.convertScaleAbs(out.reshape(size, size, 3))
     del out
-    rgb = rgb.reshape(size, size, 3)
     w2 = grid_w.reshape(size, size)
 
-    n_in = int(inside.sum())
     coverage = {
         "texels": n_in,
-        "seen_fraction": round(float(seen[inside].sum()) / max(n_in, 1), 4),
-        "mean_weight": round(float(weight[inside].sum()) / max(n_in, 1), 4),
-        "facing_fraction": round(float(cand[inside].sum()) / max(n_in, 1), 4),
-        "occluded_fraction": round(float((cand & ~seen)[inside].sum()) / max(n_in, 1), 4),
+        "seen_fraction": round(int(np.count_nonzero(seen & inside)) / max(n_in, 1), 4),
+        "mean_weight": round(float(weight @ inside) / max(n_in, 1), 4),
+        "facing_fraction": round(int(np.count_nonzero(cand & inside)) / max(n_in, 1), 4),
+        "occluded_fraction": round(int(np.count_nonzero(cand & ~seen & inside)) / max(n_in, 1), 4),
         "mirrored_weight": round(mirrored, 4),
     }
     report(1.0, "Texture done", "fill")
@@ -439,39 +492,36 @@ def mirror_blend(weight: np.ndarray, colors: np.ndarray, ok: np.ndarray):
     On the tile's grid: ``weight`` (S,S), ``colors`` (S,S,3), ``ok`` (S,S) true where a texel
     and its column-mirrored texel show mirror-image points (:meth:`UVLayout.mirror_ok`).
     Returns (blended weight, blended colours, weight added), the same shapes; texels that gain
-    nothing keep their colour exactly. Done as grid flips and OpenCV products: 0.18 s -> 0.05 s
-    a 2048² tile against index gathers (measured)."""
+    nothing keep their colour (bit for bit where their weight is 1, to float rounding below;
+    0 where neither is seen). Done as grid flips and OpenCV blends, not index gathers."""
     weight = np.ascontiguousarray(weight, np.float32)
     colors = np.ascontiguousarray(colors, np.float32)
     wm = cv2.flip(weight, 1)
     wm *= ok
     add = (1.0 - weight) * wm
     fill_w = weight + add
-    with np.errstate(divide="ignore", invalid="ignore"):
-        own = np.where(fill_w > 0, weight / fill_w, 0.0).astype(np.float32)  # exactly 1 where add is 0
-        mir = np.where(fill_w > 0, add / fill_w, 0.0).astype(np.float32)
-    n_ch = colors.shape[2]
-    fill_c = cv2.add(cv2.multiply(colors, _channels(own, n_ch)),
-                     cv2.multiply(cv2.flip(colors, 1), _channels(mir, n_ch))).reshape(colors.shape)
+    # (weight * own + add * mirrored) / fill_w in one OpenCV pass: 0.12 -> 0.07 s a 2048² tile
+    # against four products and sums (measured)
+    fill_c = _blend(colors, cv2.flip(colors, 1), weight, add)
     return fill_w, fill_c, add
 
 
 def _pixels_per_texel(gx: np.ndarray, gy: np.ndarray, flat: np.ndarray) -> np.ndarray:
     """Photo pixels per texel step at every covered texel (from neighbouring projections: the
     photo position maps ``gx``, ``gy`` (S,S), NaN off the layout)."""
-    per_axis = []
-    for ax in (0, 1):
-        s = np.hypot(np.diff(gx, axis=ax), np.diff(gy, axis=ax))
-        pad_f = [(0, 0), (0, 0)]
-        pad_b = [(0, 0), (0, 0)]
-        pad_f[ax], pad_b[ax] = (0, 1), (1, 0)
-        fwd = np.pad(s, pad_f, constant_values=np.nan)
-        bwd = np.pad(s, pad_b, constant_values=np.nan)
-        # the smaller of the two sides: a neighbour across a UV seam (another island) is a jump
-        per_axis.append(np.fmin(fwd, bwd))
-    st = np.fmax(per_axis[0], per_axis[1])  # the stretched direction counts
-    out = st.ravel()[flat]
-    return np.nan_to_num(out, nan=1.0)
+    # OpenCV's magnitude of the differences: np.hypot and np.diff's copies took 2.5x as long
+    rows = cv2.magnitude(cv2.subtract(gx[1:], gx[:-1]), cv2.subtract(gy[1:], gy[:-1]))  # (S-1, S)
+    cols = cv2.magnitude(cv2.subtract(gx[:, 1:], gx[:, :-1]), cv2.subtract(gy[:, 1:], gy[:, :-1]))
+    # per axis, the smaller of a texel's two sides: a neighbour across a UV seam (another
+    # island) is a jump; a side off the layout is NaN, which fmin and fmax pass over
+    down = np.empty_like(gx)
+    down[0], down[-1] = rows[0], rows[-1]
+    np.fmin(rows[1:], rows[:-1], out=down[1:-1])
+    across = np.empty_like(gx)
+    across[:, 0], across[:, -1] = cols[:, 0], cols[:, -1]
+    np.fmin(cols[:, 1:], cols[:, :-1], out=across[:, 1:-1])
+    np.fmax(down, across, out=down)  # the stretched direction counts
+    return np.nan_to_num(down.ravel()[flat], nan=1.0, copy=False)
 
 
 def _mirror_partner(model: MorphableModel, tv: np.ndarray, tris_px: np.ndarray, ras: raster.TexelRaster,
@@ -507,18 +557,12 @@ def _mirror_partner(model: MorphableModel, tv: np.ndarray, tris_px: np.ndarray, 
     return np.where(ok, j, -1)
 
 
-# zlib level of the texture PNGs: 1 writes a 2048² tile in 0.2 s instead of 0.31 s (level 3) for
-# a file 11 % larger (2.4 vs 2.1 MB, measured on the astronaut's): the photo step is interactive.
-FAST_PNG = 1
-
-
 def save_texture(result: TextureResult, folder: str | os.PathLike, role: str) -> dict[str, str]:
     """Write the texture of job-file ``role`` and its 8-bit weight mask into ``folder``; returns
     the job-file roles {role: file, role_mask: file} (``protocol.job.texture_files``)."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     files = texture_files(role)
-    save_png(folder / files[role], np.ascontiguousarray(result.rgb), FAST_PNG)
-    save_png(folder / files[f"{role}_mask"], np.clip(np.rint(result.mask * 255.0), 0, 255).astype(np.uint8),
-             FAST_PNG)
+    save_png(folder / files[role], result.rgb)
+    save_png(folder / files[f"{role}_mask"], cv2.convertScaleAbs(result.mask, alpha=255.0))  # mask in 0..1
     return files

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from backend.core.image_io import load_rgb
+from backend.core.image_io import load_rgb, save_png
 
 from conftest import PHOTO
 
@@ -51,3 +51,17 @@ def test_cmyk_and_exif_rotated_jpegs(tmp_path):
     arr = load_rgb(rotated)
     assert arr.shape == np.asarray(rgb).shape
     assert np.abs(arr.astype(int) - np.asarray(rgb)).mean() < 8, "shown upright, as a viewer shows it"
+
+
+@pytest.mark.parametrize("shape,dtype,mode", [((37, 53, 3), np.uint8, "RGB"), ((37, 53, 4), np.uint8, "RGBA"),
+                                              ((37, 53), np.uint8, "L"), ((37, 53), np.uint16, "I;16")])
+def test_png_written_reads_back_the_same(shape, dtype, mode, tmp_path):
+    # channel order (OpenCV writes BGR) and bit depth survive; nothing is left beside the file
+    arr = np.random.default_rng(3).integers(0, np.iinfo(dtype).max, shape, dtype=dtype, endpoint=True)
+    out = save_png(tmp_path / "a.png", arr)
+    with Image.open(out) as im:
+        assert im.mode == mode
+        assert np.array_equal(np.asarray(im), arr)
+    assert [p.name for p in tmp_path.iterdir()] == ["a.png"]
+    with pytest.raises(ValueError, match="uint8/uint16"):
+        save_png(tmp_path / "b.png", arr.astype(np.float32))

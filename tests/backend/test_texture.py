@@ -408,3 +408,21 @@ def test_upsample2_is_the_bilinear_two_times_filter():
         got = upsample2(a, crop)
         assert got.shape == crop + shape[2:] and got.dtype == np.float32
         assert np.abs(got - want[: crop[0], : crop[1]]).max() < 1e-6
+
+
+def test_fill_and_mirror_keep_fully_trusted_texels_bit_for_bit():
+    rng = np.random.default_rng(5)
+    w = np.where(rng.random((64, 64)) < 0.5, 1.0, rng.random((64, 64)) * 0.9).astype(np.float32)
+    w[rng.random((64, 64)) < 0.2] = 0.0
+    c = (rng.random((64, 64, 3)) * 255).astype(np.float32)
+    ok = rng.random((64, 64)) < 0.7
+    fill_w, fill_c, add = texture.mirror_blend(w, c, ok)
+    keep = (add == 0) & (w == 1)
+    assert keep.sum() > 500 and np.array_equal(fill_c[keep], c[keep])
+    gain = add > 0  # a blend of own and mirrored colour, by their weights
+    want = (c * w[..., None] + c[:, ::-1] * add[..., None])[gain] / fill_w[gain][:, None]
+    assert gain.sum() > 300 and np.abs(fill_c[gain] - want).max() < 1e-3
+    out = texture.pull_push_fill(fill_c, fill_w)
+    full = fill_w >= 1.0
+    assert np.array_equal(out[full], fill_c[full])
+    assert np.isfinite(out).all() and out.min() >= 0.0 and out.max() <= 255.0

@@ -65,8 +65,8 @@ def photo_lighting(job_dir: str, job: Job | None = None) -> dict:
     radiance = world_radiance_sh(light.sh, rec.fit.camera) * k
     env = environment(radiance, toward_camera=toward_camera(rec.fit.camera, vertices[: model.regions["face"][0][1]].mean(0)))
     job.check()
-    save_png(folder / files["albedo"], face_tile.rgb(k), 1)
-    save_png(folder / files["head_albedo"], head_tile.rgb(k), 1)
+    save_png(folder / files["albedo"], face_tile.rgb(k))
+    save_png(folder / files["head_albedo"], head_tile.rgb(k))
     exr_io.write_channels(folder / files["environment"], [env[..., 0], env[..., 1], env[..., 2]], unit="radiance")
     stats = {"face": face_tile.stats, "head": head_tile.stats, "lighting_residual": light.stats["lighting_residual"],
              "albedo_scale": round(k, 4),

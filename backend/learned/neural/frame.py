@@ -108,7 +108,7 @@ def neural_frame(job_dir: str, rasters_path: str, out_path: str, job: Job | None
     rgba = render(loaded, r)
     out = Path(out_path)
     out.parent.mkdir(parents=True, exist_ok=True)
-    save_png(out, (rgba * 255 + 0.5).astype(np.uint8), 1)  # atomic
+    save_png(out, (rgba * 255 + 0.5).astype(np.uint8))  # atomic
     stats = {"seconds": round(time.perf_counter() - t0, 3), "face_pixels": int((r.face > 0).sum()),
              "size": list(r.shape)}
     return {"image": str(out.resolve()), "stats": stats}
