@@ -2,7 +2,9 @@
 
 Per frame: the face is tracked (the dense mesh placed on a crop around the previous frame's
 points; a full detection when that fails or on the first frame), then fitted with the face's
-identity held fixed, starting from the previous frame's pose and expression. Frames without a
+identity held fixed, starting from the previous frame's pose and expression. Decoding and
+tracking run in a worker thread a few frames ahead of the fits (MediaPipe and the decoder let go
+of the GIL; the two cores then share the work). Frames without a
 face are listed and filled by straight lines between their neighbours. The controls' curves are
 smoothed (smooth.zero_lag) and reduced to keys (keys.reduce_keys); the head's rotation is kept
 relative to the first tracked frame.
@@ -10,6 +12,8 @@ relative to the first tracked frame.
 
 from __future__ import annotations
 
+import queue
+import threading
 import time
 from pathlib import Path
 
@@ -31,6 +35,7 @@ from . import keys, smooth, video
 DEFAULT_TOLERANCE = 0.02  # control units: 2 % of a slider's range
 LONG_LOSS_S = 0.5  # a run of lost frames at least this long is named in the warnings
 OUTER_PASSES = 2  # outline correspondences: a frame moves little from the last one
+TRACK_AHEAD = 4  # frames decoded and tracked before their fit (a few 640x480 frames: ~4 MB)
 
 
 def _track(frame: np.ndarray, prev: np.ndarray | None) -> Detection | None:
@@ -45,6 +50,51 @@ def _track(frame: np.ndarray, prev: np.ndarray | None) -> Detection | None:
     except NoFaceError:
         return None
     return det
+
+
+def _tracked(video_path: str, max_frames: int | None):
+    """(index, time, (width, height), detection or None, tracking seconds) per frame, decoded and
+    tracked in a worker thread up to TRACK_AHEAD frames ahead; its errors are raised here. Each
+    frame is tracked from the last frame's points whatever its fit makes of them."""
+    out: queue.Queue = queue.Queue(maxsize=TRACK_AHEAD)
+    stop = threading.Event()
+    done = object()
+
+    def put(item) -> None:
+        while not stop.is_set():
+            try:
+                out.put(item, timeout=0.1)
+                return
+            except queue.Full:
+                continue
+
+    def work() -> None:
+        prev = None
+        try:
+            for i, t, frame in video.frames(video_path, max_frames):
+                if stop.is_set():
+                    return
+                a = time.perf_counter()
+                det = _track(frame, prev)
+                prev = det.dense_points if det is not None else None
+                put((i, t, (frame.shape[1], frame.shape[0]), det, time.perf_counter() - a))
+            put(done)
+        except BaseException as exc:  # noqa: BLE001 -- handed to the fitting thread, which raises it
+            put(exc)
+
+    worker = threading.Thread(target=work, name="capture-track", daemon=True)
+    worker.start()
+    try:
+        while True:
+            item = out.get()
+            if item is done:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:  # finished, failed or cancelled: the worker stops at its next frame
+        stop.set()
+        worker.join()
 
 
 def _fill(values: np.ndarray, ok: np.ndarray) -> np.ndarray:
@@ -90,40 +140,40 @@ def capture(job_dir: str, video_path: str, name: str = "", tolerance: float = DE
 
     job.report(0.0, f"Tracking the face in {Path(video_path).name} ({info.width}x{info.height}, {info.fps:g} fps)")
     W, angles, times, lost = [], [], [], []
-    prev_pts, prev_fit = None, None
+    prev_fit = None
     t_track = t_fit = 0.0
     t0 = time.perf_counter()
     size = None
-    for i, t, frame in video.frames(video_path, max_frames):
-        job.check()
-        size = (frame.shape[1], frame.shape[0])
-        times.append(t)
-        a = time.perf_counter()
-        det = _track(frame, prev_pts)
-        b = time.perf_counter()
-        t_track += b - a
-        fit = None
-        if det is not None:
-            try:
-                fit = fitting.fit_model(model, det, size, identity=identity, start=prev_fit, max_outer=OUTER_PASSES,
-                                        posterior=False)
-            except FaceDetError:
-                fit = None
-        t_fit += time.perf_counter() - b
-        if fit is None:
-            lost.append(i)
-            W.append(np.full(len(names), np.nan))
-            angles.append(np.full(3, np.nan))
-            prev_pts, prev_fit = None, None
-        else:
-            W.append(np.asarray(fit.expression))
-            angles.append(np.asarray(fitting.rotation_angles(np.asarray(fit.camera.rotation))))
-            prev_pts = det.dense_points
-            prev_fit = fit
-        if total:
-            job.report(min(0.95, 0.95 * (i + 1) / total), f"Frame {i + 1} of {total}")
-        elif (i + 1) % 30 == 0:
-            job.report(0.5, f"Frame {i + 1}")
+    tracked = _tracked(video_path, max_frames)
+    try:
+        for i, t, size, det, dt in tracked:
+            job.check()
+            times.append(t)
+            t_track += dt
+            b = time.perf_counter()
+            fit = None
+            if det is not None:
+                try:
+                    fit = fitting.fit_model(model, det, size, identity=identity, start=prev_fit, max_outer=OUTER_PASSES,
+                                            posterior=False)
+                except FaceDetError:
+                    fit = None
+            t_fit += time.perf_counter() - b
+            if fit is None:
+                lost.append(i)
+                W.append(np.full(len(names), np.nan))
+                angles.append(np.full(3, np.nan))
+                prev_fit = None
+            else:
+                W.append(np.asarray(fit.expression))
+                angles.append(np.asarray(fitting.rotation_angles(np.asarray(fit.camera.rotation))))
+                prev_fit = fit
+            if total:
+                job.report(min(0.95, 0.95 * (i + 1) / total), f"Frame {i + 1} of {total}")
+            elif (i + 1) % 30 == 0:
+                job.report(0.5, f"Frame {i + 1}")
+    finally:  # a cancel or error stops the tracking worker now, not when garbage is collected
+        tracked.close()
     if not times:
         raise BadRequestError(f"{Path(video_path).name} has no frames.", "Choose another clip.")
     n = len(times)

@@ -57,7 +57,13 @@ def atomic_npz(path: Path, compresslevel: int = 6, base: bytes | None = None, **
             twice = {n[:-4] for n in z.namelist()} & set(arrays)
         if twice:  # zip would keep both, and np.load silently read the later one
             raise ValueError(f"arrays {sorted(twice)} are in the base archive already")
-        tmp.write_bytes(base)
-    with zipfile.ZipFile(tmp, "a" if base is not None else "w", zipfile.ZIP_DEFLATED, compresslevel=compresslevel) as z:
-        _write_members(z, arrays)
-    os.replace(tmp, path)
+    try:
+        if base is not None:
+            tmp.write_bytes(base)
+        with zipfile.ZipFile(tmp, "a" if base is not None else "w", zipfile.ZIP_DEFLATED,
+                             compresslevel=compresslevel) as z:
+            _write_members(z, arrays)
+        os.replace(tmp, path)
+    except BaseException:  # a failed or cancelled write leaves neither a half file nor its temp
+        tmp.unlink(missing_ok=True)
+        raise

@@ -153,3 +153,27 @@ def test_key_reduction_keeps_the_curve_within_tolerance():
         assert keys.max_error(t, v, idx) <= tol
     assert len(keys.reduce_keys(t, v, 0.05)) < len(keys.reduce_keys(t, v, 0.01)) < 60
     assert keys.reduce_keys(t, v, 0.0) == list(range(200)) or keys.max_error(t, v, keys.reduce_keys(t, v, 0.0)) == 0
+
+
+def test_cancel_and_a_decoder_error_stop_the_tracking_worker(scene, tmp_path, monkeypatch):
+    import threading
+
+    from backend.core.errors import CancelledError
+    from backend.core.progress import Job
+
+    root, frames = scene
+    clip = str(_write(tmp_path / "c.mp4", frames[:12]))
+    job = Job(lambda f, m: job.cancel() if m.startswith("Frame 3") else None)
+    with pytest.raises(CancelledError):
+        track.capture(str(root / "job"), clip, name="c", job=job)
+    assert not [t for t in threading.enumerate() if t.name == "capture-track"], "the worker stopped with the cancel"
+    assert not (root / "job" / "capture_c.json").exists()
+
+    def broken(path, max_frames=None):
+        yield 0, 0.0, frames[0]
+        raise OSError("decoder gave up at frame 1")
+
+    monkeypatch.setattr(track.video, "frames", broken)
+    with pytest.raises(OSError, match="frame 1"):
+        track.capture(str(root / "job"), clip, name="c")
+    assert not [t for t in threading.enumerate() if t.name == "capture-track"]

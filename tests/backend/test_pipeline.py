@@ -275,6 +275,14 @@ def test_mesh_files_share_the_models_compressed_part_and_keep_their_own_vertices
     with pytest.raises(ValueError, match="vertices"):
         files.atomic_npz(tmp_path / "x.npz", base=files.npz_bytes(vertices=np.zeros(3)), vertices=np.ones(3))
     assert not (tmp_path / "x.npz").exists()
+    # a write that fails half way (an array numpy will not store without pickle) keeps the earlier
+    # file and leaves no temp beside it
+    before = (tmp_path / "mesh0.npz").read_bytes()
+    with pytest.raises(ValueError, match="pickle"):
+        files.atomic_npz(tmp_path / "mesh0.npz", base=files.npz_bytes(faces=np.zeros(3)),
+                         vertices=np.ones(3), names=np.array([{"a": 1}], dtype=object))
+    assert (tmp_path / "mesh0.npz").read_bytes() == before
+    assert not list(tmp_path.glob("*.tmp*"))
 
 
 def test_per_model_values_are_made_once_and_go_with_their_model():
