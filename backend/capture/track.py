@@ -35,7 +35,7 @@ from . import keys, smooth, video
 DEFAULT_TOLERANCE = 0.02  # control units: 2 % of a slider's range
 LONG_LOSS_S = 0.5  # a run of lost frames at least this long is named in the warnings
 OUTER_PASSES = 2  # outline correspondences: a frame moves little from the last one
-TRACK_AHEAD = 4  # frames decoded and tracked before their fit (a few 640x480 frames: ~4 MB)
+TRACK_AHEAD = 4  # frames tracked ahead of their fit (their detections wait, not the images)
 
 
 def _track(frame: np.ndarray, prev: np.ndarray | None) -> Detection | None:
