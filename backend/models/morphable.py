@@ -104,13 +104,17 @@ class MorphableModel:
               vertices: np.ndarray | slice | None = None) -> np.ndarray:
         """Vertex positions (mm) for the given coefficients, optionally only some vertices."""
         sel = slice(None) if vertices is None else vertices
-        v = self.neutral[sel].astype(np.float64)
-        if identity is not None and len(identity):
-            k = len(identity)
-            v = v + np.tensordot(np.asarray(identity, np.float64), self.identity_basis[:k, sel], axes=1)
-        if expression is not None and len(expression):
-            v = v + np.tensordot(np.asarray(expression, np.float64), self.expression_basis[:, sel], axes=1)
-        return v
+        k = 0 if identity is None else len(identity)
+        with_expression = expression is not None and len(expression)
+        return _combine(self.neutral[sel], self.identity_basis[:k, sel],
+                        self.expression_basis[:, sel] if with_expression else None, identity, expression)
+
+    def at(self, vertices: np.ndarray) -> "VertexSubset":
+        """The model's mean and bases at some vertices, sliced once: for shapes asked of the same
+        vertices many times (a video's fit marches its outline ~5 times a frame; slicing 53
+        expression shapes each time cost 3.4 ms, measured)."""
+        return VertexSubset(self.neutral[vertices].astype(np.float64), self.identity_basis[:, vertices],
+                            self.expression_basis[:, vertices])
 
     def expression_index(self, name: str) -> int:
         return self.expression_names.index(name)
@@ -121,3 +125,33 @@ def facs_table(expression_names: list[str], table: dict[int, tuple[str, list[str
     models carry the default model's shapes, so its table serves them too)."""
     return {n: FacsUnit(n, name, tuple(s)) for n, (name, s) in table.items()
             if all(x in expression_names for x in s)}
+
+
+def _combine(neutral: np.ndarray, identity_basis: np.ndarray, expression_basis: np.ndarray | None,
+             identity: np.ndarray | None, expression: np.ndarray | None) -> np.ndarray:
+    """neutral + identity . identity_basis + expression . expression_basis, in float64."""
+    v = neutral.astype(np.float64)
+    if identity is not None and len(identity):
+        v = v + np.tensordot(np.asarray(identity, np.float64), identity_basis[:len(identity)], axes=1)
+    if expression is not None and len(expression):
+        v = v + np.tensordot(np.asarray(expression, np.float64), expression_basis, axes=1)
+    return v
+
+
+@dataclass(frozen=True)
+class VertexSubset:
+    """A model's mean (n,3) and bases (K,n,3), (E,n,3) at some vertices (:meth:`MorphableModel.at`)."""
+
+    neutral: np.ndarray
+    identity_basis: np.ndarray
+    expression_basis: np.ndarray
+
+    def shape(self, identity: np.ndarray | None = None, expression: np.ndarray | None = None) -> np.ndarray:
+        """As :meth:`MorphableModel.shape` at these vertices."""
+        return _combine(self.neutral, self.identity_basis, self.expression_basis, identity, expression)
+
+    def mean(self) -> "VertexSubset":
+        """The same averaged over the vertices (one vertex): its shape is the mean of theirs."""
+        return VertexSubset(self.neutral.mean(0, keepdims=True),
+                            self.identity_basis.astype(np.float64).mean(1, keepdims=True),
+                            self.expression_basis.astype(np.float64).mean(1, keepdims=True))

@@ -40,7 +40,7 @@ from protocol.job import Camera, Detection, Fit
 from ..core.errors import FitError
 from ..core.progress import Job
 from ..models.emotions import EMFACS
-from ..models.morphable import MorphableModel
+from ..models.morphable import MorphableModel, VertexSubset
 from ..vision.dense import FACE_OVAL, TO_68
 from . import mesh_landmarks
 from .pinhole import DEFAULT_FOV_DEG, FRONTAL, focal_for, rotation_angles  # noqa: F401 - used as fitting.*
@@ -121,40 +121,8 @@ class ContourCandidates:
     side: list[int]  # -1: subject's right (outward = -x), +1: left
     all_vertices: np.ndarray  # union of the candidates (sorted)
     positions: list[np.ndarray]  # for each landmark, its candidates' indices into all_vertices
-    bases: "_Subset | None" = None  # the model's arrays at all_vertices, for march_contour
-
-
-@dataclass
-class _Subset:
-    """The model's mean and bases at some vertices, sliced once: a video's fit marches its
-    outline ~5 times a frame, and slicing 53 expression shapes each time cost 3.4 ms (measured)."""
-
-    neutral: np.ndarray  # (n, 3) float64
-    identity: np.ndarray  # (K, n, 3)
-    expression: np.ndarray  # (E, n, 3)
-    centre: tuple[np.ndarray, np.ndarray, np.ndarray]  # the same, averaged over the 68 landmark vertices
-
-    @classmethod
-    def of(cls, model: MorphableModel, vertices: np.ndarray) -> "_Subset":
-        lm = np.asarray(model.landmark_vertices)
-        centre = (model.neutral[lm].astype(np.float64).mean(0), model.identity_basis[:, lm].astype(np.float64).mean(1),
-                  model.expression_basis[:, lm].astype(np.float64).mean(1))
-        return cls(model.neutral[vertices].astype(np.float64), model.identity_basis[:, vertices],
-                   model.expression_basis[:, vertices], centre)
-
-    def shape(self, identity: np.ndarray, expression: np.ndarray) -> np.ndarray:
-        """As MorphableModel.shape at these vertices."""
-        v = self.neutral
-        if len(identity):
-            v = v + np.tensordot(np.asarray(identity, np.float64), self.identity[:len(identity)], axes=1)
-        if len(expression):
-            v = v + np.tensordot(np.asarray(expression, np.float64), self.expression, axes=1)
-        return v
-
-    def mean_landmark(self, identity: np.ndarray, expression: np.ndarray) -> np.ndarray:
-        """The mean of MorphableModel.shape over the 68 landmark vertices."""
-        n, b_id, b_ex = self.centre
-        return n + np.asarray(identity, np.float64) @ b_id[:len(identity)] + np.asarray(expression, np.float64) @ b_ex
+    bases: VertexSubset | None = None  # the model at all_vertices, for march_contour
+    centre: VertexSubset | None = None  # the model averaged over its 68 landmark vertices
 
 
 # (id(model), which points) -> (weak reference to the model, their candidates); MorphableModel is unhashable.
@@ -199,7 +167,8 @@ def slide_candidates(model: MorphableModel, landmarks: list[int], defaults: np.n
         cands.append(np.sort(idx).astype(np.int64))
     all_v = np.unique(np.concatenate(cands))
     pos = [np.searchsorted(all_v, c) for c in cands]
-    res = ContourCandidates(list(landmarks), cands, list(sides), all_v, pos, _Subset.of(model, all_v))
+    res = ContourCandidates(list(landmarks), cands, list(sides), all_v, pos, model.at(all_v),
+                            model.at(np.asarray(model.landmark_vertices)).mean())
     for k in [k for k, (ref, _) in _candidate_cache.items() if ref() is None]:
         del _candidate_cache[k]
     _candidate_cache[key] = (weakref.ref(model), res)
@@ -248,11 +217,9 @@ def march_contour(model: MorphableModel, identity: np.ndarray, expression: np.nd
     """For each sliding point (the 68-point jaw line unless ``cc`` names others), the candidate
     vertex extreme outward in this projection."""
     cc = cc or contour_candidates(model)
-    identity = np.zeros(0) if identity is None else identity
-    expression = np.zeros(0) if expression is None else expression
     P = cc.bases.shape(identity, expression)
     uv = _project(P @ R.T + t, f, c)
-    centre = cc.bases.mean_landmark(identity, expression)
+    centre = cc.centre.shape(identity, expression)[0]
     d = outward_direction(R, t, f, c, centre)
     out = {}
     for k, cand, pos, side in zip(cc.landmarks, cc.candidates, cc.positions, cc.side):
@@ -423,7 +390,7 @@ class _Problem:
         def project(D: np.ndarray) -> np.ndarray:
             # (k, n, 3) camera-frame displacements per parameter -> (n, 2, k) pixels; written out
             # (the projection's derivative is sparse), not einsum: 1.3 against 2.2 ms a Jacobian of
-            # 410 points (measured); a video frame's fit takes ~14
+            # 410 points (measured); a video frame's fit makes ~14 of them
             return np.stack([(D[..., 0] * fz + D[..., 2] * gx).T, (D[..., 1] * fz + D[..., 2] * gy).T], 1)
 
         RY = Xc - t  # Rr @ R_ref @ P

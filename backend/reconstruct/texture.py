@@ -143,7 +143,8 @@ def _visibility(occluded, lay: "UVLayout", interp: sparse.csr_matrix, rays: np.n
         hit[here[known]] = answer[known] == 1
         need = here[~known]
         hit[need] = cast(need)
-        state[cells] = hit[here]
+        if step > 1:  # the next, finer lattice reads these
+            state[cells] = hit[here]
     return hit
 
 
@@ -444,8 +445,9 @@ def project_texture(model: MorphableModel, vertices: np.ndarray, camera: Camera,
         # a photo much finer than the texture would alias under point sampling: box-reduce
         # it first to about 1-1.5 pixels per texel (one level for the tile, like a mip-map);
         # the median of every 16th texel's scale is as good as all of them for that
-        factor = max(1, int(np.median(px_per_texel[::16][weight[::16] > 0] if (weight[::16] > 0).any()
-                                      else px_per_texel[weight > 0]) / 1.5))
+        sampled = weight[::16] > 0
+        scale = px_per_texel[::16][sampled] if sampled.any() else px_per_texel[weight > 0]
+        factor = max(1, int(np.median(scale) / 1.5))
         # sampled on the whole grid, no gather or scatter: texels of weight 0 (and those off
         # the layout, black) carry colours nothing reads
         grid_c = _sample_bilinear(image, gx, gy, factor)

@@ -47,6 +47,16 @@ def test_shape_is_linear(model):
     assert np.allclose(full - model.shape(a), np.tensordot(w, model.expression_basis, 1), atol=1e-3)
 
 
+def test_a_vertex_subset_shapes_as_the_model_does(model):
+    rng = np.random.default_rng(4)
+    ids = np.sort(rng.choice(model.n_vertices, 300, replace=False))
+    a, w = rng.normal(0, 1, 20), rng.random(len(model.expression_names))
+    sub = model.at(ids)
+    assert np.array_equal(sub.shape(a, w), model.shape(a, w, vertices=ids))
+    assert np.array_equal(sub.shape(), model.shape(vertices=ids))
+    assert np.allclose(sub.mean().shape(a, w)[0], model.shape(a, w, vertices=ids).mean(0), atol=1e-9)
+
+
 def test_missing_folder_and_missing_archive(tmp_path):
     with pytest.raises(ModelNotFoundError, match="not found") as e:
         load_ict_facekit(tmp_path / "nowhere")
