@@ -8,13 +8,14 @@ import os
 from pathlib import Path
 from typing import Any
 
+from .atomic import replacing
+
 
 def write_atomic(path: str | os.PathLike, data: Any) -> Path:
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=1), encoding="utf-8")
-    os.replace(tmp, path)
-    return path
+    text = json.dumps(data, indent=1)  # before the file is touched: data that does not encode changes nothing
+    with replacing(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+    return Path(path)
 
 
 def read(path: str | os.PathLike) -> Any:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import bpy
@@ -10,6 +9,7 @@ from bpy.props import BoolProperty, EnumProperty, FloatProperty, StringProperty
 from bpy_extras.io_utils import ExportHelper, ImportHelper
 
 from ...protocol import au_curves, methods
+from ...protocol.atomic import replacing
 from ...protocol.capture import Capture
 from ...protocol.methods import CaptureParams
 from ..link import jobs
@@ -175,10 +175,9 @@ class FACEDET3D_OT_export_au_curves(_AUCurveFile, bpy.types.Operator, ExportHelp
                                               scene.render.fps / scene.render.fps_base,
                                               head=scene_curves.head_from_animation(obj, frames))
         path = Path(self.filepath)
-        tmp = path.with_name(path.name + ".tmp")
         try:
-            tmp.write_text(text, encoding="utf-8")
-            os.replace(tmp, path)
+            with replacing(path) as tmp:
+                tmp.write_text(text, encoding="utf-8")
         except OSError as exc:
             self.report({"ERROR"}, f"Could not write {path} ({exc.strerror or exc}); choose another folder.")
             return {"CANCELLED"}

@@ -14,6 +14,8 @@ from pathlib import Path
 import numpy as np
 import OpenEXR
 
+from protocol.atomic import replacing
+
 from .errors import DamagedFileError
 
 CHANNEL = "Y"  # single-channel luminance: Blender reads it as grey in R, G and B
@@ -47,14 +49,11 @@ def _write(path, channels: dict[str, np.ndarray], unit: str) -> Path:
         if not np.isfinite(a).all():
             raise ValueError("a detail map must be finite everywhere")
     half = {k: np.ascontiguousarray(np.asarray(a).astype(np.float16)) for k, a in channels.items()}
-    p = Path(path)
-    tmp = p.with_name(p.name + ".tmp.exr")
     header = {"compression": OpenEXR.ZIP_COMPRESSION, "type": OpenEXR.scanlineimage,
               UNIT_ATTRIBUTE: unit, "comments": CONVENTION}
-    with OpenEXR.File(header, half) as f:
+    with replacing(path, ".tmp.exr") as tmp, OpenEXR.File(header, half) as f:
         f.write(str(tmp))
-    os.replace(tmp, p)
-    return p
+    return Path(path)
 
 
 def _channels(path) -> dict:

@@ -12,6 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
+from protocol.atomic import replacing
+
 
 def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
     """The SHA-256 of a file's bytes, read in chunks (model files are hundreds of MB)."""
@@ -51,19 +53,14 @@ def atomic_npz(path: Path, compresslevel: int = 6, base: bytes | None = None, **
     choice (numpy's is fixed: a job's 18 MB of expression deltas take 0.28 s at it, 0.11 s at
     level 1 for a file 10 % larger); ``np.load`` reads either. ``base``: an archive from
     :func:`npz_bytes` whose members the file starts with (zip's append mode adds ``arrays``)."""
-    tmp = path.with_name(path.name + ".tmp.npz")
     if base is not None:
         with zipfile.ZipFile(io.BytesIO(base)) as z:
             twice = {n[:-4] for n in z.namelist()} & set(arrays)
         if twice:  # zip would keep both, and np.load silently read the later one
             raise ValueError(f"arrays {sorted(twice)} are in the base archive already")
-    try:
+    with replacing(path, ".tmp.npz") as tmp:
         if base is not None:
             tmp.write_bytes(base)
         with zipfile.ZipFile(tmp, "a" if base is not None else "w", zipfile.ZIP_DEFLATED,
                              compresslevel=compresslevel) as z:
             _write_members(z, arrays)
-        os.replace(tmp, path)
-    except BaseException:  # a failed or cancelled write leaves neither a half file nor its temp
-        tmp.unlink(missing_ok=True)
-        raise

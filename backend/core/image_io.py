@@ -9,6 +9,8 @@ import cv2
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from protocol.atomic import replacing
+
 from .errors import BadImageError
 
 # Pillow refuses images over ~179 MP as a decompression bomb; an 8000x8000 photo (64 MP)
@@ -91,8 +93,6 @@ def save_png(path: str | os.PathLike, arr: np.ndarray) -> Path:
                                          cv2.IMWRITE_PNG_STRATEGY, cv2.IMWRITE_PNG_STRATEGY_RLE])
     if not ok:
         raise OSError(f"OpenCV could not encode {Path(path).name} as PNG")
-    p = Path(path)
-    tmp = p.with_name(p.name + ".tmp.png")
-    tmp.write_bytes(buf.tobytes())
-    os.replace(tmp, p)
-    return p
+    with replacing(path, ".tmp.png") as tmp:
+        tmp.write_bytes(buf.tobytes())
+    return Path(path)

@@ -3,19 +3,19 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from protocol.atomic import replacing
+
 
 def save(path: Path, parts: dict, step: int, rng: np.random.Generator, config: dict) -> None:
     """``parts``: name -> module or optimiser (its state_dict is stored under the name)."""
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save({**{k: v.state_dict() for k, v in parts.items()}, "step": step, "np_rng": rng.bit_generator.state,
-                "torch_rng": torch.get_rng_state(), "config": config}, tmp)
-    os.replace(tmp, path)
+    with replacing(path) as tmp:
+        torch.save({**{k: v.state_dict() for k, v in parts.items()}, "step": step,
+                    "np_rng": rng.bit_generator.state, "torch_rng": torch.get_rng_state(), "config": config}, tmp)
 
 
 def resume(path: Path, parts: dict, rng: np.random.Generator, device, log) -> int:

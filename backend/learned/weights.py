@@ -15,6 +15,8 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
+from protocol.atomic import replacing
+
 from ..core.errors import DamagedFileError
 from ..core.files import SHIPPED_WEIGHTS, weights_dir
 from .nets import RCAN, DetH, DetHConfig, RCANConfig
@@ -41,10 +43,9 @@ def export(net: torch.nn.Module, kind: str, path: str | os.PathLike, info: dict,
     state = {k: v.detach().float().contiguous().cpu() for k, v in net.state_dict().items()}
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    save_file(state, str(tmp), metadata={"kind": kind, "config": cfg, "info": json.dumps(info)})
-    os.chmod(tmp, 0o644)  # a shipped file: readable by everyone, like the rest of the package
-    os.replace(tmp, path)
+    with replacing(path) as tmp:
+        save_file(state, str(tmp), metadata={"kind": kind, "config": cfg, "info": json.dumps(info)})
+        os.chmod(tmp, 0o644)  # a shipped file: readable by everyone, like the rest of the package
     return path
 
 

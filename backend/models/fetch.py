@@ -19,6 +19,8 @@ import urllib.request
 from pathlib import Path
 from typing import Optional
 
+from protocol.atomic import replacing
+
 from ..core.errors import ModelNotFoundError
 from ..core.files import sha256_file as _sha256
 
@@ -45,16 +47,15 @@ def _url(source: str, rel: str) -> str:
 
 def _download(url: str, target: Path, timeout: float, limit: int) -> None:
     """At most ``limit`` bytes (a wrong mirror cannot fill the disk before the check)."""
-    tmp = target.with_name(target.name + ".download")
     got = 0
-    with urllib.request.urlopen(url, timeout=timeout) as r, open(tmp, "wb") as f:  # noqa: S310 - pinned source
+    with (replacing(target, ".download") as tmp, urllib.request.urlopen(url, timeout=timeout) as r,  # noqa: S310
+          open(tmp, "wb") as f):
         while got <= limit:
             block = r.read(min(CHUNK, limit + 1 - got))
             if not block:
                 break
             f.write(block)
             got += len(block)
-    os.replace(tmp, target)
 
 
 def what_to_do(m: dict, dest: Path) -> str:

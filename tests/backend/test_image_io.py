@@ -65,3 +65,28 @@ def test_png_written_reads_back_the_same(shape, dtype, mode, tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["a.png"]
     with pytest.raises(ValueError, match="uint8/uint16"):
         save_png(tmp_path / "b.png", arr.astype(np.float32))
+
+
+def test_a_failed_write_keeps_the_earlier_file_and_leaves_no_temporary(tmp_path, monkeypatch):
+    # every writer of job files, maps, caches and weights goes through protocol.atomic.replacing
+    from pathlib import Path
+
+    from protocol.jsonfile import write_atomic
+
+    png, js = tmp_path / "map.png", tmp_path / "face.json"
+    save_png(png, np.zeros((4, 4), np.uint8))
+    write_atomic(js, {"a": 1})
+    before = png.read_bytes(), js.read_bytes()
+    write_bytes = Path.write_bytes
+
+    def disk_full(self, data):  # half the bytes land, then the disk is full
+        write_bytes(self, data[: len(data) // 2])
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(Path, "write_bytes", disk_full)
+    with pytest.raises(OSError, match="No space"):
+        save_png(png, np.full((4, 4), 9, np.uint8))
+    with pytest.raises(TypeError):  # data that does not encode: the file is not touched
+        write_atomic(js, {"a": object()})
+    assert (png.read_bytes(), js.read_bytes()) == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["face.json", "map.png"]

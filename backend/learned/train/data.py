@@ -32,6 +32,8 @@ from pathlib import Path
 
 import numpy as np
 
+from protocol.atomic import replacing
+
 from ...core import exr_io
 from ...core.imaging import resample
 from ...detail import microrelief
@@ -133,9 +135,8 @@ def write_shard(path: Path, samples: list[dict], micro: bool = True) -> None:
     arrays = {k: np.stack([s[k] for s in samples]) for k in ("dx", "dy", "x", "y", "age", "identity", "seed")}
     arrays["mask"] = samples[0]["mask"]  # one topology: the same UV coverage for every sample
     arrays["micro"] = np.bool_(micro)  # whether the maps hold pores and fine lines
-    tmp = path.with_name(path.name + ".tmp.npz")
-    np.savez_compressed(tmp, **arrays)
-    os.replace(tmp, path)
+    with replacing(path, ".tmp.npz") as tmp:
+        np.savez_compressed(tmp, **arrays)
 
 
 def generate(out_dir: str | os.PathLike, n: int, start: int = 0, model_dir: str | None = None,

@@ -20,6 +20,8 @@ import torch
 import torch.nn.functional as F
 from skimage.metrics import structural_similarity
 
+from protocol.atomic import replacing
+
 from ..nets import RCAN, RCANConfig
 from ..sr import SCALE
 
@@ -131,11 +133,10 @@ def train_rcan(data: dict, out_dir: str | os.PathLike, cfg: SRConfig = SRConfig(
                                      "s": round(time.perf_counter() - t0, 1)}) + "\n")
                 lf.flush()
             if (step + 1) % cfg.ckpt_every == 0 or step == cfg.steps - 1:
-                tmp = ckpt.with_name("checkpoint.pt.tmp")
-                torch.save({"net": net.state_dict(), "opt": opt.state_dict(), "sched": sched.state_dict(),
-                            "step": step + 1, "np_rng": rng.bit_generator.state,
-                            "torch_rng": torch.get_rng_state(), "config": asdict(cfg)}, tmp)
-                os.replace(tmp, ckpt)
+                with replacing(ckpt) as tmp:
+                    torch.save({"net": net.state_dict(), "opt": opt.state_dict(), "sched": sched.state_dict(),
+                                "step": step + 1, "np_rng": rng.bit_generator.state,
+                                "torch_rng": torch.get_rng_state(), "config": asdict(cfg)}, tmp)
     return last
 
 

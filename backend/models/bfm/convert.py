@@ -35,6 +35,8 @@ from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 from scipy.spatial import cKDTree
 
+from protocol.atomic import replacing
+from protocol.jsonfile import write_atomic
 from protocol.models import ict_layout
 
 from ...core.errors import ModelNotFoundError
@@ -305,13 +307,9 @@ def save_cache(model: MorphableModel, report: dict, target: Path) -> None:
     meta = {"name": model.name, "expression_names": model.expression_names,
             "jaw_rows": [list(map(int, r)) for r in model.jaw_rows],
             "regions": {k: [list(v[0]), list(v[1])] for k, v in model.regions.items()}}
-    tmp = target.with_name(target.name + ".tmp.npz")
-    np.savez(tmp, meta=json.dumps(meta), **{k: getattr(model, k) for k in ARRAYS})
-    os.replace(tmp, target)
-    rep = target.with_suffix(".json")
-    rep_tmp = rep.with_name(rep.name + ".tmp")
-    rep_tmp.write_text(json.dumps(report, indent=1), encoding="utf-8")
-    os.replace(rep_tmp, rep)
+    with replacing(target, ".tmp.npz") as tmp:
+        np.savez(tmp, meta=json.dumps(meta), **{k: getattr(model, k) for k in ARRAYS})
+    write_atomic(target.with_suffix(".json"), report)
 
 
 def load_cache(target: Path, source: str) -> MorphableModel:
