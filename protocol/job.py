@@ -103,6 +103,10 @@ class Detection:
     # MediaPipe's 478 face-mesh points (x, y) when it placed them (the fit's dense term);
     # ``landmarks`` are then read off them. None: dlib placed the 68 alone.
     dense: Optional[list[list[float]]] = None
+    # The brows read off the image as dark bands (backend.vision.brow_band, with ``dense``): the
+    # right and left band's height over its eye's corner line in inter-ocular distances, then
+    # their contrasts (0: no band found, the height is the landmarks'). None: not read.
+    brows: Optional[list[float]] = None
 
     @property
     def points(self) -> np.ndarray:

@@ -5,8 +5,8 @@ weights come back shrunk and confused where points cannot tell AUs apart (AU1 ag
 brows, AU6 and AU7 on the lids): measured on renders of known expressions, present AUs read at
 about half their value (docs/au_accuracy.md). The readout maps the fitted weights (the shapes the
 fit estimates), the head's yaw and -- for readouts trained on them (v2 and later) -- lid, brow,
-cheek and mouth measurements on the detector's own points (:func:`landmark_features`) to the AU
-rig's control values. It is a learned prior from the rig: a two-layer MLP trained on renders of
+cheek and mouth measurements on the detector's own points and (v4) the brows read off the image
+(:func:`landmark_features`) to the AU rig's control values. It is a learned prior from the rig: a two-layer MLP trained on renders of
 the default model at random expressions -- EMFACS prototypes at random intensity, some with the
 lips parted, random AU combinations, neutral -- with random identities, poses, lighting and
 painted looks (backend.learned.train.au_data); synthetic only, see the model card. It runs in
@@ -34,6 +34,7 @@ from ..models import facs
 from ..models.cache import stat_key
 from ..models.emotions import au_rig, weights_from_controls
 from ..models.morphable import MorphableModel
+from ..vision import brow_band
 from . import mesh_landmarks
 from .pinhole import rotation_angles
 
@@ -54,24 +55,29 @@ LANDMARK_SIDES = (
 )
 LANDMARK_FEATURES = tuple(f"{side}_{name}" for side in ("right", "left") for name in (
     "upper_lid", "lower_lid", "aperture", "brow", "inner_brow_height", "inner_brow_x", "cheek",
-    "mouth_x", "mouth_y", "cheek_mouth")) + ("lip_gap", "outer_lip_gap", "mouth_width")
-LANDMARK_VERSION = "mp478-v1"  # bump when the features above change (the readout records it)
+    "mouth_x", "mouth_y", "cheek_mouth")) + ("lip_gap", "outer_lip_gap", "mouth_width") + (
+    "right_brow_band", "left_brow_band", "right_brow_contrast", "left_brow_contrast")
+# v2: the brows read off the image (vision.brow_band) -- each band's height over the landmarks'
+# brow, and its contrast -- because the landmarks miss a brow raise the image shows (measured:
+# AU1+2 at 1 raise the band 0.14-0.22 IOD over the eyes, the landmarks' brow -0.09 to +0.14).
+LANDMARK_VERSION = "mp478-v2"  # bump when the features above change (the readout records it)
+# A band this far under the landmarks' brow (IOD) is not a brow they missed, and is taken as not
+# read: on the renders 99 % of the bands lie above -0.04 (a frown's at -0.02 at most; the rest
+# shadows), while on the one real photo with glasses at hand (matplotlib's sample portrait) the
+# frames' dark upper rims were read at -0.06 under brows the landmarks placed well.
+BAND_FLOOR = -0.05
 
 
-def landmark_features(dense: np.ndarray) -> np.ndarray:
-    """LANDMARK_FEATURES of MediaPipe's 478 points (x, y pixels): in a frame centred between the
-    eyes, x along the line joining them, y down, in inter-ocular distances; lid heights over each
-    eye's corner line in eye widths (positive above it). Scale- and roll-free; yaw is the
-    readout's other input."""
+def landmark_features(dense: np.ndarray, brows: list[float] | None = None) -> np.ndarray:
+    """LANDMARK_FEATURES of MediaPipe's 478 points (x, y pixels) and the image's brow bands
+    ``brows`` (Detection.brows; None: not read, taken as the landmarks' brows with no contrast):
+    in the eye frame (brow_band.eye_frame: centred between the eyes, x along the line joining
+    them, y down, in inter-ocular distances); lid heights over each eye's corner line in eye
+    widths (positive above it). Scale- and roll-free; yaw is the readout's other input."""
     p = np.asarray(dense, np.float64)[:, :2]
-    centres = [p[[s["outer"], s["inner"]]].mean(0) for s in LANDMARK_SIDES]
-    across = centres[1] - centres[0]
-    iod = max(float(np.hypot(*across)), 1e-9)
-    ex = across / iod
-    ey = np.array([-ex[1], ex[0]])
-    origin = (centres[0] + centres[1]) / 2.0
-    q = (p - origin) @ np.stack([ex, ey], 1) / iod  # (478, 2) in the eye frame
-    out = []
+    origin, axes, iod = brow_band.eye_frame(p)
+    q = (p - origin) @ axes / iod  # (478, 2) in the eye frame
+    out, brow = [], []
     for k, s in enumerate(LANDMARK_SIDES):
         sign = -1.0 if k == 0 else 1.0  # x outwards from the midline on both sides
         qo, qi = q[s["outer"]], q[s["inner"]]
@@ -86,14 +92,19 @@ def landmark_features(dense: np.ndarray) -> np.ndarray:
         eye_y = (qo[1] + qi[1]) / 2.0
         upper, lower = above_line(s["upper"]), above_line(s["lower"])
         mouth = q[s["mouth"]]
-        out += [upper, lower, upper - lower,
-                float(eye_y - q[list(s["brow"]), 1].mean()),
+        brow.append(float(eye_y - q[list(s["brow"]), 1].mean()))
+        out += [upper, lower, upper - lower, brow[-1],
                 float(qi[1] - q[s["inner_brow"], 1]), sign * float(q[s["inner_brow"], 0]),
                 float(eye_y - q[list(s["cheek"]), 1].mean()),
                 sign * float(mouth[0]), float(mouth[1]),
                 float(np.hypot(*(q[list(s["cheek"])].mean(0) - mouth)))]
     out += [float(np.hypot(*(q[13] - q[14]))), float(np.hypot(*(q[0] - q[17]))),
             float(np.hypot(*(q[61] - q[291])))]
+    for k in range(2):
+        above = 0.0 if brows is None else brows[k] - brow[k]
+        out.append(above if above >= BAND_FLOOR else 0.0)
+    for k in range(2):
+        out.append(0.0 if brows is None or brows[k] - brow[k] < BAND_FLOOR else brows[2 + k])
     return np.asarray(out, np.float64)
 _lock = threading.Lock()
 _cache: dict[str, "Readout"] = {}
@@ -135,11 +146,11 @@ class Readout:
                        for i in cfg["linear_layers"]]
 
     def features(self, model: MorphableModel, weights: np.ndarray, yaw_deg: float,
-                 dense: np.ndarray | None = None) -> np.ndarray:
+                 dense: np.ndarray | None = None, brows: list[float] | None = None) -> np.ndarray:
         idx = [model.expression_index(s) for s in self.shapes]
         x = [np.asarray(weights, np.float64)[idx], [yaw_deg / 40.0, abs(yaw_deg) / 40.0]]
         if self.landmarks is not None:
-            x.append((landmark_features(dense) - self.lm_mean) / self.lm_std)
+            x.append((landmark_features(dense, brows) - self.lm_mean) / self.lm_std)
         return np.concatenate(x)
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
@@ -164,10 +175,12 @@ def load(path: Path | None = None) -> "Readout | None":
 
 
 def read_controls(model: MorphableModel, weights: np.ndarray, yaw_deg: float,
-                  readout: "Readout | None" = None, dense: np.ndarray | None = None) -> dict[str, float] | None:
+                  readout: "Readout | None" = None, dense: np.ndarray | None = None,
+                  brows: list[float] | None = None) -> dict[str, float] | None:
     """The rig's control values for a fit (its expression weights and yaw, and the detector's 478
-    points ``dense`` for a readout trained on them), or None without weights, for a model whose
-    rig or shapes differ from the readout's, or without the points such a readout needs."""
+    points ``dense`` and the image's brow bands ``brows`` for a readout trained on them), or None
+    without weights, for a model whose rig or shapes differ from the readout's, or without the
+    points such a readout needs."""
     ro = readout if readout is not None else load()
     if ro is None:
         return None
@@ -178,7 +191,7 @@ def read_controls(model: MorphableModel, weights: np.ndarray, yaw_deg: float,
         return None
     if ro.correspondence is not None:
         _check_correspondence(ro, model)
-    out = ro(ro.features(model, weights, yaw_deg, dense))
+    out = ro(ro.features(model, weights, yaw_deg, dense, brows))
     return {k: round(float(v), 3) for k, v in zip(ro.controls, out)}
 
 
@@ -204,7 +217,8 @@ def read_aus(model: MorphableModel, fit, detection=None) -> tuple[dict[str, floa
     w = np.asarray(fit.expression, np.float64)
     yaw = rotation_angles(np.asarray(fit.camera.rotation))[0]
     dense = None if detection is None else detection.dense_points
-    controls = read_controls(model, w, yaw, dense=dense) if fit.points == "dense" else None
+    brows = None if detection is None else detection.brows
+    controls = read_controls(model, w, yaw, dense=dense, brows=brows) if fit.points == "dense" else None
     if controls is None:
         return facs.aus_from_weights(model, w), "fit"
     return aus_from_controls(model, controls), "readout"

@@ -34,6 +34,7 @@ from protocol.job import Detection
 
 from ..core.errors import BadRequestError, NoFaceError
 from ..core.progress import Job
+from . import brow_band
 from . import dense as dense_mesh
 
 # HOG on a 1600 px copy takes ~0.3 s on one core; beyond that the face is large anyway.
@@ -315,6 +316,7 @@ def detect_face(image: np.ndarray, job: Job | None = None, face=None, landmarker
     step(1.0, f"Face found ({detector})")
     return Detection(box=[float(v) for v in box], score=float(score), landmarks=pts.tolist(),
                      dense=None if dense is None else np.round(dense, 2).tolist(),
+                     brows=None if dense is None else brow_band.measure(img, dense),
                      detector=detector, faces_found=len(confident),
                      faces=[[round(float(v), 1) for v in _clip_box(f[0], w, h)] for f in confident], chosen=chosen,
                      chosen_by="largest" if face is None else ("number" if isinstance(face, int) else "box"))

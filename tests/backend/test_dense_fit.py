@@ -162,10 +162,13 @@ def test_a_smile_with_parted_lips_still_reads_the_cheek_raiser(model, yaw):
     assert read["AU9"] <= 0.15 and read["AU11"] <= 0.15, read
 
 
-def test_a_rendered_surprise_reads_brows_and_jaw(model):
-    read = _case(model, "surprise", 0, 0.0).read
-    # truth AU1 1.0, AU2 1.0, AU5 0.4, AU27 0.4; measured AU2 0.30, AU27 0.40, AU1 0.11
-    assert read["AU27"] >= 0.3 and read["AU2"] >= 0.15, read
+@pytest.mark.parametrize("yaw", [0.0, 40.0])
+def test_a_rendered_surprise_reads_brows_and_jaw(model, yaw):
+    read = _case(model, "surprise", 0, yaw).read
+    # truth AU1 1.0, AU2 1.0, AU5 0.4, AU27 0.4; measured AU1 0.89 / 0.97, AU2 0.91 / 0.98,
+    # AU27 0.42 / 0.44 (yaw 0 / 40 deg), AU5 0.23 / 0.26. Without the brows read off the image
+    # (readout v3): AU1 0.11, AU2 0.30 at yaw 0 -- the landmarks do not follow the raise.
+    assert read["AU1"] >= 0.6 and read["AU2"] >= 0.6 and read["AU27"] >= 0.3, read
     assert max(v for k, v in read.items() if k not in ("AU1", "AU2", "AU5", "AU27")) <= 0.15, read
 
 
@@ -195,7 +198,7 @@ def test_dlib_alone_when_asked(model, monkeypatch):
 
 
 def test_the_bundled_photos_smile_reads_au6_and_au12_not_au9(model):
-    # measured: AU12 0.85, AU6 0.60, AU9 < 0.05 (the readout before the parted-lips data: AU6 0.08)
+    # measured: AU12 0.84, AU6 0.66, AU9 < 0.05 (v3: 0.85, 0.60; the readout before the parted-lips data: AU6 0.08)
     det = landmarks.detect_face(skimage.data.astronaut())
     aus, _ = au_readout.read_aus(model, fitting.fit_model(model, det, (512, 512)), det)
     assert aus["AU12"] >= 0.3 and aus["AU6"] >= 0.3 and aus["AU9"] <= 0.15, aus

@@ -9,7 +9,8 @@ key light and ambient; a painted generic look with random skin tone, brow colour
 brow ridge and thickness, and lip colour (mesh_landmarks.generic_albedo). No photo texture is
 used, so the astronaut-textured closed loop stays a test on an appearance the readout never saw.
 Stored: the fit's expression weights and their posterior sd, the fitted yaw, the detector's
-478 points (pixels), and the true control values (rig order), with the digest of the
+478 points (pixels), the brows read off the image (vision.brow_band: the two bands' heights and
+contrasts), and the true control values (rig order), with the digest of the
 model's dense-landmark correspondence the fits were made with (the readout trained on them is
 tied to it: mesh_landmarks).
 """
@@ -101,10 +102,10 @@ def sample(model: MorphableModel, rng: np.random.Generator, rig, presets, size: 
         fit = fitting.fit_model(model, det, (size, size))
     except Exception:
         return None
-    if det.dense is None:
+    if det.dense is None or det.brows is None:
         return None
     return {"w": np.asarray(fit.expression, np.float32), "sd": np.asarray(fit.expression_sd, np.float32),
-            "dense": np.asarray(det.dense_points, np.float32),
+            "dense": np.asarray(det.dense_points, np.float32), "brows": np.asarray(det.brows, np.float32),
             "yaw": np.float32(fitting.rotation_angles(np.asarray(fit.camera.rotation))[0]),
             "truth": np.array([controls[c["key"]] for c in rig], np.float32)}
 
