@@ -21,7 +21,7 @@ from dataclasses import asdict
 from protocol.details import AUTO_MODEL, SIZES
 
 from ..capture.track import capture
-from ..core import exr_io
+from ..core import exr_io, memory
 from ..core.errors import FaceDetError
 from ..core.progress import Job
 from ..detail import registry
@@ -245,6 +245,7 @@ COMMANDS = {"reconstruct": _reconstruct, "au-eval": _au_eval, "capture": _captur
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
+    memory.keep_freed_memory()  # a photo's large arrays from the heap, kept: docs/benchmarks.md run 15
     if args.command in COMMANDS:
         return COMMANDS[args.command](args)
     return learned_cli.run(args)
