@@ -34,12 +34,10 @@ def panel(model, tiles, controls: dict[str, float]) -> np.ndarray:
     cam = view_camera(model, 0.0, 0.0, size=512, fov_deg=30.0, distance=600.0, vertices=V)
     img = render(model, V, cam, tiles, sh=closed_loop.light_sh("front", np.asarray(cam.rotation))).image.copy()
     det = landmarks.detect_face(img)
-    origin, axes, iod = brow_band.eye_frame(det.dense_points)
-    q = (det.dense_points - origin) @ axes / iod
-    for k, (corners, brow) in enumerate(zip(brow_band.EYE_CORNERS, brow_band.BROW_POINTS)):
-        eye_y, x = q[list(corners), 1].mean(), q[list(brow), 0].mean()
-        for height, colour in ((det.brows[k], BAND), (eye_y - q[list(brow), 1].mean(), LANDMARKS)):
-            ends = np.array([[x - 0.12, eye_y - height], [x + 0.12, eye_y - height]]) * iod @ axes.T + origin
+    origin, axes, iod, brows = brow_band.landmark_brows(det.dense_points)
+    for k, (x, eye_y, height) in enumerate(brows):
+        for h, colour in ((det.brows[k], BAND), (height, LANDMARKS)):
+            ends = np.array([[x - 0.12, eye_y - h], [x + 0.12, eye_y - h]]) * iod @ axes.T + origin
             cv2.line(img, tuple(int(v) for v in ends[0]), tuple(int(v) for v in ends[1]), colour, 2)
     return img[90:330, 120:392]  # the upper face
 

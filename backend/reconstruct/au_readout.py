@@ -6,7 +6,8 @@ brows, AU6 and AU7 on the lids): measured on renders of known expressions, prese
 about half their value (docs/au_accuracy.md). The readout maps the fitted weights (the shapes the
 fit estimates), the head's yaw and -- for readouts trained on them (v2 and later) -- lid, brow,
 cheek and mouth measurements on the detector's own points and (v4) the brows read off the image
-(:func:`landmark_features`) to the AU rig's control values. It is a learned prior from the rig: a two-layer MLP trained on renders of
+(:func:`landmark_features`) to the AU rig's control values. It is a learned prior from the rig:
+a two-layer MLP trained on renders of
 the default model at random expressions -- EMFACS prototypes at random intensity, some with the
 lips parted, random AU combinations, neutral -- with random identities, poses, lighting and
 painted looks (backend.learned.train.au_data); synthetic only, see the model card. It runs in
@@ -47,12 +48,13 @@ log = logging.getLogger("facedet3d.backend")
 # reaches the readout only through these. Per side (subject's right, then left mirrored):
 # the eye's outer and inner corners, upper-lid and lower-lid points, brow points, the inner brow,
 # infraorbital/cheek points, the mouth corner.
-LANDMARK_SIDES = (
-    {"outer": 33, "inner": 133, "upper": (159, 158, 160), "lower": (145, 153, 144),
-     "brow": (105, 66, 70), "inner_brow": 107, "cheek": (117, 118, 50, 101), "mouth": 61},
-    {"outer": 263, "inner": 362, "upper": (386, 385, 387), "lower": (374, 380, 373),
-     "brow": (334, 296, 300), "inner_brow": 336, "cheek": (346, 347, 280, 330), "mouth": 291},
-)
+LANDMARK_SIDES = tuple(
+    {"outer": corners[0], "inner": corners[1], "brow": brow, **side}  # as brow_band reads them
+    for corners, brow, side in zip(brow_band.EYE_CORNERS, brow_band.BROW_POINTS, (
+        {"upper": (159, 158, 160), "lower": (145, 153, 144), "inner_brow": 107, "cheek": (117, 118, 50, 101),
+         "mouth": 61},
+        {"upper": (386, 385, 387), "lower": (374, 380, 373), "inner_brow": 336, "cheek": (346, 347, 280, 330),
+         "mouth": 291})))
 LANDMARK_FEATURES = tuple(f"{side}_{name}" for side in ("right", "left") for name in (
     "upper_lid", "lower_lid", "aperture", "brow", "inner_brow_height", "inner_brow_x", "cheek",
     "mouth_x", "mouth_y", "cheek_mouth")) + ("lip_gap", "outer_lip_gap", "mouth_width") + (
@@ -75,9 +77,9 @@ def landmark_features(dense: np.ndarray, brows: list[float] | None = None) -> np
     them, y down, in inter-ocular distances); lid heights over each eye's corner line in eye
     widths (positive above it). Scale- and roll-free; yaw is the readout's other input."""
     p = np.asarray(dense, np.float64)[:, :2]
-    origin, axes, iod = brow_band.eye_frame(p)
+    origin, axes, iod, brows_lm = brow_band.landmark_brows(p)
     q = (p - origin) @ axes / iod  # (478, 2) in the eye frame
-    out, brow = [], []
+    out = []
     for k, s in enumerate(LANDMARK_SIDES):
         sign = -1.0 if k == 0 else 1.0  # x outwards from the midline on both sides
         qo, qi = q[s["outer"]], q[s["inner"]]
@@ -92,19 +94,17 @@ def landmark_features(dense: np.ndarray, brows: list[float] | None = None) -> np
         eye_y = (qo[1] + qi[1]) / 2.0
         upper, lower = above_line(s["upper"]), above_line(s["lower"])
         mouth = q[s["mouth"]]
-        brow.append(float(eye_y - q[list(s["brow"]), 1].mean()))
-        out += [upper, lower, upper - lower, brow[-1],
+        out += [upper, lower, upper - lower, brows_lm[k][2],
                 float(qi[1] - q[s["inner_brow"], 1]), sign * float(q[s["inner_brow"], 0]),
                 float(eye_y - q[list(s["cheek"]), 1].mean()),
                 sign * float(mouth[0]), float(mouth[1]),
                 float(np.hypot(*(q[list(s["cheek"])].mean(0) - mouth)))]
     out += [float(np.hypot(*(q[13] - q[14]))), float(np.hypot(*(q[0] - q[17]))),
             float(np.hypot(*(q[61] - q[291])))]
-    for k in range(2):
-        above = 0.0 if brows is None else brows[k] - brow[k]
-        out.append(above if above >= BAND_FLOOR else 0.0)
-    for k in range(2):
-        out.append(0.0 if brows is None or brows[k] - brow[k] < BAND_FLOOR else brows[2 + k])
+    # each band over the landmarks' brow and its contrast; (0, 0) for "not read" and under the floor
+    bands = [(0.0, 0.0) if brows is None or brows[k] - brows_lm[k][2] < BAND_FLOOR
+             else (brows[k] - brows_lm[k][2], brows[2 + k]) for k in range(2)]
+    out += [bands[0][0], bands[1][0], bands[0][1], bands[1][1]]
     return np.asarray(out, np.float64)
 _lock = threading.Lock()
 _cache: dict[str, "Readout"] = {}

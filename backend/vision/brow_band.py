@@ -1,16 +1,16 @@
 """The brows' height read off the image, where the landmark networks place them from the rest of
 the face.
 
-Measured on renders of the default model (docs/au_accuracy.md): with AU1 and AU2 at 1 the
-painted brow rises 0.18 inter-ocular distances (IOD) over the eyes in the image, while
-MediaPipe's brow points move -0.02 to +0.09 IOD and dlib's about as little, whatever the brow's
-thickness or darkness. So the brow is also read here as a dark band: per side, the luminance
-profile of a strip through the landmarks' brow, across the eye line (the frame of
-:func:`eye_frame`, so roll drops out), smoothed; its local minima of prominence >=
-:data:`MIN_PROMINENCE` levels and contrast >= :data:`MIN_CONTRAST` are the candidate bands; the two sides' bands are chosen together,
-the pair closest to each other and then to the landmarks' brows. The search is bounded to a
-brow's plausible travel from the landmarks' height (:data:`SEARCH`), which keeps a fringe of hair
-or the shadow of the eye socket out of it.
+Measured on renders of the default model (docs/au_accuracy.md): with AU1 and AU2 at 1 the brow
+rises 0.14-0.22 inter-ocular distances (IOD) over the eyes in the image, while MediaPipe's brow
+points move -0.09 to +0.14 IOD (dlib's about as little), whatever the brow's thickness or
+darkness. So the brow is also read here as a dark band: per side, the luminance profile of a
+strip through the landmarks' brow, across the eye line (the frame of :func:`eye_frame`, so roll
+drops out), smoothed; its local minima of prominence >= :data:`MIN_PROMINENCE` levels and
+contrast >= :data:`MIN_CONTRAST` within a brow's plausible travel from the landmarks' height
+(:data:`SEARCH`) are the candidate bands; the two sides' bands are chosen together, the pair
+closest to each other and then to the landmarks' brows, which passes over a fringe of hair or
+the shadow of the eye socket on one side.
 
 The result is a height over each eye's corner line in IOD, as :func:`au_readout.landmark_features`
 measures the landmarks' brow, and the band's contrast; the AU readout takes the band's offset
@@ -60,6 +60,20 @@ def eye_frame(dense: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
     return (centres[0] + centres[1]) / 2.0, np.stack([ex, ey], 1), iod
 
 
+def landmark_brows(dense: np.ndarray) -> tuple[np.ndarray, np.ndarray, float, list[tuple[float, float, float]]]:
+    """(origin, axes, iod, per side (x, eye_y, height)) of MediaPipe's points: the eye frame
+    (:func:`eye_frame`) and, per side, the x of the landmarks' brow (the mean of BROW_POINTS), the
+    eye's corner line's y there, and the brow's height over it, in IOD (positive up)."""
+    p = np.asarray(dense, np.float64)[:, :2]
+    origin, axes, iod = eye_frame(p)
+    q = (p - origin) @ axes / iod
+    sides = []
+    for corners, brow in zip(EYE_CORNERS, BROW_POINTS):
+        eye_y = float(q[list(corners), 1].mean())
+        sides.append((float(q[list(brow), 0].mean()), eye_y, eye_y - float(q[list(brow), 1].mean())))
+    return origin, axes, iod, sides
+
+
 def _luminance(image: np.ndarray) -> np.ndarray:
     img = np.asarray(image)
     if img.ndim == 2:
@@ -70,13 +84,22 @@ def _luminance(image: np.ndarray) -> np.ndarray:
     return cv2.cvtColor(img.astype(np.float32), cv2.COLOR_RGB2GRAY)
 
 
-def _profile(lum: np.ndarray, origin, axes, iod, x: float, heights: np.ndarray) -> np.ndarray:
+def _profile(image: np.ndarray, origin, axes, iod, x: float, heights: np.ndarray) -> np.ndarray:
     """Mean luminance across the strip at eye-frame x, at each height over the eye line (IOD,
-    positive up), bilinear (cv2.remap; outside the image: edge values)."""
+    positive up), bilinear (cv2.remap; outside the image: edge values). Only the pixels around the
+    strip are converted to luminance: a 100 MP photo's whole frame in float32 would be 1.2 GB."""
     across = np.linspace(-STRIP_HALF_WIDTH, STRIP_HALF_WIDTH, max(3, int(2 * STRIP_HALF_WIDTH * iod) | 1))
     q = np.stack(np.broadcast_arrays(x + across[None, :], -heights[:, None]), -1)  # (n, m, 2) eye frame
-    px = (q * iod) @ axes.T + origin  # back to pixels: axes is orthonormal
-    vals = cv2.remap(lum, px[..., 0].astype(np.float32) - 0.5, px[..., 1].astype(np.float32) - 0.5,
+    px = (q * iod) @ axes.T + origin - 0.5  # back to pixels (axes is orthonormal), centres at .5
+    h, w = image.shape[:2]
+    # the strip's bounding box with the bilinear neighbours, clipped to the image: replicating the
+    # crop's edge is then replicating the image's
+    x0 = int(np.clip(np.floor(px[..., 0].min()) - 1, 0, w - 1))
+    y0 = int(np.clip(np.floor(px[..., 1].min()) - 1, 0, h - 1))
+    x1 = int(np.clip(np.ceil(px[..., 0].max()) + 2, x0 + 1, w))
+    y1 = int(np.clip(np.ceil(px[..., 1].max()) + 2, y0 + 1, h))
+    lum = _luminance(image[y0:y1, x0:x1])
+    vals = cv2.remap(lum, (px[..., 0] - x0).astype(np.float32), (px[..., 1] - y0).astype(np.float32),
                      cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
     return vals.mean(1)
 
@@ -87,20 +110,15 @@ def measure(image: np.ndarray, dense: np.ndarray) -> list[float] | None:
     band's prominence over the strip's mean luminance; a side without a band in its window gets
     the landmarks' height and contrast 0. None when the face is too small to read
     (:data:`MIN_IOD_PX`)."""
-    p = np.asarray(dense, np.float64)[:, :2]
-    origin, axes, iod = eye_frame(p)
+    origin, axes, iod, brows = landmark_brows(dense)
     if iod < MIN_IOD_PX:
         return None
-    q = (p - origin) @ axes / iod
-    lum = _luminance(image)
+    image = np.asarray(image)
     step = 1.0 / iod  # about a pixel per sample
     sides = []
-    for corners, brow in zip(EYE_CORNERS, BROW_POINTS):
-        eye_y = float(q[list(corners), 1].mean())
-        pts = q[list(brow)]
-        lm_h = eye_y - float(pts[:, 1].mean())
+    for x, eye_y, lm_h in brows:
         heights = np.arange(lm_h + SEARCH[0] - 3 * SMOOTH, lm_h + SEARCH[1] + 3 * SMOOTH, step)
-        prof = _profile(lum, origin, axes, iod, float(pts[:, 0].mean()), heights - eye_y)
+        prof = _profile(image, origin, axes, iod, x, heights - eye_y)
         prof = gaussian_filter1d(prof, SMOOTH / step)
         pk, props = find_peaks(-prof, prominence=MIN_PROMINENCE)
         h = heights[pk]
