@@ -51,12 +51,17 @@ REPO = Path(__file__).resolve().parents[2]
 PHOTO = REPO / "assets" / "astronaut.jpg"
 
 
-def _median(fn, repeat: int) -> tuple[float, object]:
+def _times(fn, repeat: int) -> tuple[list[float], object]:
     times, out = [], None
     for _ in range(repeat):
         t0 = time.perf_counter()
         out = fn()
         times.append(time.perf_counter() - t0)
+    return times, out
+
+
+def _median(fn, repeat: int) -> tuple[float, object]:
+    times, out = _times(fn, repeat)
     return statistics.median(times), out
 
 
@@ -110,8 +115,10 @@ def run_bench(repeat: int = 3, model_dir: str | None = None, only: str = "") -> 
     with tempfile.TemporaryDirectory() as d:
         runs = iter(range(1000))
         reconstruct(str(PHOTO), os.path.join(d, "warm"))  # the age net and layouts load once per process
-        t, _ = _median(lambda: reconstruct(str(PHOTO), os.path.join(d, f"job{next(runs)}")), max(repeat, 5))
-    rows.append(("whole reconstruct, warm process (photo -> job on disk)", t))
+        times, _ = _times(lambda: reconstruct(str(PHOTO), os.path.join(d, f"job{next(runs)}")), max(repeat, 5))
+    rows.append(("whole reconstruct, warm process (photo -> job on disk)", statistics.median(times)))
+    # the ≤ 2 s bound is per photo, so the slowest run too (its swings were the allocator's: run 15)
+    rows.append(("  slowest of those warm runs", max(times)))
     if only == "photo":
         return _print(rows, repeat, "(partial: --only photo; whole reconstruct: median of max(repeat, 5) warm runs)")
     rows += bench_details(model, fit, img, det, repeat)
