@@ -152,7 +152,10 @@ def summarize(model: MorphableModel, done: list[Case]) -> dict:
         hit = [all(c.read.get(k, 0) >= min(PROTOTYPE_MIN, 0.75 * c.truth[k]) for k in proto) for c in cs]
         clean = [all(c.read.get(k, 0) <= OTHER_MAX for k in keys if k not in proto) for c in cs]
         worst_other = max(((c.read.get(k, 0), k) for c in cs for k in keys if k not in proto), default=(0, ""))
-        split[name] = {"prototype_aus": proto, "prototype_read": round(float(np.mean(hit)), 3),
+        split[name] = {"prototype_aus": proto,
+                       # what the prototype's AUs read on average (its truth: cs[0].truth)
+                       "mean_read": {k: round(float(np.mean([c.read.get(k, 0) for c in cs])), 3) for k in proto},
+                       "prototype_read": round(float(np.mean(hit)), 3),
                        "others_quiet": round(float(np.mean(clean)), 3),
                        "both": round(float(np.mean([h and q for h, q in zip(hit, clean)])), 3),
                        "worst_other": [worst_other[1], round(float(worst_other[0]), 3)]}

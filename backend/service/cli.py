@@ -227,7 +227,8 @@ def _au_eval(args) -> int:
               f"{fmt(v['within_2sd']):>10s}")
     for name, v in res["prototypes"].items():
         print(f"{name:9s} prototype AUs read {v['prototype_read']:.2f}, others quiet {v['others_quiet']:.2f}, both "
-              f"{v['both']:.2f} (loudest other {v['worst_other'][0]} {v['worst_other'][1]})")
+              f"{v['both']:.2f} (loudest other {v['worst_other'][0]} {v['worst_other'][1]}); its AUs read "
+              + ", ".join(f"{k} {x:.2f}" for k, x in v["mean_read"].items()))
     print("MAE by yaw:", res["mae_by_yaw"])
     r = res["random"]
     print(f"random AU combinations ({r['read']} of {r['cases']} read): MAE {r['mae_all']}, present AUs "

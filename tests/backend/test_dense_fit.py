@@ -275,3 +275,14 @@ def test_a_readout_trained_on_other_landmark_features_is_refused(tmp_path):
     save_file(load_file(str(src)), str(tmp_path / "au_readout.safetensors"), metadata=meta)
     with pytest.raises(DamagedFileError, match="landmark features 'mp478-v0'"):
         au_readout.load(tmp_path / "au_readout.safetensors")
+
+
+def test_the_loops_summary_gives_each_prototypes_shares_and_what_its_aus_read(model):
+    truth = {"AU1": 1.0, "AU2": 1.0, "AU4": 0.0}
+    done = [closed_loop.Case("surprise", 0, 0.0, "front", truth, read=r, ok=True)
+            for r in ({"AU1": 0.9, "AU2": 0.7, "AU4": 0.1}, {"AU1": 0.5, "AU2": 0.2, "AU4": 0.3})]
+    s = closed_loop.summarize(model, done)["prototypes"]["surprise"]
+    assert s["mean_read"] == {"AU1": 0.7, "AU2": 0.45}
+    # the second render's AU2 (0.2 < 0.3) and AU4 (0.3 > 0.15) fail: read 1/2, quiet 1/2, both 1/2
+    assert (s["prototype_read"], s["others_quiet"], s["both"]) == (0.5, 0.5, 0.5)
+    assert s["worst_other"] == ["AU4", 0.3]
